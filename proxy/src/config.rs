@@ -1,0 +1,564 @@
+//! Typed configuration of the data plane: the `[proxy]`, `[backends]` and `[routing]` sections
+//! of `canaryd.toml`.
+//!
+//! Parsing (serde) rejects unknown keys and wrong types; [`DataPlaneConfig::validate`] then checks
+//! what types cannot express (addresses parse, weights are positive, prefixes start with `/`) and
+//! reports every problem with the dotted key it belongs to, so the loader can name file, key and
+//! expectation in one line.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+/// The three data-plane sections, as they appear in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataPlaneConfig {
+    #[serde(default)]
+    pub proxy: ProxyConfig,
+    pub backends: BackendsConfig,
+    #[serde(default)]
+    pub routing: RoutingConfig,
+}
+
+/// `[proxy]`: listeners, timeouts, connection handling.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    pub listen: Vec<String>,
+    /// Worker threads; `None` means one per CPU.
+    pub threads: Option<usize>,
+    #[serde(deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub read_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub write_timeout: Duration,
+    /// How long an idle upstream keepalive connection is kept in the pool.
+    #[serde(deserialize_with = "duration")]
+    pub upstream_idle_timeout: Duration,
+    /// Idle upstream connections kept for reuse (nginx `keepalive`).
+    pub keepalive_pool: usize,
+    /// Downstream keepalive timeout (nginx `keepalive_timeout`, 75 s).
+    #[serde(deserialize_with = "duration")]
+    pub keepalive_timeout: Duration,
+    /// Requests served on one downstream connection before it is closed (nginx
+    /// `keepalive_requests`, 1000).
+    pub keepalive_requests: u32,
+    /// Time a client has to send its request header or the next chunk of its body (nginx
+    /// `client_header_timeout` / `client_body_timeout`, 60 s).
+    #[serde(deserialize_with = "duration")]
+    pub client_timeout: Duration,
+    /// Upper bound on a graceful stop: in-flight requests get this long to finish.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
+    pub routes: Vec<RouteConfig>,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec!["0.0.0.0:80".to_string()],
+            threads: None,
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            upstream_idle_timeout: Duration::from_secs(60),
+            keepalive_pool: 256,
+            keepalive_timeout: Duration::from_secs(75),
+            keepalive_requests: 1000,
+            client_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(30),
+            routes: Vec::new(),
+        }
+    }
+}
+
+/// `[[proxy.routes]]`: per-prefix overrides; the longest matching prefix wins.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub prefix: String,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub connect_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub read_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub write_timeout: Option<Duration>,
+}
+
+/// `[backends]`: the two pools.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendsConfig {
+    pub stable: PoolConfig,
+    pub canary: PoolConfig,
+}
+
+/// `[backends.stable]` / `[backends.canary]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    pub servers: Vec<ServerEntry>,
+    #[serde(default)]
+    pub health: Option<HealthConfig>,
+    /// Passive failures within `fail_timeout` that take a server out (nginx `max_fails`, 1;
+    /// 0 disables passive marking).
+    #[serde(default = "default_max_fails")]
+    pub max_fails: u32,
+    #[serde(default = "default_fail_timeout", deserialize_with = "duration")]
+    pub fail_timeout: Duration,
+}
+
+fn default_max_fails() -> u32 {
+    1
+}
+
+fn default_fail_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// One upstream server: `"host:port"` or `{ addr = "host:port", weight = 2 }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerEntry {
+    pub addr: String,
+    pub weight: u32,
+}
+
+/// Active health check of every server in a pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    pub path: String,
+    #[serde(default = "default_health_interval", deserialize_with = "duration")]
+    pub interval: Duration,
+    #[serde(default = "default_health_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Consecutive failures that mark a server down.
+    #[serde(default = "default_fails")]
+    pub fails: u32,
+    /// Consecutive successes that bring it back.
+    #[serde(default = "default_passes")]
+    pub passes: u32,
+}
+
+fn default_health_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_health_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_fails() -> u32 {
+    3
+}
+fn default_passes() -> u32 {
+    2
+}
+
+/// `[routing]`: header override, stickiness, canary-error retries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    pub header: Option<String>,
+    pub canary_values: Vec<String>,
+    pub stable_values: Vec<String>,
+    /// Who may use the override header; empty means everyone.
+    #[serde(deserialize_with = "cidrs")]
+    pub trusted_cidrs: Vec<IpNet>,
+    pub strip_header: bool,
+    pub sticky: Option<StickyConfig>,
+    pub retry_on_canary_error: bool,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            header: None,
+            canary_values: Vec::new(),
+            stable_values: Vec::new(),
+            trusted_cidrs: Vec::new(),
+            strip_header: false,
+            sticky: None,
+            retry_on_canary_error: true,
+        }
+    }
+}
+
+/// `[routing] sticky = { key = "cookie", cookie = "canaryd_bucket", max_age = "24h" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StickyConfig {
+    pub key: StickyKey,
+    #[serde(default = "default_cookie")]
+    pub cookie: String,
+    #[serde(default = "default_max_age", deserialize_with = "duration")]
+    pub max_age: Duration,
+}
+
+fn default_cookie() -> String {
+    "canaryd_bucket".to_string()
+}
+fn default_max_age() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+/// What identifies a client for stickiness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StickyKey {
+    Cookie,
+    Header(String),
+    Ip,
+}
+
+/// A problem found by [`DataPlaneConfig::validate`]: the dotted key and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "key `{}`: {}", self.key, self.message)
+    }
+}
+
+// === impl DataPlaneConfig ===
+
+impl DataPlaneConfig {
+    /// Checks everything serde cannot; returns every problem, not just the first.
+    pub fn validate(&self) -> Vec<Invalid> {
+        let mut out = Vec::new();
+        let mut bad = |key: String, message: String| out.push(Invalid { key, message });
+
+        if self.proxy.listen.is_empty() {
+            bad(
+                "proxy.listen".into(),
+                "expected at least one \"ip:port\" address".into(),
+            );
+        }
+        for (i, l) in self.proxy.listen.iter().enumerate() {
+            if l.parse::<SocketAddr>().is_err() {
+                bad(
+                    format!("proxy.listen[{i}]"),
+                    format!("expected \"ip:port\" like \"0.0.0.0:80\", found {l:?}"),
+                );
+            }
+        }
+        if self.proxy.threads == Some(0) {
+            bad(
+                "proxy.threads".into(),
+                "expected a positive number of worker threads (omit for one per CPU)".into(),
+            );
+        }
+        if self.proxy.shutdown_grace.is_zero() {
+            bad(
+                "proxy.shutdown_grace".into(),
+                "expected a positive duration like \"30s\"".into(),
+            );
+        }
+        for (i, r) in self.proxy.routes.iter().enumerate() {
+            if !r.prefix.starts_with('/') {
+                bad(
+                    format!("proxy.routes[{i}].prefix"),
+                    format!(
+                        "expected a path prefix starting with '/', found {:?}",
+                        r.prefix
+                    ),
+                );
+            }
+            if self.proxy.routes[..i].iter().any(|o| o.prefix == r.prefix) {
+                bad(
+                    format!("proxy.routes[{i}].prefix"),
+                    format!("expected each prefix once, {:?} is repeated", r.prefix),
+                );
+            }
+        }
+        for (name, pool) in [
+            ("stable", &self.backends.stable),
+            ("canary", &self.backends.canary),
+        ] {
+            if pool.servers.is_empty() {
+                bad(
+                    format!("backends.{name}.servers"),
+                    "expected at least one server \"host:port\"".into(),
+                );
+            }
+            for (i, s) in pool.servers.iter().enumerate() {
+                if resolve(&s.addr).is_none() {
+                    bad(
+                        format!("backends.{name}.servers[{i}]"),
+                        format!("expected \"host:port\" that resolves, found {:?}", s.addr),
+                    );
+                }
+                if s.weight == 0 {
+                    bad(
+                        format!("backends.{name}.servers[{i}].weight"),
+                        "expected a weight of at least 1".into(),
+                    );
+                }
+            }
+            if let Some(h) = &pool.health {
+                if !h.path.starts_with('/') {
+                    bad(
+                        format!("backends.{name}.health.path"),
+                        format!("expected a path starting with '/', found {:?}", h.path),
+                    );
+                }
+                if h.interval.is_zero() || h.timeout.is_zero() {
+                    bad(
+                        format!("backends.{name}.health"),
+                        "expected positive `interval` and `timeout`".into(),
+                    );
+                }
+                if h.fails == 0 || h.passes == 0 {
+                    bad(
+                        format!("backends.{name}.health"),
+                        "expected `fails` and `passes` of at least 1".into(),
+                    );
+                }
+            }
+        }
+        let r = &self.routing;
+        if let Some(h) = &r.header {
+            if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                bad(
+                    "routing.header".into(),
+                    format!("expected an HTTP header name, found {h:?}"),
+                );
+            }
+            if r.canary_values.is_empty() && r.stable_values.is_empty() {
+                bad(
+                    "routing.canary_values".into(),
+                    "expected at least one value in `canary_values` or `stable_values` when `header` is set".into(),
+                );
+            }
+        } else if !r.canary_values.is_empty() || !r.stable_values.is_empty() {
+            bad(
+                "routing.header".into(),
+                "expected a header name: `canary_values`/`stable_values` are set but `header` is not".into(),
+            );
+        }
+        if let Some(s) = &r.sticky {
+            if let StickyKey::Header(h) = &s.key {
+                if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                    bad(
+                        "routing.sticky.key".into(),
+                        format!("expected \"header:NAME\" with a valid header name, found {h:?}"),
+                    );
+                }
+            }
+            if s.cookie.is_empty()
+                || !s
+                    .cookie
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                bad(
+                    "routing.sticky.cookie".into(),
+                    format!(
+                        "expected a cookie name of letters, digits, '_' or '-', found {:?}",
+                        s.cookie
+                    ),
+                );
+            }
+        }
+        out
+    }
+}
+
+/// Resolves "host:port" to the first address, as nginx does at start-up.
+pub fn resolve(addr: &str) -> Option<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs().ok()?.next()
+}
+
+// === serde helpers ===
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|_| format!("expected a duration like \"30s\", \"5m\" or \"1h\", found {s:?}"))
+}
+
+/// Durations are written as strings: "250ms", "30s", "5m", "24h".
+pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = Duration;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a duration string like \"30s\", \"5m\" or \"1h\"")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+            parse_duration(v).map_err(E::custom)
+        }
+    }
+    d.deserialize_str(V)
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+fn cidrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    let raw = Vec::<String>::deserialize(d)?;
+    raw.iter()
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    de::Error::custom(format!(
+                        "expected CIDRs like \"10.0.0.0/8\" or addresses, found {s:?}"
+                    ))
+                })
+        })
+        .collect()
+}
+
+impl<'de> Deserialize<'de> for ServerEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ServerEntry;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"host:port\" or { addr = \"host:port\", weight = N }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ServerEntry, E> {
+                Ok(ServerEntry {
+                    addr: v.to_string(),
+                    weight: 1,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ServerEntry, A::Error> {
+                let mut addr = None;
+                let mut weight = None;
+                while let Some(k) = map.next_key::<String>()? {
+                    match k.as_str() {
+                        "addr" => addr = Some(map.next_value::<String>()?),
+                        "weight" => weight = Some(map.next_value::<u32>()?),
+                        other => return Err(de::Error::unknown_field(other, &["addr", "weight"])),
+                    }
+                }
+                Ok(ServerEntry {
+                    addr: addr.ok_or_else(|| de::Error::missing_field("addr"))?,
+                    weight: weight.unwrap_or(1),
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for StickyKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "cookie" => Ok(StickyKey::Cookie),
+            "ip" => Ok(StickyKey::Ip),
+            _ => match s.strip_prefix("header:") {
+                Some(name) if !name.is_empty() => Ok(StickyKey::Header(name.to_string())),
+                _ => Err(de::Error::custom(format!(
+                    "expected \"cookie\", \"ip\" or \"header:NAME\", found {s:?}"
+                ))),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_src: &str) -> Result<DataPlaneConfig, String> {
+        toml::from_str(toml_src).map_err(|e| e.to_string())
+    }
+
+    const MIN: &str = r#"
+        [backends.stable]
+        servers = ["127.0.0.1:8080"]
+        [backends.canary]
+        servers = [{ addr = "127.0.0.1:8081", weight = 2 }]
+    "#;
+
+    #[test]
+    fn defaults_match_nginx_front() {
+        let c = parse(MIN).unwrap();
+        assert!(c.validate().is_empty());
+        assert_eq!(c.proxy.keepalive_timeout, Duration::from_secs(75));
+        assert_eq!(c.proxy.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(c.backends.canary.servers[0].weight, 2);
+        assert_eq!(c.backends.stable.max_fails, 1);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let e = parse(&format!("{MIN}\n[proxy]\nlisten_on = []\n")).unwrap_err();
+        assert!(e.contains("unknown field `listen_on`"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_says_what_was_expected() {
+        let e = parse(&format!("{MIN}\n[proxy]\nread_timeout = \"soon\"\n")).unwrap_err();
+        assert!(e.contains("expected a duration like"), "{e}");
+    }
+
+    #[test]
+    fn validation_names_keys() {
+        let c = parse(
+            r#"
+            [proxy]
+            listen = ["nowhere"]
+            [[proxy.routes]]
+            prefix = "api"
+            [backends.stable]
+            servers = []
+            [backends.canary]
+            servers = [{ addr = "127.0.0.1:1", weight = 0 }]
+            [routing]
+            canary_values = ["x"]
+            sticky = { key = "header:" }
+        "#,
+        );
+        assert!(c.is_err(), "header: with no name must fail to parse");
+        let c = parse(
+            r#"
+            [proxy]
+            listen = ["nowhere"]
+            [[proxy.routes]]
+            prefix = "api"
+            [backends.stable]
+            servers = []
+            [backends.canary]
+            servers = [{ addr = "127.0.0.1:1", weight = 0 }]
+            [routing]
+            canary_values = ["x"]
+        "#,
+        )
+        .unwrap();
+        let keys: Vec<_> = c.validate().into_iter().map(|i| i.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "proxy.listen[0]",
+                "proxy.routes[0].prefix",
+                "backends.stable.servers",
+                "backends.canary.servers[0].weight",
+                "routing.header"
+            ]
+        );
+    }
+
+    #[test]
+    fn sticky_keys() {
+        let c = parse(&format!(
+            "{MIN}\n[routing]\nsticky = {{ key = \"header:X-User\" }}\n"
+        ))
+        .unwrap();
+        let s = c.routing.sticky.unwrap();
+        assert_eq!(s.key, StickyKey::Header("X-User".into()));
+        assert_eq!(s.cookie, "canaryd_bucket");
+    }
+}

@@ -1,0 +1,245 @@
+//! Data-plane metrics: per-variant request counters and latency histograms, upstream failures
+//! and fallbacks, rendered in the Prometheus text format by the admin listener.
+//!
+//! Recording is a handful of relaxed atomic adds into preallocated arrays: no lock, no
+//! allocation, no label formatting on the request path. Rendering does the formatting.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::routing::Variant;
+
+/// Histogram upper bounds in seconds: 50 µs to 60 s.
+pub const LATENCY_BOUNDS_S: [f64; 19] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+const N_BOUNDS: usize = LATENCY_BOUNDS_S.len();
+const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Why a request left the pool it was routed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallbackReason {
+    /// The pool had no available server.
+    Unavailable = 0,
+    /// Connecting to the chosen server failed; retried once on the other pool.
+    ConnectError = 1,
+    /// The canary answered 502/503/504 to an idempotent request; retried on stable.
+    CanaryError = 2,
+}
+const FALLBACK_REASONS: [&str; 3] = ["unavailable", "connect_error", "canary_error"];
+
+/// Kind of upstream failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    Connect = 0,
+    Timeout = 1,
+    Reset = 2,
+}
+const FAILURE_KINDS: [&str; 3] = ["connect", "timeout", "reset"];
+
+/// A latency histogram with fixed buckets.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; N_BOUNDS],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+/// All data-plane metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    route_labels: Vec<String>,
+    /// `[variant][route][code class]`, flattened.
+    requests: Vec<AtomicU64>,
+    latency: [Histogram; 2],
+    upstream_failures: [[AtomicU64; 3]; 2],
+    /// `[from][reason]`; `to` is always the other variant.
+    fallbacks: [[AtomicU64; 3]; 2],
+}
+
+// === impl Histogram ===
+
+impl Histogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let ns = elapsed.as_nanos().min(u128::from(u64::MAX)) as u64;
+        let secs = elapsed.as_secs_f64();
+        if let Some(i) = LATENCY_BOUNDS_S.iter().position(|&b| secs <= b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+// === impl Metrics ===
+
+impl Metrics {
+    pub fn new(route_labels: Vec<String>) -> Self {
+        let n = 2 * route_labels.len().max(1) * CODE_CLASSES.len();
+        Self {
+            requests: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            route_labels,
+            latency: Default::default(),
+            upstream_failures: Default::default(),
+            fallbacks: Default::default(),
+        }
+    }
+
+    fn slot(&self, variant: Variant, route: usize, status: u16) -> usize {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        let routes = self.route_labels.len().max(1);
+        (variant.index() * routes + route.min(routes - 1)) * CODE_CLASSES.len() + class
+    }
+
+    /// One response (or failed upstream attempt) of `variant`.
+    pub fn record(&self, variant: Variant, route: usize, status: u16, elapsed: Duration) {
+        self.requests[self.slot(variant, route, status)].fetch_add(1, Ordering::Relaxed);
+        self.latency[variant.index()].observe(elapsed);
+    }
+
+    pub fn upstream_failure(&self, variant: Variant, kind: FailureKind) {
+        self.upstream_failures[variant.index()][kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn fallback(&self, from: Variant, reason: FallbackReason) {
+        self.fallbacks[from.index()][reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Total requests recorded for `variant` with a status in `class` (1..=5), all routes.
+    pub fn requests_of(&self, variant: Variant, class: u16) -> u64 {
+        (0..self.route_labels.len().max(1))
+            .map(|r| self.requests[self.slot(variant, r, class * 100)].load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Total fallbacks away from `from`, all reasons.
+    pub fn fallbacks_from(&self, from: Variant) -> u64 {
+        self.fallbacks[from.index()]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub fn latency(&self, variant: Variant) -> &Histogram {
+        &self.latency[variant.index()]
+    }
+
+    /// Appends the Prometheus text exposition of these metrics to `out`.
+    pub fn render(&self, out: &mut String, weight_bp: u16) {
+        out.push_str("# HELP canaryd_requests_total Responses sent, and failed upstream attempts, by variant.\n# TYPE canaryd_requests_total counter\n");
+        for v in Variant::ALL {
+            for (r, route) in self.route_labels.iter().enumerate() {
+                for (c, class) in CODE_CLASSES.iter().enumerate() {
+                    let n = self.requests[self.slot(v, r, (c as u16 + 1) * 100)]
+                        .load(Ordering::Relaxed);
+                    let _ = writeln!(
+                        out,
+                        "canaryd_requests_total{{variant=\"{}\",code=\"{class}\",route=\"{}\"}} {n}",
+                        v.as_str(),
+                        escape(route)
+                    );
+                }
+            }
+        }
+        out.push_str("# HELP canaryd_request_duration_seconds Time from request start to the end of the response, by variant.\n# TYPE canaryd_request_duration_seconds histogram\n");
+        for v in Variant::ALL {
+            let h = &self.latency[v.index()];
+            let mut cumulative = 0;
+            for (i, bound) in LATENCY_BOUNDS_S.iter().enumerate() {
+                cumulative += h.buckets[i].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "canaryd_request_duration_seconds_bucket{{variant=\"{}\",le=\"{bound}\"}} {cumulative}",
+                    v.as_str()
+                );
+            }
+            let count = h.count.load(Ordering::Relaxed);
+            let sum = h.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+            let name = v.as_str();
+            let _ = writeln!(
+                out,
+                "canaryd_request_duration_seconds_bucket{{variant=\"{name}\",le=\"+Inf\"}} {count}\ncanaryd_request_duration_seconds_sum{{variant=\"{name}\"}} {sum}\ncanaryd_request_duration_seconds_count{{variant=\"{name}\"}} {count}"
+            );
+        }
+        out.push_str("# HELP canaryd_upstream_failures_total Failed upstream attempts by kind.\n# TYPE canaryd_upstream_failures_total counter\n");
+        for v in Variant::ALL {
+            for (k, kind) in FAILURE_KINDS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "canaryd_upstream_failures_total{{variant=\"{}\",kind=\"{kind}\"}} {}",
+                    v.as_str(),
+                    self.upstream_failures[v.index()][k].load(Ordering::Relaxed)
+                );
+            }
+        }
+        out.push_str("# HELP canaryd_fallbacks_total Requests moved to the other pool.\n# TYPE canaryd_fallbacks_total counter\n");
+        for from in Variant::ALL {
+            for (r, reason) in FALLBACK_REASONS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "canaryd_fallbacks_total{{from=\"{}\",to=\"{}\",reason=\"{reason}\"}} {}",
+                    from.as_str(),
+                    from.other().as_str(),
+                    self.fallbacks[from.index()][r].load(Ordering::Relaxed)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP canaryd_canary_weight_percent Share of traffic routed to the canary.\n# TYPE canaryd_canary_weight_percent gauge\ncanaryd_canary_weight_percent {}",
+            f64::from(weight_bp) / 100.0
+        );
+    }
+}
+
+/// Escapes a label value per the exposition format.
+pub fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_renders() {
+        let m = Metrics::new(vec!["default".into(), "/api/stream".into()]);
+        m.record(Variant::Canary, 1, 503, Duration::from_micros(40));
+        m.record(Variant::Canary, 0, 200, Duration::from_millis(2));
+        m.record(Variant::Stable, 0, 101, Duration::from_secs(90));
+        m.fallback(Variant::Canary, FallbackReason::CanaryError);
+        m.upstream_failure(Variant::Canary, FailureKind::Connect);
+        assert_eq!(m.requests_of(Variant::Canary, 5), 1);
+        assert_eq!(m.fallbacks_from(Variant::Canary), 1);
+        let mut s = String::new();
+        m.render(&mut s, 500);
+        assert!(s.contains(
+            "canaryd_requests_total{variant=\"canary\",code=\"5xx\",route=\"/api/stream\"} 1"
+        ));
+        assert!(s.contains(
+            "canaryd_request_duration_seconds_bucket{variant=\"canary\",le=\"0.00005\"} 1"
+        ));
+        assert!(s.contains(
+            "canaryd_request_duration_seconds_bucket{variant=\"canary\",le=\"0.0025\"} 2"
+        ));
+        // 90 s is beyond the last bound: only +Inf counts it.
+        assert!(
+            s.contains("canaryd_request_duration_seconds_bucket{variant=\"stable\",le=\"60\"} 0")
+        );
+        assert!(
+            s.contains("canaryd_request_duration_seconds_bucket{variant=\"stable\",le=\"+Inf\"} 1")
+        );
+        assert!(s.contains(
+            "canaryd_fallbacks_total{from=\"canary\",to=\"stable\",reason=\"canary_error\"} 1"
+        ));
+        assert!(s.contains("canaryd_canary_weight_percent 5"));
+    }
+}

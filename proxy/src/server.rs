@@ -1,0 +1,183 @@
+//! Building and running the Pingora server: worker threads, listeners, keepalive limits,
+//! upstream pool size, and a graceful stop bounded by `shutdown_grace`.
+//!
+//! Pingora's own SIGTERM path sleeps the full grace period and then drops whatever is still
+//! running. canaryd instead watches its in-flight counter: on SIGTERM it stops accepting and
+//! keeping connections alive, and exits as soon as the last request has finished, or when
+//! `shutdown_grace` runs out, whichever comes first. SIGINT stops at once.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora_core::apps::HttpServerOptions;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora_core::services::listening::Service;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::DataPlaneConfig;
+use crate::service::{CanaryProxy, DataPlane, Drain};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("proxy.listen: cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// What to run once the proxy has drained, right before the process exits (flush state, tell
+/// systemd). Runs on the drain thread.
+pub type OnExit = Box<dyn FnOnce() + Send>;
+
+/// A configured, not yet running, proxy server.
+pub struct ProxyServer {
+    server: Server,
+    drain: Arc<Drain>,
+    grace: Duration,
+}
+
+impl std::fmt::Debug for ProxyServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyServer")
+            .field("grace", &self.grace)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl ProxyServer ===
+
+impl ProxyServer {
+    /// Checks every listen address can be bound (so a busy port is a clear error at start-up,
+    /// not a panic inside a worker), then builds the Pingora server.
+    pub fn build(cfg: &DataPlaneConfig, plane: Arc<DataPlane>) -> Result<Self, ServerError> {
+        for addr in &cfg.proxy.listen {
+            TcpListener::bind(addr.as_str()).map_err(|source| ServerError::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
+        }
+        let threads = cfg.proxy.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        });
+        let grace = cfg.proxy.shutdown_grace;
+        let conf = ServerConf {
+            threads,
+            work_stealing: true,
+            upstream_keepalive_pool_size: cfg.proxy.keepalive_pool,
+            // The drain thread exits before Pingora's fixed sleep would end.
+            grace_period_seconds: Some(grace.as_secs() + 1),
+            graceful_shutdown_timeout_seconds: Some(1),
+            // One retry is all canaryd ever asks for (the other pool).
+            max_retries: 2,
+            ..ServerConf::default()
+        };
+        let mut server = Server::new_with_opt_and_conf(None, conf);
+        server.bootstrap();
+
+        let drain = plane.drain.clone();
+        let mut proxy = pingora_proxy::http_proxy(&server.configuration, CanaryProxy::new(plane));
+        let mut options = HttpServerOptions::default();
+        options.keepalive_request_limit = Some(cfg.proxy.keepalive_requests);
+        proxy.server_options = Some(options);
+        let mut service = Service::new("canaryd proxy".to_string(), proxy);
+        for addr in &cfg.proxy.listen {
+            service.add_tcp(addr);
+        }
+        server.add_service(service);
+        Ok(Self {
+            server,
+            drain,
+            grace,
+        })
+    }
+
+    /// Runs until SIGTERM (graceful, bounded by `shutdown_grace`) or SIGINT (immediate).
+    /// `on_exit` runs once, right before the process ends.
+    pub fn run(self, on_exit: OnExit) {
+        let watch = SignalWatch {
+            drain: self.drain,
+            grace: self.grace,
+            on_exit: std::sync::Mutex::new(Some(on_exit)),
+        };
+        self.server.run(RunArgs {
+            shutdown_signal: Box::new(watch),
+        });
+    }
+}
+
+struct SignalWatch {
+    drain: Arc<Drain>,
+    grace: Duration,
+    on_exit: std::sync::Mutex<Option<OnExit>>,
+}
+
+impl SignalWatch {
+    fn take_on_exit(&self) -> OnExit {
+        self.on_exit
+            .lock()
+            .ok()
+            .and_then(|mut g| g.take())
+            .unwrap_or_else(|| Box::new(|| {}))
+    }
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for SignalWatch {
+    async fn recv(&self) -> ShutdownSignal {
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+        ) else {
+            tracing::error!("cannot install signal handlers; stopping");
+            return ShutdownSignal::FastShutdown;
+        };
+        let graceful = tokio::select! {
+            _ = term.recv() => true,
+            _ = quit.recv() => true,
+            _ = int.recv() => false,
+        };
+        let on_exit = self.take_on_exit();
+        if !graceful {
+            tracing::info!("SIGINT: stopping now");
+            on_exit();
+            return ShutdownSignal::FastShutdown;
+        }
+        tracing::info!(
+            inflight = self.drain.inflight(),
+            grace_s = self.grace.as_secs_f64(),
+            "graceful stop: no new connections, draining in-flight requests"
+        );
+        self.drain.start();
+        let drain = self.drain.clone();
+        let grace = self.grace;
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            loop {
+                std::thread::sleep(Duration::from_millis(20));
+                let inflight = drain.inflight();
+                if inflight == 0 && started.elapsed() >= Duration::from_millis(100) {
+                    tracing::info!(
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "drained; exiting"
+                    );
+                    break;
+                }
+                if started.elapsed() >= grace {
+                    tracing::warn!(
+                        inflight,
+                        "shutdown_grace expired; exiting with requests in flight"
+                    );
+                    break;
+                }
+            }
+            on_exit();
+            std::process::exit(0);
+        });
+        ShutdownSignal::GracefulTerminate
+    }
+}

@@ -1,0 +1,377 @@
+//! The Pingora `ProxyHttp` implementation: one request's path through canaryd.
+//!
+//! `request_filter` decides the variant and route; `upstream_peer` picks a server (falling back
+//! to the other pool when one has none available); `fail_to_connect` retries once on the other
+//! pool; `upstream_response_filter` turns a canary 502/503/504 to an idempotent request into a
+//! retry on stable; `logging` records the final response. Every failed upstream attempt is also
+//! recorded against the variant that failed, so the controller sees a broken canary even when
+//! users do not.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{ProxyHttp, ProxyWarnLogContext, Session};
+
+use crate::forwarding;
+use crate::metrics::{FailureKind, FallbackReason, Metrics};
+use crate::pool::Pool;
+use crate::routes::Routes;
+use crate::routing::{Router, RoutingHandle, Variant};
+
+/// Everything a request needs, shared by all worker threads.
+#[derive(Debug)]
+pub struct DataPlane {
+    pub router: Router,
+    pub table: RoutingHandle,
+    /// Indexed by [`Variant::index`].
+    pub pools: [Arc<Pool>; 2],
+    pub routes: Routes,
+    pub metrics: Arc<Metrics>,
+    pub retry_on_canary_error: bool,
+    /// `Max-Age` of the sticky cookie, seconds.
+    pub cookie_max_age_s: u64,
+    pub keepalive_timeout_s: u64,
+    pub client_timeout: Duration,
+    pub drain: Arc<Drain>,
+}
+
+/// In-flight accounting for graceful stops.
+#[derive(Debug, Default)]
+pub struct Drain {
+    inflight: AtomicUsize,
+    draining: AtomicBool,
+}
+
+/// The proxy service handed to Pingora.
+#[derive(Debug, Clone)]
+pub struct CanaryProxy {
+    plane: Arc<DataPlane>,
+}
+
+/// Per-request state.
+#[derive(Debug)]
+pub struct RequestCtx {
+    start: Instant,
+    attempt_start: Instant,
+    variant: Variant,
+    route: usize,
+    server: Option<usize>,
+    /// A request is moved to the other pool at most once.
+    moved: bool,
+    new_cookie: Option<u16>,
+    client_ip: Option<IpAddr>,
+    _inflight: InflightGuard,
+}
+
+#[derive(Debug)]
+struct InflightGuard(Arc<Drain>);
+
+// === impl Drain ===
+
+impl Drain {
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Acquire)
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Stop keeping client connections alive; called when a graceful stop begins.
+    pub fn start(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    fn enter(self: &Arc<Self>) -> InflightGuard {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        InflightGuard(self.clone())
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+// === impl CanaryProxy ===
+
+impl CanaryProxy {
+    pub fn new(plane: Arc<DataPlane>) -> Self {
+        Self { plane }
+    }
+
+    fn pool(&self, v: Variant) -> &Pool {
+        &self.plane.pools[v.index()]
+    }
+
+    /// Records a failed attempt of `ctx.variant` as a 502 of that variant.
+    fn record_failed_attempt(&self, ctx: &RequestCtx, kind: FailureKind) {
+        let m = &self.plane.metrics;
+        m.upstream_failure(ctx.variant, kind);
+        m.record(ctx.variant, ctx.route, 502, ctx.attempt_start.elapsed());
+    }
+
+    /// Moves the request to the other pool if it has not moved yet and the other pool can
+    /// serve. Returns whether it moved.
+    fn move_to_other_pool(&self, ctx: &mut RequestCtx, reason: FallbackReason) -> bool {
+        let other = ctx.variant.other();
+        if ctx.moved || !self.pool(other).has_available() {
+            return false;
+        }
+        self.plane.metrics.fallback(ctx.variant, reason);
+        tracing::debug!(
+            from = ctx.variant.as_str(),
+            to = other.as_str(),
+            ?reason,
+            "request moved to the other pool"
+        );
+        ctx.moved = true;
+        ctx.variant = other;
+        ctx.server = None;
+        true
+    }
+}
+
+fn client_ip(session: &Session) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
+fn failure_kind(e: &Error) -> Option<FailureKind> {
+    if *e.esource() != ErrorSource::Upstream {
+        return None;
+    }
+    match e.etype() {
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => Some(FailureKind::Timeout),
+        ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError => {
+            Some(FailureKind::Reset)
+        }
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for CanaryProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        let now = Instant::now();
+        RequestCtx {
+            start: now,
+            attempt_start: now,
+            variant: Variant::Stable,
+            route: 0,
+            server: None,
+            moved: false,
+            new_cookie: None,
+            client_ip: None,
+            _inflight: self.plane.drain.enter(),
+        }
+    }
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let p = &self.plane;
+        if p.drain.is_draining() {
+            session.set_keepalive(None);
+        } else {
+            session.set_keepalive(Some(p.keepalive_timeout_s));
+        }
+        session.set_read_timeout(Some(p.client_timeout));
+        session.set_write_timeout(Some(p.client_timeout));
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let p = &self.plane;
+        ctx.client_ip = client_ip(session);
+        let req = session.req_header();
+        ctx.route = p.routes.match_path(req.uri.path().as_bytes());
+        let table = p.table.load();
+        let d = p.router.decide(&table, &req.headers, ctx.client_ip);
+        ctx.variant = d.variant;
+        ctx.new_cookie = d.new_cookie;
+        tracing::debug!(
+            variant = d.variant.as_str(),
+            reason = ?d.reason,
+            weight_bp = table.weight_bp,
+            path = %req.uri.path(),
+            "routed"
+        );
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let idx = match self.pool(ctx.variant).pick() {
+            Some(idx) => idx,
+            None => {
+                let from = ctx.variant;
+                let picked = if ctx.moved {
+                    None
+                } else {
+                    self.pool(from.other()).pick()
+                };
+                match picked {
+                    Some(idx) => {
+                        self.plane
+                            .metrics
+                            .fallback(from, FallbackReason::Unavailable);
+                        ctx.variant = from.other();
+                        ctx.moved = true;
+                        idx
+                    }
+                    None => {
+                        return Err(Error::explain(
+                            ErrorType::HTTPStatus(502),
+                            "no available server in either pool",
+                        ))
+                    }
+                }
+            }
+        };
+        ctx.server = Some(idx);
+        ctx.attempt_start = Instant::now();
+        let server = &self.pool(ctx.variant).servers[idx];
+        Ok(Box::new(server.peer(ctx.route).clone()))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        self.record_failed_attempt(ctx, FailureKind::Connect);
+        if let Some(idx) = ctx.server {
+            if self.pool(ctx.variant).record_failure(idx) {
+                tracing::warn!(
+                    variant = ctx.variant.as_str(),
+                    server = %self.pool(ctx.variant).servers[idx].addr,
+                    "backend out of rotation after max_fails connect failures"
+                );
+            }
+        }
+        let retry = self.move_to_other_pool(ctx, FallbackReason::ConnectError);
+        e.set_retry(retry);
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        forwarding::apply(upstream, ctx.client_ip, "http");
+        if let Some(h) = self.plane.router.header_to_strip() {
+            upstream.remove_header(h);
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let status = resp.status.as_u16();
+        if ctx.variant == Variant::Canary
+            && matches!(status, 502..=504)
+            && self.plane.retry_on_canary_error
+            && session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated()
+        {
+            let failed = ctx.variant;
+            let started = ctx.attempt_start;
+            if self.move_to_other_pool(ctx, FallbackReason::CanaryError) {
+                self.plane
+                    .metrics
+                    .record(failed, ctx.route, status, started.elapsed());
+                let mut e = Error::explain(
+                    ErrorType::HTTPStatus(status),
+                    "canary answered with a gateway error; retrying on stable",
+                );
+                e.set_retry(true);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(bucket), Some(name)) = (ctx.new_cookie, self.plane.router.sticky_cookie()) {
+            let cookie = format!(
+                "{}={bucket}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax",
+                String::from_utf8_lossy(name),
+                self.plane.cookie_max_age_s
+            );
+            resp.append_header("Set-Cookie", cookie)?;
+        }
+        Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let m = &self.plane.metrics;
+        if let Some(kind) = e.and_then(failure_kind) {
+            if ctx.server.is_some() {
+                m.upstream_failure(ctx.variant, kind);
+                if let Some(idx) = ctx.server {
+                    self.pool(ctx.variant).record_failure(idx);
+                }
+            }
+        }
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        if status != 0 {
+            m.record(ctx.variant, ctx.route, status, ctx.start.elapsed());
+        }
+        if let Some(e) = e {
+            tracing::debug!(
+                variant = ctx.variant.as_str(),
+                status,
+                error = %e,
+                "request failed"
+            );
+        }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
+        // Per-request failures are counted in metrics and logged at debug in `logging`.
+        true
+    }
+
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        _ctx: &RequestCtx,
+        _error: &Error,
+        _context: ProxyWarnLogContext,
+    ) -> bool {
+        true
+    }
+}
