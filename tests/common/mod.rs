@@ -1,0 +1,226 @@
+//! Shared helpers for the whole-binary tests: start `canaryd serve` as a real process with a
+//! generated config, wait until it is ready, read its metrics, stop it with a signal.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+pub use testkit::{free_addr, wait_until, ChildGuard, Client, FakeGateway, TempDir};
+
+/// What to put in the generated config besides addresses.
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    pub stable: Vec<SocketAddr>,
+    pub canary: Vec<SocketAddr>,
+    pub percent: f64,
+    /// Extra lines inside `[proxy]`.
+    pub proxy: String,
+    /// Extra lines inside `[backends.stable]` / `[backends.canary]`.
+    pub stable_extra: String,
+    pub canary_extra: String,
+    /// Extra sections at the end (`[routing]`, `[[proxy.routes]]`, …).
+    pub tail: String,
+}
+
+/// A running `canaryd serve`.
+pub struct Canaryd {
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: TempDir,
+    pub config: PathBuf,
+    child: ChildGuard,
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_canaryd"))
+}
+
+impl Setup {
+    pub fn new(stable: &FakeGateway, canary: &FakeGateway, percent: f64) -> Self {
+        Self {
+            stable: vec![stable.addr],
+            canary: vec![canary.addr],
+            percent,
+            ..Self::default()
+        }
+    }
+
+    pub fn render(
+        &self,
+        proxy: SocketAddr,
+        admin: SocketAddr,
+        state_dir: &std::path::Path,
+    ) -> String {
+        let list = |a: &[SocketAddr]| {
+            a.iter()
+                .map(|s| format!("\"{s}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "[proxy]\nlisten = [\"{proxy}\"]\nthreads = 2\nshutdown_grace = \"5s\"\n{}\n\
+             [backends.stable]\nservers = [{}]\n{}\n\
+             [backends.canary]\nservers = [{}]\n{}\n\
+             [admin]\nlisten = \"{admin}\"\n\
+             [rollout]\ninitial_percent = {}\nstate_dir = \"{}\"\n\
+             {}\n",
+            self.proxy,
+            list(&self.stable),
+            self.stable_extra,
+            list(&self.canary),
+            self.canary_extra,
+            self.percent,
+            state_dir.display(),
+            self.tail
+        )
+    }
+}
+
+impl Canaryd {
+    /// Writes the config, starts the daemon and waits until `/ready` answers 200.
+    pub fn start(setup: &Setup) -> Self {
+        let dir = TempDir::new("canaryd-e2e");
+        let proxy = free_addr();
+        let admin = free_addr();
+        let config = dir.path().join("canaryd.toml");
+        fs::write(&config, setup.render(proxy, admin, dir.path())).expect("write config");
+        Self::start_with_config(dir, config, proxy, admin)
+    }
+
+    /// Starts the daemon on an existing config file.
+    pub fn start_with_config(
+        dir: TempDir,
+        config: PathBuf,
+        proxy: SocketAddr,
+        admin: SocketAddr,
+    ) -> Self {
+        let log = fs::File::create(dir.path().join("canaryd.log")).expect("log file");
+        let child = Command::new(binary())
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("CANARYD_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn canaryd");
+        let mut me = Self {
+            proxy,
+            admin,
+            dir,
+            config,
+            child: ChildGuard::new(child),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = testkit::get(admin, "/ready") {
+                if r.status == 200 {
+                    break;
+                }
+            }
+            if !me.child.is_running() || std::time::Instant::now() > deadline {
+                panic!("canaryd did not become ready; log:\n{}", me.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        testkit::wait_for_port(proxy, Duration::from_secs(10));
+        me
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("canaryd.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.is_running()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.pid() as i32, sig);
+        }
+    }
+
+    /// Waits for the process to exit; returns how long that took, or None on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<Duration> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < timeout {
+            if !self.child.is_running() {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// All samples of `/metrics`, keyed by the full series (`name{labels}`).
+    pub fn metrics(&self) -> HashMap<String, f64> {
+        let body = testkit::get(self.admin, "/metrics").expect("scrape").text();
+        body.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| {
+                let (k, v) = l.rsplit_once(' ')?;
+                Some((k.to_string(), v.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// One series, 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        self.metrics().get(series).copied().unwrap_or(0.0)
+    }
+
+    /// A keep-alive client to the proxy listener.
+    pub fn client(&self) -> Client {
+        Client::connect(self.proxy).expect("connect to proxy")
+    }
+}
+
+/// Counts which gateway served each of `n` GETs of `/`, over `threads` keep-alive clients.
+/// Panics on any non-200 answer.
+pub fn count_served_by(
+    addr: SocketAddr,
+    n: usize,
+    threads: usize,
+    headers: &[(&str, &str)],
+) -> HashMap<String, usize> {
+    let per = n / threads;
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let headers: Vec<(String, String)> = headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            std::thread::spawn(move || {
+                let hdrs: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let mut c = Client::connect(addr).expect("connect");
+                let mut counts: HashMap<String, usize> = HashMap::new();
+                for _ in 0..per {
+                    let r = c.request("GET", "/", &hdrs, b"").expect("request");
+                    assert_eq!(r.status, 200, "unexpected status: {}", r.text());
+                    *counts.entry(r.text()).or_default() += 1;
+                }
+                counts
+            })
+        })
+        .collect();
+    let mut total = HashMap::new();
+    for h in handles {
+        for (k, v) in h.join().expect("client thread") {
+            *total.entry(k).or_default() += v;
+        }
+    }
+    total
+}

@@ -1,0 +1,166 @@
+//! Failures of the canary cost users nothing: a killed canary process, a canary answering
+//! 503, a canary failing its health check. Fallbacks and the canary's own failures are counted.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{count_served_by, wait_until, Canaryd, FakeGateway, Setup};
+
+#[test]
+fn killed_canary_causes_no_client_errors_for_gets() {
+    let stable = FakeGateway::spawn("stable", &[]);
+    let mut canary = FakeGateway::spawn("canary", &[]);
+    let d = Canaryd::start(&Setup::new(&stable, &canary, 50.0));
+
+    // Warm the upstream keepalive pool to the canary, then kill it.
+    let before = count_served_by(d.proxy, 400, 4, &[]);
+    assert!(
+        before.get("canary").copied().unwrap_or(0) > 100,
+        "{before:?}"
+    );
+    canary.kill();
+
+    // Every GET still succeeds (count_served_by panics on any non-200).
+    let after = count_served_by(d.proxy, 2_000, 4, &[]);
+    assert_eq!(after.get("stable").copied(), Some(2_000), "{after:?}");
+
+    let m = d.metrics();
+    let fallbacks: f64 = m
+        .iter()
+        .filter(|(k, _)| k.starts_with("canaryd_fallbacks_total{from=\"canary\""))
+        .map(|(_, v)| v)
+        .sum();
+    assert!(fallbacks > 0.0, "fallbacks not counted");
+    assert!(
+        m[r#"canaryd_upstream_failures_total{variant="canary",kind="connect"}"#] > 0.0,
+        "connect failures not counted"
+    );
+    // The canary's failed attempts are visible to the controller as canary 5xx.
+    assert!(m[r#"canaryd_requests_total{variant="canary",code="5xx",route="default"}"#] > 0.0);
+}
+
+#[test]
+fn canary_503_is_retried_on_stable_but_counted_against_the_canary() {
+    let stable = FakeGateway::spawn("stable", &[]);
+    let canary = FakeGateway::spawn("canary", &[]);
+    let d = Canaryd::start(&Setup::new(&stable, &canary, 100.0));
+    canary.set_knobs("error_rate=1");
+    // The fake gateway answers 500 to "errors": only 502/503/504 are retried.
+    let mut c = d.client();
+    let r = c.get("/").unwrap();
+    assert_eq!(
+        r.status, 500,
+        "500 is the application's answer and is passed through"
+    );
+
+    // A canary that answers 503 (an overloaded gateway) is retried on stable for GETs.
+    drop(d);
+    let raw = ServeStatus::start(503);
+    let mut setup = Setup::new(&stable, &canary, 100.0);
+    setup.canary = vec![raw.addr];
+    let d = Canaryd::start(&setup);
+    let mut c = d.client();
+    for _ in 0..50 {
+        let r = c.get("/").unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "stable"));
+    }
+    // POST is not idempotent: not retried, the client sees the canary's 503.
+    let r = c.post("/", b"x").unwrap();
+    assert_eq!(r.status, 503);
+    let m = d.metrics();
+    assert_eq!(
+        m[r#"canaryd_requests_total{variant="canary",code="5xx",route="default"}"#],
+        51.0
+    );
+    assert_eq!(
+        m[r#"canaryd_fallbacks_total{from="canary",to="stable",reason="canary_error"}"#],
+        50.0
+    );
+    drop(d);
+
+    // With the retry turned off, GETs see the 503 too.
+    let mut setup = Setup::new(&stable, &canary, 100.0);
+    setup.canary = vec![raw.addr];
+    setup.tail = "[routing]\nretry_on_canary_error = false\n".into();
+    let d = Canaryd::start(&setup);
+    assert_eq!(d.client().get("/").unwrap().status, 503);
+}
+
+#[test]
+fn unhealthy_canary_is_taken_out_and_comes_back() {
+    let stable = FakeGateway::spawn("stable", &[]);
+    let canary = FakeGateway::spawn("canary", &[]);
+    let mut setup = Setup::new(&stable, &canary, 100.0);
+    setup.canary_extra =
+        "health = { path = \"/health\", interval = \"100ms\", timeout = \"500ms\", fails = 2, passes = 2 }\n"
+            .into();
+    let d = Canaryd::start(&setup);
+    assert_eq!(d.client().get("/").unwrap().text(), "canary");
+
+    canary.set_knobs("healthy=false");
+    wait_until("canary marked down", Duration::from_secs(5), || {
+        testkit::get(d.proxy, "/")
+            .map(|r| r.text() == "stable")
+            .unwrap_or(false)
+    });
+    let counts = count_served_by(d.proxy, 100, 1, &[]);
+    assert_eq!(counts.get("stable").copied(), Some(100));
+    assert!(
+        d.metric(r#"canaryd_fallbacks_total{from="canary",to="stable",reason="unavailable"}"#)
+            >= 100.0
+    );
+    let ready = testkit::get(d.admin, "/ready").unwrap().json();
+    assert_eq!(ready["canary_available"], false);
+
+    canary.set_knobs("healthy=true");
+    wait_until("canary back in rotation", Duration::from_secs(5), || {
+        testkit::get(d.proxy, "/")
+            .map(|r| r.text() == "canary")
+            .unwrap_or(false)
+    });
+}
+
+#[test]
+fn both_pools_down_is_a_502() {
+    let mut stable = FakeGateway::spawn("stable", &[]);
+    let mut canary = FakeGateway::spawn("canary", &[]);
+    let d = Canaryd::start(&Setup::new(&stable, &canary, 50.0));
+    stable.kill();
+    canary.kill();
+    let r = d.client().get("/").unwrap();
+    assert_eq!(r.status, 502);
+    assert_eq!(testkit::get(d.admin, "/healthz").unwrap().status, 200);
+}
+
+/// A one-line upstream that answers every request with a fixed status.
+struct ServeStatus {
+    addr: std::net::SocketAddr,
+}
+
+impl ServeStatus {
+    fn start(status: u16) -> Self {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 8192];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let resp =
+                            format!("HTTP/1.1 {status} Oops\r\ncontent-length: 4\r\n\r\noops");
+                        if s.write_all(resp.as_bytes()).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self { addr }
+    }
+}
