@@ -55,7 +55,7 @@ impl Routes {
                 },
             });
         }
-        by_prefix.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        by_prefix.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         Self { routes, by_prefix }
     }
 

@@ -1,7 +1,7 @@
 //! Shared helpers for the whole-binary tests: start `canaryd serve` as a real process with a
 //! generated config, wait until it is ready, read its metrics, stop it with a signal.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::collections::HashMap;
 use std::fs;
