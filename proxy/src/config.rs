@@ -49,8 +49,9 @@ pub struct ProxyConfig {
     /// Requests served on one downstream connection before it is closed (nginx
     /// `keepalive_requests`, 1000).
     pub keepalive_requests: u32,
-    /// Time a client has to send its request header or the next chunk of its body (nginx
-    /// `client_header_timeout` / `client_body_timeout`, 60 s).
+    /// Time a client has to send the next chunk of its body or accept the next chunk of the
+    /// response (nginx `client_body_timeout` / `send_timeout`, 60 s). The header phase has
+    /// Pingora's fixed 60 s timeout.
     #[serde(deserialize_with = "duration")]
     pub client_timeout: Duration,
     /// Upper bound on a graceful stop: in-flight requests get this long to finish.
@@ -295,10 +296,10 @@ impl DataPlaneConfig {
                         format!("expected \"host:port\" that resolves, found {:?}", s.addr),
                     );
                 }
-                if s.weight == 0 {
+                if !(1..=1000).contains(&s.weight) {
                     bad(
                         format!("backends.{name}.servers[{i}].weight"),
-                        "expected a weight of at least 1".into(),
+                        format!("expected a weight from 1 to 1000, found {}", s.weight),
                     );
                 }
             }

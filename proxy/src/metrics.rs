@@ -25,7 +25,8 @@ pub enum FallbackReason {
     Unavailable = 0,
     /// Connecting to the chosen server failed; retried once on the other pool.
     ConnectError = 1,
-    /// The canary answered 502/503/504 to an idempotent request; retried on stable.
+    /// The canary answered 502/503/504 to an idempotent request, or broke before answering;
+    /// retried on stable.
     CanaryError = 2,
 }
 const FALLBACK_REASONS: [&str; 3] = ["unavailable", "connect_error", "canary_error"];
@@ -36,8 +37,10 @@ pub enum FailureKind {
     Connect = 0,
     Timeout = 1,
     Reset = 2,
+    /// The upstream's answer was not valid HTTP.
+    Protocol = 3,
 }
-const FAILURE_KINDS: [&str; 3] = ["connect", "timeout", "reset"];
+const FAILURE_KINDS: [&str; 4] = ["connect", "timeout", "reset", "protocol"];
 
 /// A latency histogram with fixed buckets.
 #[derive(Debug, Default)]
@@ -54,7 +57,7 @@ pub struct Metrics {
     /// `[variant][route][code class]`, flattened.
     requests: Vec<AtomicU64>,
     latency: [Histogram; 2],
-    upstream_failures: [[AtomicU64; 3]; 2],
+    upstream_failures: [[AtomicU64; 4]; 2],
     /// `[from][reason]`; `to` is always the other variant.
     fallbacks: [[AtomicU64; 3]; 2],
 }

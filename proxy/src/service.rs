@@ -3,7 +3,8 @@
 //! `request_filter` decides the variant and route; `upstream_peer` picks a server (falling back
 //! to the other pool when one has none available); `fail_to_connect` retries once on the other
 //! pool; `upstream_response_filter` turns a canary 502/503/504 to an idempotent request into a
-//! retry on stable; `logging` records the final response. Every failed upstream attempt is also
+//! retry on stable, and `error_while_proxy` does the same when the canary breaks (garbage,
+//! reset, timeout) before anything reached the client; `logging` records the final response. Every failed upstream attempt is also
 //! recorded against the variant that failed, so the controller sees a broken canary even when
 //! users do not.
 
@@ -155,6 +156,9 @@ fn failure_kind(e: &Error) -> Option<FailureKind> {
         ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError => {
             Some(FailureKind::Reset)
         }
+        ErrorType::InvalidHTTPHeader | ErrorType::H1Error | ErrorType::InvalidH2 => {
+            Some(FailureKind::Protocol)
+        }
         _ => None,
     }
 }
@@ -273,6 +277,49 @@ impl ProxyHttp for CanaryProxy {
         e
     }
 
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("peer: {peer}"));
+        let kind = failure_kind(&e);
+        if let (Some(kind), Some(idx)) = (kind, ctx.server) {
+            self.plane.metrics.upstream_failure(ctx.variant, kind);
+            self.pool(ctx.variant).record_failure(idx);
+        }
+        // Pingora's default policy: only idempotent requests whose body can be replayed.
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+            return e;
+        }
+        e.retry.decide_reuse(client_reused);
+        if e.retry() {
+            // A stale pooled connection: Pingora retries on a fresh one, same pool.
+            return e;
+        }
+        // A canary that broke before anything reached the client (garbage, reset, timeout):
+        // count it against the canary and serve the request from stable.
+        if kind.is_some()
+            && ctx.variant == Variant::Canary
+            && self.plane.retry_on_canary_error
+            && session.response_written().is_none()
+        {
+            let started = ctx.attempt_start;
+            if self.move_to_other_pool(ctx, FallbackReason::CanaryError) {
+                self.plane
+                    .metrics
+                    .record(Variant::Canary, ctx.route, 502, started.elapsed());
+                e.set_retry(true);
+            }
+        }
+        e
+    }
+
     async fn upstream_request_filter(
         &self,
         _session: &mut Session,
@@ -335,14 +382,6 @@ impl ProxyHttp for CanaryProxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let m = &self.plane.metrics;
-        if let Some(kind) = e.and_then(failure_kind) {
-            if ctx.server.is_some() {
-                m.upstream_failure(ctx.variant, kind);
-                if let Some(idx) = ctx.server {
-                    self.pool(ctx.variant).record_failure(idx);
-                }
-            }
-        }
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
