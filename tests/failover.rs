@@ -68,14 +68,13 @@ fn canary_503_is_retried_on_stable_but_counted_against_the_canary() {
     // POST is not idempotent: not retried, the client sees the canary's 503.
     let r = c.post("/", b"x").unwrap();
     assert_eq!(r.status, 503);
-    let m = d.metrics();
-    assert_eq!(
-        m[r#"canaryd_requests_total{variant="canary",code="5xx",route="default"}"#],
-        51.0
+    d.wait_metric(
+        r#"canaryd_requests_total{variant="canary",code="5xx",route="default"}"#,
+        51.0,
     );
-    assert_eq!(
-        m[r#"canaryd_fallbacks_total{from="canary",to="stable",reason="canary_error"}"#],
-        50.0
+    d.wait_metric(
+        r#"canaryd_fallbacks_total{from="canary",to="stable",reason="canary_error"}"#,
+        50.0,
     );
     drop(d);
 
@@ -133,29 +132,47 @@ fn both_pools_down_is_a_502() {
     assert_eq!(testkit::get(d.admin, "/healthz").unwrap().status, 200);
 }
 
-/// A one-line upstream that answers every request with a fixed status.
+/// A minimal upstream that answers every request with a fixed status (keep-alive, bodies read
+/// by Content-Length).
 struct ServeStatus {
     addr: std::net::SocketAddr,
 }
 
 impl ServeStatus {
     fn start(status: u16) -> Self {
-        use std::io::{Read, Write};
+        use std::io::{BufRead, BufReader, Read, Write};
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         std::thread::spawn(move || {
             for s in l.incoming() {
-                let Ok(mut s) = s else { continue };
+                let Ok(s) = s else { continue };
                 std::thread::spawn(move || {
-                    let mut buf = [0u8; 8192];
-                    while let Ok(n) = s.read(&mut buf) {
-                        if n == 0 {
-                            break;
+                    let mut w = s.try_clone().unwrap();
+                    let mut r = BufReader::new(s);
+                    loop {
+                        let mut len = 0usize;
+                        let mut line = String::new();
+                        loop {
+                            line.clear();
+                            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                            let lower = line.to_ascii_lowercase();
+                            if let Some(v) = lower.strip_prefix("content-length:") {
+                                len = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                        let mut body = vec![0u8; len];
+                        if r.read_exact(&mut body).is_err() {
+                            return;
                         }
                         let resp =
                             format!("HTTP/1.1 {status} Oops\r\ncontent-length: 4\r\n\r\noops");
-                        if s.write_all(resp.as_bytes()).is_err() {
-                            break;
+                        if w.write_all(resp.as_bytes()).is_err() {
+                            return;
                         }
                     }
                 });

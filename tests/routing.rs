@@ -26,11 +26,10 @@ fn five_percent_split_is_accurate_and_extremes_are_exact() {
         (share - 5.0).abs() <= 0.7,
         "canary share {share:.2} % is not within 5 ± 0.7 %: {counts:?}"
     );
-    let m = d.metrics();
-    assert_eq!(m["canaryd_canary_weight_percent"], 5.0);
-    assert_eq!(
-        m[r#"canaryd_requests_total{variant="canary",code="2xx",route="default"}"#],
-        on_canary as f64
+    assert_eq!(d.metric("canaryd_canary_weight_percent"), 5.0);
+    d.wait_metric(
+        r#"canaryd_requests_total{variant="canary",code="2xx",route="default"}"#,
+        on_canary as f64,
     );
     drop(d);
 

@@ -179,6 +179,22 @@ impl Canaryd {
         self.metrics().get(series).copied().unwrap_or(0.0)
     }
 
+    /// Waits until `series` equals `value`. Metrics are recorded when a request's logging
+    /// runs, just after the client has its response, so a scrape right after the last
+    /// response can still miss it.
+    pub fn wait_metric(&self, series: &str, value: f64) {
+        let mut last = 0.0;
+        let ok = (0..250).any(|_| {
+            last = self.metric(series);
+            if last == value {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            false
+        });
+        assert!(ok, "{series} is {last}, expected {value}");
+    }
+
     /// A keep-alive client to the proxy listener.
     pub fn client(&self) -> Client {
         Client::connect(self.proxy).expect("connect to proxy")
