@@ -256,6 +256,12 @@ impl DataPlaneConfig {
                 "expected a positive number of worker threads (omit for one per CPU)".into(),
             );
         }
+        if self.proxy.keepalive_requests == 0 {
+            bad(
+                "proxy.keepalive_requests".into(),
+                "expected at least 1 request per client connection".into(),
+            );
+        }
         if self.proxy.shutdown_grace.is_zero() {
             bad(
                 "proxy.shutdown_grace".into(),

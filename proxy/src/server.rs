@@ -81,7 +81,8 @@ impl ProxyServer {
         let drain = plane.drain.clone();
         let mut proxy = pingora_proxy::http_proxy(&server.configuration, CanaryProxy::new(plane));
         let mut options = HttpServerOptions::default();
-        options.keepalive_request_limit = Some(cfg.proxy.keepalive_requests);
+        // Pingora counts reuses after the first request; nginx counts requests.
+        options.keepalive_request_limit = Some(cfg.proxy.keepalive_requests.saturating_sub(1));
         proxy.server_options = Some(options);
         let mut service = Service::new("canaryd proxy".to_string(), proxy);
         for addr in &cfg.proxy.listen {

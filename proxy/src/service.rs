@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
-use pingora_proxy::{ProxyHttp, ProxyWarnLogContext, Session};
+use pingora_proxy::{FailToProxy, ProxyHttp, ProxyWarnLogContext, Session};
 
 use crate::forwarding;
 use crate::metrics::{FailureKind, FallbackReason, Metrics};
@@ -145,6 +145,20 @@ fn client_ip(session: &Session) -> Option<IpAddr> {
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip())
+}
+
+/// Status for an error response, as nginx would answer (0: the client is gone).
+fn error_status(e: &Error) -> u16 {
+    use ErrorType::*;
+    match (e.esource(), e.etype()) {
+        (_, HTTPStatus(code)) => *code,
+        (ErrorSource::Upstream, ConnectTimedout | ReadTimedout | WriteTimedout) => 504,
+        (ErrorSource::Upstream, _) => 502,
+        (ErrorSource::Downstream, WriteError | ReadError | ConnectionClosed) => 0,
+        (ErrorSource::Downstream, ReadTimedout) => 408,
+        (ErrorSource::Downstream, _) => 400,
+        _ => 500,
+    }
 }
 
 fn failure_kind(e: &Error) -> Option<FailureKind> {
@@ -396,6 +410,27 @@ impl ProxyHttp for CanaryProxy {
                 error = %e,
                 "request failed"
             );
+        }
+    }
+
+    /// The error page for a request that could not be proxied, with nginx's status codes:
+    /// 504 when the upstream timed out, 502 for other upstream failures, 400 for a bad
+    /// request, nothing when the client is already gone.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = error_status(e);
+        if code > 0 {
+            if let Err(write) = session.respond_error(code).await {
+                tracing::debug!(error = %write, "could not send the error page");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
         }
     }
 
