@@ -15,6 +15,8 @@ use canaryd_proxy::config::{
 };
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
+
+use crate::toml_location::line_of;
 use serde::Deserialize;
 
 /// The whole configuration file.
@@ -128,7 +130,45 @@ pub enum ConfigError {
     },
 }
 
-fn render(file: &str, problems: &[Problem]) -> String {
+/// Converts figment's errors (wrong type, unknown key, missing key) into located problems.
+pub(crate) fn figment_problems(e: figment::Error, src: &str) -> Vec<Problem> {
+    e.into_iter()
+        .map(|e| {
+            let mut key = dotted(&e.path);
+            let message = match &e.kind {
+                figment::error::Kind::UnknownField(field, expected) => {
+                    push_field(&mut key, field);
+                    format!("unknown key; expected one of {}", list(expected))
+                }
+                figment::error::Kind::MissingField(field) => {
+                    push_field(&mut key, field);
+                    "missing; this key is required".to_string()
+                }
+                kind => {
+                    let from_env = e
+                        .metadata
+                        .as_ref()
+                        .is_some_and(|m| m.name.contains("environment"));
+                    if from_env {
+                        format!(
+                            "{kind} (from environment variable CANARYD_{})",
+                            env_name(&key)
+                        )
+                    } else {
+                        kind.to_string()
+                    }
+                }
+            };
+            Problem {
+                line: line_of(src, &key),
+                key,
+                message,
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn render(file: &str, problems: &[Problem]) -> String {
     problems
         .iter()
         .map(|p| match p.line {
@@ -164,41 +204,7 @@ impl Config {
         }
         let cfg: Config = fig.extract().map_err(|e| ConfigError::Invalid {
             file: file.to_string(),
-            problems: e
-                .into_iter()
-                .map(|e| {
-                    let mut key = e.path.join(".");
-                    let message = match &e.kind {
-                        figment::error::Kind::UnknownField(field, expected) => {
-                            push_field(&mut key, field);
-                            format!("unknown key; expected one of {}", list(expected))
-                        }
-                        figment::error::Kind::MissingField(field) => {
-                            push_field(&mut key, field);
-                            "missing; this key is required".to_string()
-                        }
-                        kind => {
-                            let from_env = e
-                                .metadata
-                                .as_ref()
-                                .is_some_and(|m| m.name.contains("environment"));
-                            if from_env {
-                                format!(
-                                    "{kind} (from environment variable CANARYD_{})",
-                                    env_name(&key)
-                                )
-                            } else {
-                                kind.to_string()
-                            }
-                        }
-                    };
-                    Problem {
-                        line: line_of(src, &key),
-                        key,
-                        message,
-                    }
-                })
-                .collect(),
+            problems: figment_problems(e, src),
         })?;
         let problems = cfg.validate();
         if problems.is_empty() {
@@ -246,10 +252,10 @@ impl Config {
             });
         }
         if let Some(prom) = &self.prometheus {
-            if !(prom.url.starts_with("http://") || prom.url.starts_with("https://")) {
+            if let Err(e) = crate::prometheus::PromClient::new(&prom.url, prom.timeout) {
                 out.push(Invalid {
                     key: "prometheus.url".into(),
-                    message: format!("expected an http:// or https:// URL, found {:?}", prom.url),
+                    message: format!("expected a usable http:// URL: {e}"),
                 });
             }
         }
@@ -263,6 +269,24 @@ impl Config {
         }
         out
     }
+}
+
+/// `["rules", "0", "name"]` → `rules[0].name`.
+fn dotted(path: &[String]) -> String {
+    let mut key = String::new();
+    for seg in path {
+        if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+            key.push('[');
+            key.push_str(seg);
+            key.push(']');
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(seg);
+        }
+    }
+    key
 }
 
 /// figment sometimes already ends the path with the offending field.
@@ -285,69 +309,6 @@ fn list(expected: &[&str]) -> String {
 
 fn env_name(key: &str) -> String {
     key.to_ascii_uppercase().replace('.', "__")
-}
-
-/// Line (1-based) of a dotted key such as `proxy.routes[0].prefix` in the TOML source: the
-/// deepest part of the key that exists in the file (an env override has no line).
-fn line_of(src: &str, key: &str) -> Option<usize> {
-    let doc = src.parse::<toml_edit::ImDocument<String>>().ok()?;
-    let segs: Vec<(&str, Option<usize>)> = key
-        .split('.')
-        .map(|seg| match seg.split_once('[') {
-            Some((n, rest)) => (n, rest.trim_end_matches(']').parse().ok()),
-            None => (seg, None),
-        })
-        .collect();
-    find_item(doc.as_item(), &segs).map(|span| line_at(src, span.start))
-}
-
-type Span = std::ops::Range<usize>;
-
-fn find_item(item: &toml_edit::Item, segs: &[(&str, Option<usize>)]) -> Option<Span> {
-    match item {
-        _ if segs.is_empty() => item.span(),
-        toml_edit::Item::Table(t) => find_in_table(t, segs).or_else(|| t.span()),
-        toml_edit::Item::Value(v) => find_value(v, segs).or_else(|| item.span()),
-        _ => item.span(),
-    }
-}
-
-fn find_in_table(t: &toml_edit::Table, segs: &[(&str, Option<usize>)]) -> Option<Span> {
-    use toml_edit::{Item, Value};
-    let &(name, index) = segs.first()?;
-    let child = t.get(name)?;
-    let found = match (index, child) {
-        (None, _) => find_item(child, &segs[1..]),
-        (Some(i), Item::ArrayOfTables(a)) => a
-            .get(i)
-            .and_then(|t| find_in_table(t, &segs[1..]).or_else(|| t.span())),
-        (Some(i), Item::Value(Value::Array(a))) => a.get(i).and_then(|v| find_value(v, &segs[1..])),
-        _ => None,
-    };
-    found.or_else(|| child.span())
-}
-
-fn find_value(value: &toml_edit::Value, segs: &[(&str, Option<usize>)]) -> Option<Span> {
-    use toml_edit::Value;
-    let Some(&(name, index)) = segs.first() else {
-        return value.span();
-    };
-    let Value::InlineTable(t) = value else {
-        return value.span();
-    };
-    let Some(child) = t.get(name) else {
-        return value.span();
-    };
-    let found = match (index, child) {
-        (None, _) => find_value(child, &segs[1..]),
-        (Some(i), Value::Array(a)) => a.get(i).and_then(|v| find_value(v, &segs[1..])),
-        _ => None,
-    };
-    found.or_else(|| child.span())
-}
-
-fn line_at(src: &str, offset: usize) -> usize {
-    src[..offset.min(src.len())].matches('\n').count() + 1
 }
 
 impl fmt::Display for Problem {

@@ -12,6 +12,8 @@
 //! - [`health`]: active HTTP health checks.
 //! - [`forwarding`]: X-Real-IP / X-Forwarded-For / X-Forwarded-Proto as nginx sets them.
 //! - [`metrics`] and [`process_metrics`]: lock-free counters and histograms, Prometheus text.
+//! - [`windows`]: per-variant one-second rings (requests, 5xx, latency buckets) giving the
+//!   controller's `source = "local"` rules error ratio, rps and quantiles over the last seconds.
 //! - [`service`]: the `ProxyHttp` implementation tying the above together.
 //! - [`server`]: building the Pingora server and stopping it gracefully.
 //! - [`clock`]: a cheap monotonic millisecond clock.
@@ -28,6 +30,7 @@ pub mod routing;
 pub mod server;
 pub mod service;
 pub mod sticky;
+pub mod windows;
 
 use std::sync::Arc;
 

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::routing::Variant;
+use crate::windows::Windows;
 
 /// Histogram upper bounds in seconds: 50 µs to 60 s.
 pub const LATENCY_BOUNDS_S: [f64; 19] = [
@@ -60,6 +61,8 @@ pub struct Metrics {
     upstream_failures: [[AtomicU64; 4]; 2],
     /// `[from][reason]`; `to` is always the other variant.
     fallbacks: [[AtomicU64; 3]; 2],
+    /// Per-variant sliding windows for the controller's `source = "local"` rules.
+    windows: Windows,
 }
 
 // === impl Histogram ===
@@ -91,6 +94,7 @@ impl Metrics {
             latency: Default::default(),
             upstream_failures: Default::default(),
             fallbacks: Default::default(),
+            windows: Windows::new(),
         }
     }
 
@@ -104,6 +108,7 @@ impl Metrics {
     pub fn record(&self, variant: Variant, route: usize, status: u16, elapsed: Duration) {
         self.requests[self.slot(variant, route, status)].fetch_add(1, Ordering::Relaxed);
         self.latency[variant.index()].observe(elapsed);
+        self.windows.record(variant, status, elapsed);
     }
 
     pub fn upstream_failure(&self, variant: Variant, kind: FailureKind) {
@@ -131,6 +136,11 @@ impl Metrics {
 
     pub fn latency(&self, variant: Variant) -> &Histogram {
         &self.latency[variant.index()]
+    }
+
+    /// The sliding windows recorded alongside these metrics.
+    pub fn windows(&self) -> &Windows {
+        &self.windows
     }
 
     /// Appends the Prometheus text exposition of these metrics to `out`.
@@ -222,6 +232,8 @@ mod tests {
         m.upstream_failure(Variant::Canary, FailureKind::Connect);
         assert_eq!(m.requests_of(Variant::Canary, 5), 1);
         assert_eq!(m.fallbacks_from(Variant::Canary), 1);
+        let w = m.windows().stats(Variant::Canary, Duration::from_secs(60));
+        assert_eq!((w.requests, w.errors), (2, 1));
         let mut s = String::new();
         m.render(&mut s, 500);
         assert!(s.contains(

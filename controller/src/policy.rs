@@ -1,0 +1,479 @@
+//! Rollout policies (`policies/*.toml`): the steps a rollout walks through and the rules that
+//! judge the canary at each step.
+//!
+//! Loading rejects unknown keys and validates what types cannot express (steps ascend to 100,
+//! every rule has the keys its source needs, thresholds parse, names are unique). Errors name
+//! the file, the line, the key and what was expected, like the config loader's.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use canaryd_proxy::config::duration;
+use figment::providers::{Format, Toml};
+use figment::Figment;
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+use crate::config::{figment_problems, render, Problem};
+use crate::toml_location::line_of;
+
+/// A whole policy file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub name: String,
+    /// Evaluation period of PromQL rules (local rules are evaluated every second).
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+    #[serde(default)]
+    pub rollback: RollbackMode,
+    /// Canary requests an evaluation window needs; below it rules say no-data.
+    #[serde(default)]
+    pub min_requests: u64,
+    /// Consecutive errors (provider unreachable, bad query) after which a rule counts as
+    /// failed. Unset: errors hold the rollout and alert, forever.
+    #[serde(default)]
+    pub max_consecutive_errors: Option<u32>,
+    pub steps: Vec<Step>,
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+}
+
+/// One step: a canary weight held healthy for `hold` before moving on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Canary share in percent.
+    pub weight: f64,
+    #[serde(deserialize_with = "duration")]
+    pub hold: Duration,
+}
+
+/// How a rollback moves traffic back to stable.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum RollbackMode {
+    /// One swap to 0 %.
+    #[default]
+    Immediate,
+    /// `step` percentage points less every `every`, still judged (seed 003).
+    Gradual { step: f64, every: Duration },
+}
+
+/// One rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub name: String,
+    pub source: SourceKind,
+    /// PromQL, for `source = "prometheus"`; `{{variant}}` is replaced by canary / stable.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// For `source = "local"`.
+    #[serde(default)]
+    pub signal: Option<Signal>,
+    /// Window of a local rule.
+    #[serde(default = "default_window", deserialize_with = "duration")]
+    pub window: Duration,
+    pub fail_when: Threshold,
+    /// How long the threshold must be breached continuously before `on_fail` applies.
+    #[serde(default, rename = "for", deserialize_with = "duration")]
+    pub for_: Duration,
+    #[serde(default)]
+    pub on_fail: OnFail,
+    #[serde(default)]
+    pub on_no_data: OnNoData,
+    /// Evaluate and log, never act.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// `"baseline"`: evaluate for canary and stable; the value is canary / stable.
+    #[serde(default)]
+    pub compare: Option<Compare>,
+}
+
+fn default_window() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Prometheus,
+    Local,
+}
+
+/// Local signals, read from the proxy's own sliding windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    ErrorRatio,
+    LatencyP50,
+    LatencyP90,
+    LatencyP99,
+    LatencyP999,
+    Rps,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFail {
+    #[default]
+    Rollback,
+    Hold,
+    Alert,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnNoData {
+    #[default]
+    Hold,
+    Pass,
+    Fail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compare {
+    Baseline,
+}
+
+/// `fail_when = "> 0.01"`: the comparison that means failure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Threshold {
+    pub op: Op,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{file}: cannot read policy: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{}", render(file, problems))]
+    Invalid { file: String, problems: Vec<Problem> },
+}
+
+// === impl Policy ===
+
+impl Policy {
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let file = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Self::from_source(&file, &src)
+    }
+
+    pub fn from_source(file: &str, src: &str) -> Result<Self, PolicyError> {
+        let policy: Policy = Figment::from(Toml::string(src))
+            .extract()
+            .map_err(|e| PolicyError::Invalid {
+                file: file.to_string(),
+                problems: figment_problems(e, src),
+            })?;
+        let problems: Vec<Problem> = policy
+            .validate()
+            .into_iter()
+            .map(|(key, message)| Problem {
+                line: line_of(src, &key),
+                key,
+                message,
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(policy)
+        } else {
+            Err(PolicyError::Invalid {
+                file: file.to_string(),
+                problems,
+            })
+        }
+    }
+
+    /// Weights of every step, in percent.
+    pub fn weights(&self) -> Vec<f64> {
+        self.steps.iter().map(|s| s.weight).collect()
+    }
+
+    fn validate(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut bad = |k: String, m: String| out.push((k, m));
+        if self.name.trim().is_empty() {
+            bad("name".into(), "expected a non-empty policy name".into());
+        }
+        if self.interval < Duration::from_secs(1) {
+            bad(
+                "interval".into(),
+                "expected at least \"1s\" (local rules run every second anyway)".into(),
+            );
+        }
+        if let RollbackMode::Gradual { step, every } = &self.rollback {
+            if !(*step > 0.0 && *step <= 100.0) {
+                bad(
+                    "rollback".into(),
+                    format!("expected `gradual.step` between 0 and 100 points, found {step}"),
+                );
+            }
+            if every.is_zero() {
+                bad(
+                    "rollback".into(),
+                    "expected a positive `gradual.every`".into(),
+                );
+            }
+        }
+        if self.max_consecutive_errors == Some(0) {
+            bad(
+                "max_consecutive_errors".into(),
+                "expected at least 1 (omit it to hold on errors indefinitely)".into(),
+            );
+        }
+        if self.steps.is_empty() {
+            bad(
+                "steps".into(),
+                "expected at least one [[steps]] entry, the last with weight = 100".into(),
+            );
+        }
+        let mut previous = 0.0;
+        for (i, s) in self.steps.iter().enumerate() {
+            if !(s.weight > 0.0 && s.weight <= 100.0) {
+                bad(
+                    format!("steps[{i}].weight"),
+                    format!("expected a percentage above 0 and at most 100, found {}", s.weight),
+                );
+            } else if s.weight <= previous {
+                bad(
+                    format!("steps[{i}].weight"),
+                    format!(
+                        "expected weights to increase step by step, found {} after {previous}",
+                        s.weight
+                    ),
+                );
+            }
+            previous = s.weight;
+        }
+        if let Some(last) = self.steps.last() {
+            if last.weight != 100.0 {
+                bad(
+                    format!("steps[{}].weight", self.steps.len() - 1),
+                    format!("expected the last step to be 100, found {}", last.weight),
+                );
+            }
+        }
+        for (i, r) in self.rules.iter().enumerate() {
+            let key = |k: &str| format!("rules[{i}].{k}");
+            if r.name.trim().is_empty() {
+                bad(key("name"), "expected a non-empty rule name".into());
+            }
+            if self.rules[..i].iter().any(|o| o.name == r.name) {
+                bad(key("name"), format!("expected unique rule names, {:?} is repeated", r.name));
+            }
+            match r.source {
+                SourceKind::Prometheus => {
+                    if r.query.as_deref().is_none_or(|q| q.trim().is_empty()) {
+                        bad(key("query"), "expected a PromQL query for source = \"prometheus\"".into());
+                    }
+                    if r.signal.is_some() {
+                        bad(key("signal"), "expected no `signal` for source = \"prometheus\" (it is for local rules)".into());
+                    }
+                    if r.compare.is_some()
+                        && !r.query.as_deref().unwrap_or_default().contains("variant")
+                    {
+                        bad(key("compare"), "expected the query to use {{variant}} when compare = \"baseline\"".into());
+                    }
+                }
+                SourceKind::Local => {
+                    if r.signal.is_none() {
+                        bad(key("signal"), "expected one of error_ratio, latency_p50, latency_p90, latency_p99, latency_p999, rps for source = \"local\"".into());
+                    }
+                    if r.query.is_some() {
+                        bad(key("query"), "expected no `query` for source = \"local\" (it is for prometheus rules)".into());
+                    }
+                    if r.window < Duration::from_secs(1) || r.window > Duration::from_secs(120) {
+                        bad(key("window"), format!("expected a window from \"1s\" to \"120s\", found {:?}", r.window));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+// === impl Threshold ===
+
+impl Threshold {
+    /// Does `value` breach this threshold?
+    pub fn breached(&self, value: f64) -> bool {
+        match self.op {
+            Op::Gt => value > self.value,
+            Op::Ge => value >= self.value,
+            Op::Lt => value < self.value,
+            Op::Le => value <= self.value,
+        }
+    }
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = match self.op {
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+        };
+        write!(f, "{op} {}", self.value)
+    }
+}
+
+impl<'de> Deserialize<'de> for Threshold {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let t = s.trim();
+        let (op, rest) = if let Some(r) = t.strip_prefix(">=") {
+            (Op::Ge, r)
+        } else if let Some(r) = t.strip_prefix("<=") {
+            (Op::Le, r)
+        } else if let Some(r) = t.strip_prefix('>') {
+            (Op::Gt, r)
+        } else if let Some(r) = t.strip_prefix('<') {
+            (Op::Lt, r)
+        } else {
+            return Err(de::Error::custom(format!(
+                "expected a comparison like \"> 0.01\" or \"<= 0.99\", found {s:?}"
+            )));
+        };
+        let value = rest.trim().parse::<f64>().map_err(|_| {
+            de::Error::custom(format!(
+                "expected a number after the operator, like \"> 0.01\", found {s:?}"
+            ))
+        })?;
+        Ok(Threshold { op, value })
+    }
+}
+
+impl<'de> Deserialize<'de> for RollbackMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Gradual {
+            step: f64,
+            #[serde(deserialize_with = "duration")]
+            every: Duration,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            gradual: Gradual,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Name(String),
+            Table(Table),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            de::Error::custom(
+                "expected \"immediate\" or { gradual = { step = 20, every = \"1m\" } }",
+            )
+        })? {
+            Raw::Name(n) if n == "immediate" => Ok(RollbackMode::Immediate),
+            Raw::Name(n) => Err(de::Error::custom(format!(
+                "expected \"immediate\" or {{ gradual = {{ step = 20, every = \"1m\" }} }}, found {n:?}"
+            ))),
+            Raw::Table(t) => Ok(RollbackMode::Gradual {
+                step: t.gradual.step,
+                every: t.gradual.every,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "t"
+interval = "10s"
+min_requests = 10
+
+[[steps]]
+weight = 5
+hold = "1m"
+[[steps]]
+weight = 100
+hold = "1m"
+
+[[rules]]
+name = "errors"
+source = "local"
+signal = "error_ratio"
+window = "10s"
+fail_when = "> 0.05"
+"#;
+
+    fn err(src: &str) -> String {
+        Policy::from_source("p.toml", src).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn good_policy_and_defaults() {
+        let p = Policy::from_source("p.toml", GOOD).unwrap();
+        let r = &p.rules[0];
+        assert_eq!(r.on_fail, OnFail::Rollback);
+        assert_eq!(r.on_no_data, OnNoData::Hold);
+        assert_eq!(r.for_, Duration::ZERO);
+        assert_eq!(p.rollback, RollbackMode::Immediate);
+        assert!(r.fail_when.breached(0.06) && !r.fail_when.breached(0.05));
+        assert_eq!(p.weights(), [5.0, 100.0]);
+    }
+
+    #[test]
+    fn gradual_rollback_parses() {
+        let src = GOOD.replace("min_requests = 10", "min_requests = 10\nrollback = { gradual = { step = 20, every = \"1m\" } }");
+        let p = Policy::from_source("p.toml", &src).unwrap();
+        assert_eq!(
+            p.rollback,
+            RollbackMode::Gradual {
+                step: 20.0,
+                every: Duration::from_secs(60)
+            }
+        );
+        let e = err(&GOOD.replace("min_requests = 10", "min_requests = 10\nrollback = \"slowly\""));
+        assert!(e.contains("key `rollback`") && e.contains("expected \"immediate\""), "{e}");
+    }
+
+    #[test]
+    fn mistakes_are_located() {
+        let e = err(&GOOD.replace("\"> 0.05\"", "\"above 0.05\""));
+        assert!(e.contains("p.toml:18: key `rules[0].fail_when`"), "{e}");
+        assert!(e.contains("expected a comparison like"), "{e}");
+
+        let e = err(&GOOD.replace("weight = 100", "weight = 50"));
+        assert!(e.contains("p.toml:10: key `steps[1].weight`: expected the last step to be 100"), "{e}");
+
+        let e = err(&GOOD.replace("weight = 5\n", "weight = 100\n"));
+        assert!(e.contains("key `steps[1].weight`: expected weights to increase"), "{e}");
+
+        let e = err(&GOOD.replace("signal = \"error_ratio\"", "query = \"up\""));
+        assert!(e.contains("p.toml:13: key `rules[0].signal`"), "{e}");
+        assert!(e.contains("key `rules[0].query`: expected no `query`"), "{e}");
+
+        let e = err(&GOOD.replace("source = \"local\"", "source = \"prometheus\""));
+        assert!(e.contains("key `rules[0].query`: expected a PromQL query"), "{e}");
+
+        let e = err(&format!("{GOOD}typo = 1\n"));
+        assert!(e.contains("p.toml:19: key `rules[0].typo`: unknown key"), "{e}");
+    }
+}

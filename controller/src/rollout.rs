@@ -1,0 +1,501 @@
+//! The rollout state machine: where a rollout is (phase, step, healthy time held, the split),
+//! and how the rules' verdicts move it.
+//!
+//! `idle → progressing(step k) ⇄ paused → promoted`; from progressing or paused, `rolled_back`
+//! (through `rolling_back` when the rollback is gradual) or `aborted`. A step advances only
+//! after every acting rule has been healthy for the step's `hold` — time spent unhealthy (a
+//! breach shorter than `for`, no-data, errors) does not count. [`RolloutState`] is what gets
+//! persisted; everything else is rebuilt at start.
+
+use serde::{Deserialize, Serialize};
+use tokio::time::{Duration, Instant};
+
+use crate::policy::{OnFail, Policy, RollbackMode};
+use crate::rules::{RuleState, Verdict};
+
+/// Where a rollout is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Idle,
+    Progressing,
+    Paused,
+    RollingBack,
+    Promoted,
+    RolledBack,
+    Aborted,
+}
+
+/// The persisted state (`state.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutState {
+    pub policy: String,
+    pub phase: Phase,
+    /// Index into the policy's steps.
+    pub step: usize,
+    /// Healthy time accumulated in the current step.
+    pub held_ms: u64,
+    /// The split in force.
+    pub canary_percent: f64,
+    /// Wall clock, ms since the epoch.
+    pub step_started_at_ms: u64,
+    pub updated_at_ms: u64,
+    /// Why the last transition happened.
+    pub reason: String,
+}
+
+/// Something that happened to the rollout; each becomes a decision-log line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    Started,
+    Advanced { from: usize, to: usize },
+    Promoted,
+    HoldBegin { reasons: Vec<String> },
+    HoldEnd,
+    Alert { rule: String },
+    RollbackStarted { rules: Vec<String>, gradual: bool },
+    RollbackStep,
+    RolledBack,
+}
+
+/// A running rollout: the policy, its persisted state and each rule's running state.
+#[derive(Debug)]
+pub struct Rollout {
+    pub policy: Policy,
+    pub state: RolloutState,
+    pub rules: Vec<RuleState>,
+    last_tick: Option<Instant>,
+    last_rollback_step: Option<Instant>,
+    holding: bool,
+    alerted: Vec<bool>,
+}
+
+// === impl Phase ===
+
+impl Phase {
+    pub const ALL: [Phase; 7] = [
+        Phase::Idle,
+        Phase::Progressing,
+        Phase::Paused,
+        Phase::RollingBack,
+        Phase::Promoted,
+        Phase::RolledBack,
+        Phase::Aborted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Progressing => "progressing",
+            Phase::Paused => "paused",
+            Phase::RollingBack => "rolling_back",
+            Phase::Promoted => "promoted",
+            Phase::RolledBack => "rolled_back",
+            Phase::Aborted => "aborted",
+        }
+    }
+
+    /// Are rules judged (and can the rollout move) in this phase?
+    pub fn is_live(self) -> bool {
+        matches!(self, Phase::Progressing | Phase::Paused | Phase::RollingBack)
+    }
+}
+
+// === impl Transition ===
+
+impl Transition {
+    /// The `action` label of the decision log and of `canaryd_decisions_total`.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Transition::Started => "start",
+            Transition::Advanced { .. } => "advance",
+            Transition::Promoted => "promote",
+            Transition::HoldBegin { .. } => "hold",
+            Transition::HoldEnd => "resume",
+            Transition::Alert { .. } => "alert",
+            Transition::RollbackStarted { .. } => "rollback",
+            Transition::RollbackStep => "rollback_step",
+            Transition::RolledBack => "rolled_back",
+        }
+    }
+}
+
+// === impl Rollout ===
+
+impl Rollout {
+    /// A rollout that has not started: the split is `initial_percent`.
+    pub fn idle(policy: Policy, initial_percent: f64, wall_ms: u64) -> Self {
+        let state = RolloutState {
+            policy: policy.name.clone(),
+            phase: Phase::Idle,
+            step: 0,
+            held_ms: 0,
+            canary_percent: initial_percent,
+            step_started_at_ms: wall_ms,
+            updated_at_ms: wall_ms,
+            reason: "no rollout has run yet".into(),
+        };
+        Self::resume(policy, state)
+    }
+
+    /// Continues from a persisted state.
+    pub fn resume(policy: Policy, state: RolloutState) -> Self {
+        let n = policy.rules.len();
+        Self {
+            policy,
+            state,
+            rules: vec![RuleState::default(); n],
+            last_tick: None,
+            last_rollback_step: None,
+            holding: false,
+            alerted: vec![false; n],
+        }
+    }
+
+    /// Starts the policy at its first step.
+    pub fn start(&mut self, wall_ms: u64) -> Transition {
+        self.enter_step(0, wall_ms);
+        self.state.phase = Phase::Progressing;
+        self.state.reason = "rollout started".into();
+        self.last_tick = None;
+        Transition::Started
+    }
+
+    pub fn current_hold(&self) -> Duration {
+        self.policy
+            .steps
+            .get(self.state.step)
+            .map_or(Duration::ZERO, |s| s.hold)
+    }
+
+    fn enter_step(&mut self, step: usize, wall_ms: u64) {
+        self.state.step = step;
+        self.state.held_ms = 0;
+        self.state.canary_percent = self.policy.steps.get(step).map_or(100.0, |s| s.weight);
+        self.state.step_started_at_ms = wall_ms;
+    }
+
+    /// Moves the rollout after the rules were observed. `now` drives the hold clock.
+    pub fn on_tick(&mut self, now: Instant, wall_ms: u64) -> Vec<Transition> {
+        let dt = self
+            .last_tick
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        self.last_tick = Some(now);
+        let mut out = Vec::new();
+        if !self.state.phase.is_live() {
+            return out;
+        }
+
+        // Rules that act: rollback wins over hold; alerts only notify.
+        let mut rollback_by = Vec::new();
+        let mut unhealthy = Vec::new();
+        for (i, (rule, rs)) in self.policy.rules.iter().zip(&self.rules).enumerate() {
+            if rule.dry_run {
+                continue;
+            }
+            match (rs.verdict, rule.on_fail) {
+                (Some(Verdict::Act(OnFail::Alert)), _) => {
+                    if !self.alerted[i] {
+                        self.alerted[i] = true;
+                        out.push(Transition::Alert {
+                            rule: rule.name.clone(),
+                        });
+                    }
+                }
+                (Some(Verdict::Act(OnFail::Rollback)), _) => rollback_by.push(rule.name.clone()),
+                (_, OnFail::Alert) => self.alerted[i] = false,
+                (Some(Verdict::Healthy), _) => {}
+                (Some(Verdict::Act(OnFail::Hold)), _) => unhealthy.push(format!("{} failed", rule.name)),
+                (Some(Verdict::Unhealthy), _) => unhealthy.push(match rs.outcome {
+                    Some(o) => format!("{} {}", rule.name, o.as_str()),
+                    None => format!("{} not evaluated", rule.name),
+                }),
+                (None, _) => unhealthy.push(format!("{} not evaluated yet", rule.name)),
+            }
+            if rs.verdict == Some(Verdict::Healthy) && rule.on_fail == OnFail::Alert {
+                self.alerted[i] = false;
+            }
+        }
+
+        if !rollback_by.is_empty() && self.state.phase != Phase::RollingBack {
+            let gradual = matches!(self.policy.rollback, RollbackMode::Gradual { .. });
+            self.state.reason = format!("rule(s) {} failed", rollback_by.join(", "));
+            out.push(Transition::RollbackStarted {
+                rules: rollback_by,
+                gradual,
+            });
+            if gradual {
+                self.state.phase = Phase::RollingBack;
+                self.last_rollback_step = Some(now);
+                self.rollback_step(&mut out);
+            } else {
+                self.state.canary_percent = 0.0;
+                self.state.phase = Phase::RolledBack;
+                out.push(Transition::RolledBack);
+            }
+            self.touch(wall_ms);
+            return out;
+        }
+
+        match self.state.phase {
+            Phase::RollingBack => {
+                if !rollback_by.is_empty() {
+                    // Still judged: a canary failing its rollback rules while traffic drains
+                    // goes to 0 % at once.
+                    self.state.canary_percent = 0.0;
+                    self.state.phase = Phase::RolledBack;
+                    self.state.reason =
+                        format!("rule(s) {} failed during a gradual rollback", rollback_by.join(", "));
+                    out.push(Transition::RolledBack);
+                } else if let RollbackMode::Gradual { every, .. } = self.policy.rollback {
+                    if self
+                        .last_rollback_step
+                        .is_none_or(|t| now.saturating_duration_since(t) >= every)
+                    {
+                        self.last_rollback_step = Some(now);
+                        self.rollback_step(&mut out);
+                    }
+                }
+            }
+            Phase::Progressing => {
+                let healthy = unhealthy.is_empty();
+                if healthy {
+                    if self.holding {
+                        // Only time between two healthy evaluations counts.
+                        self.holding = false;
+                        out.push(Transition::HoldEnd);
+                    } else {
+                        self.state.held_ms += dt.as_millis() as u64;
+                    }
+                    if Duration::from_millis(self.state.held_ms) >= self.current_hold() {
+                        let from = self.state.step;
+                        if from + 1 < self.policy.steps.len() {
+                            self.enter_step(from + 1, wall_ms);
+                            self.state.reason = format!(
+                                "step {from} held healthy for {}",
+                                humantime::format_duration(self.policy.steps[from].hold)
+                            );
+                            out.push(Transition::Advanced { from, to: from + 1 });
+                        } else {
+                            self.state.phase = Phase::Promoted;
+                            self.state.canary_percent = 100.0;
+                            self.state.reason = "last step held healthy: promoted".into();
+                            out.push(Transition::Promoted);
+                        }
+                    }
+                } else if !self.holding {
+                    self.holding = true;
+                    self.state.reason = format!("holding: {}", unhealthy.join(", "));
+                    out.push(Transition::HoldBegin { reasons: unhealthy });
+                }
+            }
+            _ => {}
+        }
+        if !out.is_empty() {
+            self.touch(wall_ms);
+        }
+        out
+    }
+
+    fn rollback_step(&mut self, out: &mut Vec<Transition>) {
+        let RollbackMode::Gradual { step, .. } = self.policy.rollback else {
+            return;
+        };
+        self.state.canary_percent = (self.state.canary_percent - step).max(0.0);
+        if self.state.canary_percent <= 0.0 {
+            self.state.phase = Phase::RolledBack;
+            out.push(Transition::RolledBack);
+        } else {
+            out.push(Transition::RollbackStep);
+        }
+    }
+
+    fn touch(&mut self, wall_ms: u64) {
+        self.state.updated_at_ms = wall_ms;
+    }
+
+    /// Time left in the current step's hold.
+    pub fn hold_remaining(&self) -> Duration {
+        self.current_hold()
+            .saturating_sub(Duration::from_millis(self.state.held_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Policy;
+    use crate::rules::Sample;
+
+    fn policy(rollback: &str) -> Policy {
+        Policy::from_source(
+            "p.toml",
+            &format!(
+                r#"
+name = "t"
+interval = "10s"
+rollback = {rollback}
+[[steps]]
+weight = 5
+hold = "10s"
+[[steps]]
+weight = 25
+hold = "10s"
+[[steps]]
+weight = 50
+hold = "10s"
+[[steps]]
+weight = 100
+hold = "10s"
+[[rules]]
+name = "errors"
+source = "local"
+signal = "error_ratio"
+fail_when = "> 0.1"
+[[rules]]
+name = "watch"
+source = "local"
+signal = "rps"
+fail_when = "< 0"
+dry_run = true
+"#
+            ),
+        )
+        .unwrap()
+    }
+
+    fn observe_all(r: &mut Rollout, now: Instant, v: f64) {
+        for (rule, rs) in r.policy.rules.iter().zip(r.rules.iter_mut()) {
+            rs.observe(rule, now, Sample::Value(v), None);
+        }
+    }
+
+    /// Ticks once a second for `secs` with every rule seeing `v`.
+    fn run(r: &mut Rollout, start: &mut Instant, secs: u64, v: f64) -> Vec<Transition> {
+        let mut all = Vec::new();
+        for _ in 0..secs {
+            *start += Duration::from_secs(1);
+            observe_all(r, *start, v);
+            all.extend(r.on_tick(*start, 0));
+        }
+        all
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn full_promotion_timeline() {
+        let mut r = Rollout::idle(policy("\"immediate\""), 0.0, 0);
+        let mut now = Instant::now();
+        assert_eq!(r.start(0), Transition::Started);
+        assert_eq!(r.state.canary_percent, 5.0);
+        // Before any rule is evaluated the rollout holds.
+        assert!(matches!(&r.on_tick(now, 0)[..], [Transition::HoldBegin { .. }]));
+        // The first healthy evaluation ends the hold; ten healthy seconds after it advance.
+        let t = run(&mut r, &mut now, 11, 0.0);
+        assert_eq!(t, [Transition::HoldEnd, Transition::Advanced { from: 0, to: 1 }]);
+        assert_eq!((r.state.step, r.state.canary_percent, r.state.held_ms), (1, 25.0, 0));
+        run(&mut r, &mut now, 10, 0.0);
+        run(&mut r, &mut now, 10, 0.0);
+        assert_eq!(r.state.canary_percent, 100.0);
+        assert_eq!(r.state.phase, Phase::Progressing);
+        let t = run(&mut r, &mut now, 10, 0.0);
+        assert_eq!(t, [Transition::Promoted]);
+        assert_eq!(r.state.phase, Phase::Promoted);
+        // Nothing moves a promoted rollout.
+        assert!(run(&mut r, &mut now, 10, 1.0).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unhealthy_time_does_not_count_and_never_advance_on_silence() {
+        let mut r = Rollout::idle(policy("\"immediate\""), 0.0, 0);
+        let mut now = Instant::now();
+        r.start(0);
+        // Not evaluated yet: hold, and the held time does not grow.
+        let t = r.on_tick(now, 0);
+        assert!(matches!(&t[..], [Transition::HoldBegin { reasons }] if reasons[0].contains("errors not evaluated")));
+        now += Duration::from_secs(5);
+        assert!(r.on_tick(now, 0).is_empty());
+        assert_eq!(r.state.held_ms, 0);
+        // Healthy 6 s, then no-data 30 s, then healthy 4 s: advance only then.
+        let t = run(&mut r, &mut now, 6, 0.0);
+        assert_eq!(t, [Transition::HoldEnd]);
+        for _ in 0..30 {
+            now += Duration::from_secs(1);
+            for (rule, rs) in r.policy.rules.iter().zip(r.rules.iter_mut()) {
+                rs.observe(rule, now, Sample::NoData, None);
+            }
+            r.on_tick(now, 0);
+        }
+        assert_eq!(r.state.step, 0);
+        assert_eq!(r.state.held_ms, 5_000);
+        let t = run(&mut r, &mut now, 6, 0.0);
+        assert_eq!(t, [Transition::HoldEnd, Transition::Advanced { from: 0, to: 1 }]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn immediate_rollback_and_dry_run_never_acts() {
+        let mut r = Rollout::idle(policy("\"immediate\""), 0.0, 0);
+        let mut now = Instant::now();
+        r.start(0);
+        r.on_tick(now, 0);
+        run(&mut r, &mut now, 11, 0.0);
+        assert_eq!(r.state.canary_percent, 25.0);
+        // The dry-run rule ("rps < 0") never fails here; make the real one fail.
+        let t = run(&mut r, &mut now, 1, 0.5);
+        assert_eq!(
+            t,
+            [
+                Transition::RollbackStarted {
+                    rules: vec!["errors".into()],
+                    gradual: false
+                },
+                Transition::RolledBack
+            ]
+        );
+        assert_eq!((r.state.phase, r.state.canary_percent), (Phase::RolledBack, 0.0));
+        assert!(r.state.reason.contains("errors"));
+        // Stays rolled back.
+        assert!(run(&mut r, &mut now, 20, 0.0).is_empty());
+        assert_eq!(r.state.canary_percent, 0.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dry_run_rule_failing_does_not_block() {
+        let mut p = policy("\"immediate\"");
+        p.rules.retain(|r| r.dry_run);
+        p.rules[0].fail_when.value = 1e9;
+        p.rules[0].fail_when.op = crate::policy::Op::Lt;
+        let mut r = Rollout::idle(p, 0.0, 0);
+        let mut now = Instant::now();
+        r.start(0);
+        r.on_tick(now, 0);
+        let t = run(&mut r, &mut now, 11, 0.0);
+        assert_eq!(r.rules[0].outcome, Some(crate::rules::Outcome::Fail));
+        assert_eq!(t, [Transition::Advanced { from: 0, to: 1 }]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gradual_rollback_steps_down_and_is_still_judged() {
+        let mut r = Rollout::idle(
+            policy("{ gradual = { step = 20, every = \"1m\" } }"),
+            0.0,
+            0,
+        );
+        let mut now = Instant::now();
+        r.start(0);
+        r.on_tick(now, 0);
+        run(&mut r, &mut now, 31, 0.0);
+        assert_eq!(r.state.canary_percent, 100.0);
+        let t = run(&mut r, &mut now, 1, 0.5);
+        assert_eq!(t[1], Transition::RollbackStep);
+        assert_eq!((r.state.phase, r.state.canary_percent), (Phase::RollingBack, 80.0));
+        // Recovered metrics: it keeps draining one step a minute.
+        run(&mut r, &mut now, 60, 0.0);
+        assert_eq!(r.state.canary_percent, 60.0);
+        run(&mut r, &mut now, 60, 0.0);
+        assert_eq!(r.state.canary_percent, 40.0);
+        // Failing again while draining: straight to 0.
+        let t = run(&mut r, &mut now, 1, 0.5);
+        assert_eq!(t, [Transition::RolledBack]);
+        assert_eq!((r.state.phase, r.state.canary_percent), (Phase::RolledBack, 0.0));
+    }
+}
