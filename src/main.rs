@@ -7,6 +7,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use canaryd_controller::controller::{Controller, LiveSources, Settings};
+use canaryd_controller::decision_log::DecisionLog;
+use canaryd_controller::policy::Policy;
+use canaryd_controller::prometheus::PromClient;
+use canaryd_controller::state_store::StateStore;
+use canaryd_controller::status::Board;
 use canaryd_controller::{admin, Config};
 use canaryd_proxy::{ProxyServer, RoutingHandle};
 use clap::{Parser, Subcommand};
@@ -80,11 +86,50 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
         cfg.backends.canary.servers.len(),
         cfg.proxy.listen.join(", ")
     );
+    if let Some(policy) = load_policy(&cfg, path)? {
+        println!(
+            "{}: ok (policy {:?}: steps {:?}, {} rule(s))",
+            policy_path(&cfg, path).unwrap_or_default().display(),
+            policy.name,
+            policy.weights(),
+            policy.rules.len()
+        );
+    }
     Ok(())
+}
+
+/// `[rollout] policy`, relative to the config file's directory when not absolute.
+fn policy_path(cfg: &Config, config: &std::path::Path) -> Option<PathBuf> {
+    let p = cfg.rollout.policy.as_ref()?;
+    Some(if p.is_absolute() {
+        p.clone()
+    } else {
+        config.parent().unwrap_or(std::path::Path::new(".")).join(p)
+    })
+}
+
+fn load_policy(cfg: &Config, config: &std::path::Path) -> anyhow::Result<Option<Policy>> {
+    let Some(path) = policy_path(cfg, config) else {
+        return Ok(None);
+    };
+    let policy = Policy::load(&path)?;
+    let needs_prometheus = policy
+        .rules
+        .iter()
+        .any(|r| r.source == canaryd_controller::policy::SourceKind::Prometheus);
+    if needs_prometheus && cfg.prometheus.is_none() {
+        anyhow::bail!(
+            "{}: policy has PromQL rules but {} has no [prometheus] section (key `prometheus.url`)",
+            path.display(),
+            config.display()
+        );
+    }
+    Ok(Some(policy))
 }
 
 fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     let cfg = Config::load(path)?;
+    let policy = load_policy(&cfg, path)?;
     let dp_cfg = cfg.data_plane();
     let table = RoutingHandle::new(RoutingHandle::percent_to_bp(cfg.rollout.initial_percent));
     let plane =
@@ -105,8 +150,51 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the control runtime")?;
+    let board = Arc::new(Board::default());
+    let (controller_done_tx, controller_done_rx) = std::sync::mpsc::channel::<()>();
+    let decisions = match policy {
+        Some(policy) => {
+            let log = Arc::new(DecisionLog::open(&cfg.rollout.state_dir));
+            let prom = cfg
+                .prometheus
+                .as_ref()
+                .map(|p| PromClient::new(&p.url, p.timeout))
+                .transpose()
+                .context("prometheus.url")?;
+            let controller = {
+                let _guard = control.enter();
+                Controller::new(
+                    policy,
+                    Settings {
+                        initial_percent: cfg.rollout.initial_percent,
+                        autostart: cfg.rollout.autostart,
+                    },
+                    StateStore::new(&cfg.rollout.state_dir),
+                    log.clone(),
+                    plane.table.clone(),
+                    LiveSources {
+                        prom,
+                        metrics: plane.metrics.clone(),
+                    },
+                    board.clone(),
+                )
+            };
+            let stop = stop_rx.clone();
+            control.spawn(async move {
+                controller.run(stop).await;
+                let _ = controller_done_tx.send(());
+            });
+            Some(log)
+        }
+        None => {
+            drop(controller_done_tx);
+            None
+        }
+    };
     let admin_state = Arc::new(admin::AdminState {
         plane: plane.clone(),
+        board,
+        decisions,
     });
     {
         let _guard = control.enter();
@@ -129,7 +217,9 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
         "canaryd serving"
     );
     server.run(Box::new(move || {
+        // Stop the control tasks and give the controller a moment to persist its state.
         let _ = stop_tx.send(true);
+        let _ = controller_done_rx.recv_timeout(std::time::Duration::from_secs(2));
     }));
     Ok(())
 }

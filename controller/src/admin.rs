@@ -1,4 +1,5 @@
-//! The admin listener (hyper, HTTP/1.1): `/metrics`, `/healthz`, `/ready`.
+//! The admin listener (hyper, HTTP/1.1): `/metrics`, `/healthz`, `/ready`, and the read side of
+//! the API: `GET /api/v1/status`, `GET /api/v1/decisions?limit=N`.
 //!
 //! It runs on the control runtime, apart from the proxy's workers, so a flood of proxied
 //! traffic never delays a scrape or a health probe. [`run`] takes a bound listener and a
@@ -17,10 +18,16 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::decision_log::DecisionLog;
+use crate::status::Board;
+
 /// What the admin endpoints read.
 #[derive(Debug)]
 pub struct AdminState {
     pub plane: Arc<DataPlane>,
+    pub board: Arc<Board>,
+    /// Absent when no policy is configured.
+    pub decisions: Option<Arc<DecisionLog>>,
 }
 
 /// Serves admin requests on `listener` until `shutdown` turns true.
@@ -64,6 +71,7 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
             let mut out = String::with_capacity(16 * 1024);
             let p = &state.plane;
             p.metrics.render(&mut out, p.table.weight_bp());
+            state.board.render(&mut out);
             process_metrics::render(&mut out);
             respond(StatusCode::OK, "text/plain; version=0.0.4", out)
         }
@@ -85,10 +93,47 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
             };
             respond(code, "application/json", body.to_string())
         }
+        (&Method::GET, "/api/v1/status") => respond(
+            StatusCode::OK,
+            "application/json",
+            state.board.status().to_string(),
+        ),
+        (&Method::GET, "/api/v1/decisions") => {
+            let limit = req
+                .uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("limit=")))
+                .map(|v| v.parse::<usize>());
+            let limit = match limit {
+                None => 100,
+                Some(Ok(n)) => n.min(crate::decision_log::KEEP),
+                Some(Err(_)) => {
+                    let body = serde_json::json!({
+                        "error": "`limit` must be a whole number",
+                        "hint": "GET /api/v1/decisions?limit=50",
+                    });
+                    return respond(
+                        StatusCode::BAD_REQUEST,
+                        "application/json",
+                        body.to_string(),
+                    );
+                }
+            };
+            let lines = state
+                .decisions
+                .as_ref()
+                .map(|d| d.recent(limit))
+                .unwrap_or_default();
+            respond(
+                StatusCode::OK,
+                "application/json",
+                serde_json::json!({ "decisions": lines }).to_string(),
+            )
+        }
         _ => {
             let body = serde_json::json!({
                 "error": format!("no such endpoint: {} {}", req.method(), req.uri().path()),
-                "hint": "endpoints: GET /metrics, /healthz, /ready",
+                "hint": "endpoints: GET /metrics, /healthz, /ready, /api/v1/status, /api/v1/decisions?limit=N",
             });
             respond(StatusCode::NOT_FOUND, "application/json", body.to_string())
         }

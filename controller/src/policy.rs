@@ -89,6 +89,10 @@ pub struct Rule {
     /// `"baseline"`: evaluate for canary and stable; the value is canary / stable.
     #[serde(default)]
     pub compare: Option<Compare>,
+    /// Overrides the policy's `min_requests` for this rule; `0` for rules that do not measure
+    /// traffic (`up`, memory, CPU).
+    #[serde(default)]
+    pub min_requests: Option<u64>,
 }
 
 fn default_window() -> Duration {
@@ -161,7 +165,10 @@ pub enum PolicyError {
         source: std::io::Error,
     },
     #[error("{}", render(file, problems))]
-    Invalid { file: String, problems: Vec<Problem> },
+    Invalid {
+        file: String,
+        problems: Vec<Problem>,
+    },
 }
 
 // === impl Policy ===
@@ -177,12 +184,13 @@ impl Policy {
     }
 
     pub fn from_source(file: &str, src: &str) -> Result<Self, PolicyError> {
-        let policy: Policy = Figment::from(Toml::string(src))
-            .extract()
-            .map_err(|e| PolicyError::Invalid {
-                file: file.to_string(),
-                problems: figment_problems(e, src),
-            })?;
+        let policy: Policy =
+            Figment::from(Toml::string(src))
+                .extract()
+                .map_err(|e| PolicyError::Invalid {
+                    file: file.to_string(),
+                    problems: figment_problems(e, src),
+                })?;
         let problems: Vec<Problem> = policy
             .validate()
             .into_iter()
@@ -250,7 +258,10 @@ impl Policy {
             if !(s.weight > 0.0 && s.weight <= 100.0) {
                 bad(
                     format!("steps[{i}].weight"),
-                    format!("expected a percentage above 0 and at most 100, found {}", s.weight),
+                    format!(
+                        "expected a percentage above 0 and at most 100, found {}",
+                        s.weight
+                    ),
                 );
             } else if s.weight <= previous {
                 bad(
@@ -277,12 +288,18 @@ impl Policy {
                 bad(key("name"), "expected a non-empty rule name".into());
             }
             if self.rules[..i].iter().any(|o| o.name == r.name) {
-                bad(key("name"), format!("expected unique rule names, {:?} is repeated", r.name));
+                bad(
+                    key("name"),
+                    format!("expected unique rule names, {:?} is repeated", r.name),
+                );
             }
             match r.source {
                 SourceKind::Prometheus => {
                     if r.query.as_deref().is_none_or(|q| q.trim().is_empty()) {
-                        bad(key("query"), "expected a PromQL query for source = \"prometheus\"".into());
+                        bad(
+                            key("query"),
+                            "expected a PromQL query for source = \"prometheus\"".into(),
+                        );
                     }
                     if r.signal.is_some() {
                         bad(key("signal"), "expected no `signal` for source = \"prometheus\" (it is for local rules)".into());
@@ -290,7 +307,11 @@ impl Policy {
                     if r.compare.is_some()
                         && !r.query.as_deref().unwrap_or_default().contains("variant")
                     {
-                        bad(key("compare"), "expected the query to use {{variant}} when compare = \"baseline\"".into());
+                        bad(
+                            key("compare"),
+                            "expected the query to use {{variant}} when compare = \"baseline\""
+                                .into(),
+                        );
                     }
                 }
                 SourceKind::Local => {
@@ -301,7 +322,13 @@ impl Policy {
                         bad(key("query"), "expected no `query` for source = \"local\" (it is for prometheus rules)".into());
                     }
                     if r.window < Duration::from_secs(1) || r.window > Duration::from_secs(120) {
-                        bad(key("window"), format!("expected a window from \"1s\" to \"120s\", found {:?}", r.window));
+                        bad(
+                            key("window"),
+                            format!(
+                                "expected a window from \"1s\" to \"120s\", found {:?}",
+                                r.window
+                            ),
+                        );
                     }
                 }
             }
@@ -441,7 +468,10 @@ fail_when = "> 0.05"
 
     #[test]
     fn gradual_rollback_parses() {
-        let src = GOOD.replace("min_requests = 10", "min_requests = 10\nrollback = { gradual = { step = 20, every = \"1m\" } }");
+        let src = GOOD.replace(
+            "min_requests = 10",
+            "min_requests = 10\nrollback = { gradual = { step = 20, every = \"1m\" } }",
+        );
         let p = Policy::from_source("p.toml", &src).unwrap();
         assert_eq!(
             p.rollback,
@@ -450,8 +480,14 @@ fail_when = "> 0.05"
                 every: Duration::from_secs(60)
             }
         );
-        let e = err(&GOOD.replace("min_requests = 10", "min_requests = 10\nrollback = \"slowly\""));
-        assert!(e.contains("key `rollback`") && e.contains("expected \"immediate\""), "{e}");
+        let e = err(&GOOD.replace(
+            "min_requests = 10",
+            "min_requests = 10\nrollback = \"slowly\"",
+        ));
+        assert!(
+            e.contains("key `rollback`") && e.contains("expected \"immediate\""),
+            "{e}"
+        );
     }
 
     #[test]
@@ -461,19 +497,34 @@ fail_when = "> 0.05"
         assert!(e.contains("expected a comparison like"), "{e}");
 
         let e = err(&GOOD.replace("weight = 100", "weight = 50"));
-        assert!(e.contains("p.toml:10: key `steps[1].weight`: expected the last step to be 100"), "{e}");
+        assert!(
+            e.contains("p.toml:10: key `steps[1].weight`: expected the last step to be 100"),
+            "{e}"
+        );
 
         let e = err(&GOOD.replace("weight = 5\n", "weight = 100\n"));
-        assert!(e.contains("key `steps[1].weight`: expected weights to increase"), "{e}");
+        assert!(
+            e.contains("key `steps[1].weight`: expected weights to increase"),
+            "{e}"
+        );
 
         let e = err(&GOOD.replace("signal = \"error_ratio\"", "query = \"up\""));
         assert!(e.contains("p.toml:13: key `rules[0].signal`"), "{e}");
-        assert!(e.contains("key `rules[0].query`: expected no `query`"), "{e}");
+        assert!(
+            e.contains("key `rules[0].query`: expected no `query`"),
+            "{e}"
+        );
 
         let e = err(&GOOD.replace("source = \"local\"", "source = \"prometheus\""));
-        assert!(e.contains("key `rules[0].query`: expected a PromQL query"), "{e}");
+        assert!(
+            e.contains("key `rules[0].query`: expected a PromQL query"),
+            "{e}"
+        );
 
         let e = err(&format!("{GOOD}typo = 1\n"));
-        assert!(e.contains("p.toml:19: key `rules[0].typo`: unknown key"), "{e}");
+        assert!(
+            e.contains("p.toml:19: key `rules[0].typo`: unknown key"),
+            "{e}"
+        );
     }
 }

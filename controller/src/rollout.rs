@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::{Duration, Instant};
 
 use crate::policy::{OnFail, Policy, RollbackMode};
-use crate::rules::{RuleState, Verdict};
+use crate::rules::{Outcome, RuleState, Verdict};
 
 /// Where a rollout is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +67,13 @@ pub struct Rollout {
     last_tick: Option<Instant>,
     last_rollback_step: Option<Instant>,
     holding: bool,
+    /// Per rule: an alert was sent for the current breach of an `alert` rule.
     alerted: Vec<bool>,
+    /// Per rule: an alert was sent for the current streak of errors.
+    error_alerted: Vec<bool>,
+    /// Per rule: its breach started the current gradual rollback and has not ended since, so
+    /// it does not count as failing again.
+    in_rollback_breach: Vec<bool>,
 }
 
 // === impl Phase ===
@@ -97,7 +103,10 @@ impl Phase {
 
     /// Are rules judged (and can the rollout move) in this phase?
     pub fn is_live(self) -> bool {
-        matches!(self, Phase::Progressing | Phase::Paused | Phase::RollingBack)
+        matches!(
+            self,
+            Phase::Progressing | Phase::Paused | Phase::RollingBack
+        )
     }
 }
 
@@ -149,6 +158,8 @@ impl Rollout {
             last_rollback_step: None,
             holding: false,
             alerted: vec![false; n],
+            error_alerted: vec![false; n],
+            in_rollback_breach: vec![false; n],
         }
     }
 
@@ -188,10 +199,22 @@ impl Rollout {
 
         // Rules that act: rollback wins over hold; alerts only notify.
         let mut rollback_by = Vec::new();
+        let mut rollback_idx = Vec::new();
         let mut unhealthy = Vec::new();
         for (i, (rule, rs)) in self.policy.rules.iter().zip(&self.rules).enumerate() {
             if rule.dry_run {
                 continue;
+            }
+            // Errors (provider unreachable, bad query) hold and alert, once per streak.
+            if rs.outcome == Some(Outcome::Error) {
+                if !self.error_alerted[i] {
+                    self.error_alerted[i] = true;
+                    out.push(Transition::Alert {
+                        rule: format!("{}: {}", rule.name, rs.error.as_deref().unwrap_or("error")),
+                    });
+                }
+            } else {
+                self.error_alerted[i] = false;
             }
             match (rs.verdict, rule.on_fail) {
                 (Some(Verdict::Act(OnFail::Alert)), _) => {
@@ -202,18 +225,26 @@ impl Rollout {
                         });
                     }
                 }
-                (Some(Verdict::Act(OnFail::Rollback)), _) => rollback_by.push(rule.name.clone()),
+                (Some(Verdict::Act(OnFail::Rollback)), _) => {
+                    rollback_by.push(rule.name.clone());
+                    rollback_idx.push(i);
+                }
                 (_, OnFail::Alert) => self.alerted[i] = false,
                 (Some(Verdict::Healthy), _) => {}
-                (Some(Verdict::Act(OnFail::Hold)), _) => unhealthy.push(format!("{} failed", rule.name)),
+                (Some(Verdict::Act(OnFail::Hold)), _) => {
+                    unhealthy.push(format!("{} failed", rule.name))
+                }
                 (Some(Verdict::Unhealthy), _) => unhealthy.push(match rs.outcome {
                     Some(o) => format!("{} {}", rule.name, o.as_str()),
                     None => format!("{} not evaluated", rule.name),
                 }),
                 (None, _) => unhealthy.push(format!("{} not evaluated yet", rule.name)),
             }
-            if rs.verdict == Some(Verdict::Healthy) && rule.on_fail == OnFail::Alert {
-                self.alerted[i] = false;
+            if rs.verdict == Some(Verdict::Healthy) {
+                self.in_rollback_breach[i] = false;
+                if rule.on_fail == OnFail::Alert {
+                    self.alerted[i] = false;
+                }
             }
         }
 
@@ -227,6 +258,9 @@ impl Rollout {
             if gradual {
                 self.state.phase = Phase::RollingBack;
                 self.last_rollback_step = Some(now);
+                for &i in &rollback_idx {
+                    self.in_rollback_breach[i] = true;
+                }
                 self.rollback_step(&mut out);
             } else {
                 self.state.canary_percent = 0.0;
@@ -239,19 +273,27 @@ impl Rollout {
 
         match self.state.phase {
             Phase::RollingBack => {
-                if !rollback_by.is_empty() {
-                    // Still judged: a canary failing its rollback rules while traffic drains
-                    // goes to 0 % at once.
+                // Still judged: a new failure while traffic drains (another rule, or one that
+                // had recovered) goes to 0 % at once. The breach that started the rollback,
+                // still going on, just keeps the drain going.
+                let again: Vec<&str> = rollback_idx
+                    .iter()
+                    .zip(&rollback_by)
+                    .filter(|(i, _)| !self.in_rollback_breach[**i])
+                    .map(|(_, n)| n.as_str())
+                    .collect();
+                if !again.is_empty() {
                     self.state.canary_percent = 0.0;
                     self.state.phase = Phase::RolledBack;
-                    self.state.reason =
-                        format!("rule(s) {} failed during a gradual rollback", rollback_by.join(", "));
+                    self.state.reason = format!(
+                        "rule(s) {} failed during a gradual rollback",
+                        again.join(", ")
+                    );
                     out.push(Transition::RolledBack);
                 } else if let RollbackMode::Gradual { every, .. } = self.policy.rollback {
-                    if self
-                        .last_rollback_step
-                        .is_none_or(|t| now.saturating_duration_since(t) >= every)
-                    {
+                    // After a restart the drain resumes a full `every` later.
+                    let last = *self.last_rollback_step.get_or_insert(now);
+                    if now.saturating_duration_since(last) >= every {
                         self.last_rollback_step = Some(now);
                         self.rollback_step(&mut out);
                     }
@@ -388,11 +430,20 @@ dry_run = true
         assert_eq!(r.start(0), Transition::Started);
         assert_eq!(r.state.canary_percent, 5.0);
         // Before any rule is evaluated the rollout holds.
-        assert!(matches!(&r.on_tick(now, 0)[..], [Transition::HoldBegin { .. }]));
+        assert!(matches!(
+            &r.on_tick(now, 0)[..],
+            [Transition::HoldBegin { .. }]
+        ));
         // The first healthy evaluation ends the hold; ten healthy seconds after it advance.
         let t = run(&mut r, &mut now, 11, 0.0);
-        assert_eq!(t, [Transition::HoldEnd, Transition::Advanced { from: 0, to: 1 }]);
-        assert_eq!((r.state.step, r.state.canary_percent, r.state.held_ms), (1, 25.0, 0));
+        assert_eq!(
+            t,
+            [Transition::HoldEnd, Transition::Advanced { from: 0, to: 1 }]
+        );
+        assert_eq!(
+            (r.state.step, r.state.canary_percent, r.state.held_ms),
+            (1, 25.0, 0)
+        );
         run(&mut r, &mut now, 10, 0.0);
         run(&mut r, &mut now, 10, 0.0);
         assert_eq!(r.state.canary_percent, 100.0);
@@ -411,7 +462,9 @@ dry_run = true
         r.start(0);
         // Not evaluated yet: hold, and the held time does not grow.
         let t = r.on_tick(now, 0);
-        assert!(matches!(&t[..], [Transition::HoldBegin { reasons }] if reasons[0].contains("errors not evaluated")));
+        assert!(
+            matches!(&t[..], [Transition::HoldBegin { reasons }] if reasons[0].contains("errors not evaluated"))
+        );
         now += Duration::from_secs(5);
         assert!(r.on_tick(now, 0).is_empty());
         assert_eq!(r.state.held_ms, 0);
@@ -428,7 +481,10 @@ dry_run = true
         assert_eq!(r.state.step, 0);
         assert_eq!(r.state.held_ms, 5_000);
         let t = run(&mut r, &mut now, 6, 0.0);
-        assert_eq!(t, [Transition::HoldEnd, Transition::Advanced { from: 0, to: 1 }]);
+        assert_eq!(
+            t,
+            [Transition::HoldEnd, Transition::Advanced { from: 0, to: 1 }]
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -451,7 +507,10 @@ dry_run = true
                 Transition::RolledBack
             ]
         );
-        assert_eq!((r.state.phase, r.state.canary_percent), (Phase::RolledBack, 0.0));
+        assert_eq!(
+            (r.state.phase, r.state.canary_percent),
+            (Phase::RolledBack, 0.0)
+        );
         assert!(r.state.reason.contains("errors"));
         // Stays rolled back.
         assert!(run(&mut r, &mut now, 20, 0.0).is_empty());
@@ -487,7 +546,10 @@ dry_run = true
         assert_eq!(r.state.canary_percent, 100.0);
         let t = run(&mut r, &mut now, 1, 0.5);
         assert_eq!(t[1], Transition::RollbackStep);
-        assert_eq!((r.state.phase, r.state.canary_percent), (Phase::RollingBack, 80.0));
+        assert_eq!(
+            (r.state.phase, r.state.canary_percent),
+            (Phase::RollingBack, 80.0)
+        );
         // Recovered metrics: it keeps draining one step a minute.
         run(&mut r, &mut now, 60, 0.0);
         assert_eq!(r.state.canary_percent, 60.0);
@@ -496,6 +558,9 @@ dry_run = true
         // Failing again while draining: straight to 0.
         let t = run(&mut r, &mut now, 1, 0.5);
         assert_eq!(t, [Transition::RolledBack]);
-        assert_eq!((r.state.phase, r.state.canary_percent), (Phase::RolledBack, 0.0));
+        assert_eq!(
+            (r.state.phase, r.state.canary_percent),
+            (Phase::RolledBack, 0.0)
+        );
     }
 }

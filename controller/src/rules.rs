@@ -51,7 +51,12 @@ pub struct RuleState {
 // === impl Outcome ===
 
 impl Outcome {
-    pub const ALL: [Outcome; 4] = [Outcome::Pass, Outcome::Fail, Outcome::NoData, Outcome::Error];
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Pass,
+        Outcome::Fail,
+        Outcome::NoData,
+        Outcome::Error,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -173,13 +178,22 @@ mod tests {
         let r = rule("");
         let mut s = RuleState::default();
         let now = Instant::now();
-        assert_eq!(s.observe(&r, now, Sample::Value(0.05), None), Verdict::Healthy);
+        assert_eq!(
+            s.observe(&r, now, Sample::Value(0.05), None),
+            Verdict::Healthy
+        );
         assert_eq!(s.outcome, Some(Outcome::Pass));
-        assert_eq!(s.observe(&r, now, Sample::Value(0.5), None), Verdict::Act(OnFail::Rollback));
+        assert_eq!(
+            s.observe(&r, now, Sample::Value(0.5), None),
+            Verdict::Act(OnFail::Rollback)
+        );
         assert_eq!(s.outcome, Some(Outcome::Fail));
         assert_eq!(s.observe(&r, now, Sample::NoData, None), Verdict::Unhealthy);
         assert_eq!(s.outcome, Some(Outcome::NoData));
-        assert_eq!(s.observe(&r, now, Sample::Error("down".into()), None), Verdict::Unhealthy);
+        assert_eq!(
+            s.observe(&r, now, Sample::Error("down".into()), None),
+            Verdict::Unhealthy
+        );
         assert_eq!(s.outcome, Some(Outcome::Error));
         assert_eq!(s.error.as_deref(), Some("down"));
     }
@@ -189,24 +203,39 @@ mod tests {
         let r = rule("for = \"5m\"\non_fail = \"hold\"");
         let mut s = RuleState::default();
         let start = Instant::now();
-        assert_eq!(s.observe(&r, start, Sample::Value(1.0), None), Verdict::Unhealthy);
+        assert_eq!(
+            s.observe(&r, start, Sample::Value(1.0), None),
+            Verdict::Unhealthy
+        );
         let t = start + Duration::from_secs(299);
-        assert_eq!(s.observe(&r, t, Sample::Value(1.0), None), Verdict::Unhealthy);
+        assert_eq!(
+            s.observe(&r, t, Sample::Value(1.0), None),
+            Verdict::Unhealthy
+        );
         assert_eq!(s.breaching_for(t), Duration::from_secs(299));
         // A single good value resets the breach.
         let t = start + Duration::from_secs(300);
         assert_eq!(s.observe(&r, t, Sample::Value(0.0), None), Verdict::Healthy);
         let t2 = t + Duration::from_secs(1);
-        assert_eq!(s.observe(&r, t2, Sample::Value(1.0), None), Verdict::Unhealthy);
+        assert_eq!(
+            s.observe(&r, t2, Sample::Value(1.0), None),
+            Verdict::Unhealthy
+        );
         let t3 = t2 + Duration::from_secs(300);
-        assert_eq!(s.observe(&r, t3, Sample::Value(1.0), None), Verdict::Act(OnFail::Hold));
+        assert_eq!(
+            s.observe(&r, t3, Sample::Value(1.0), None),
+            Verdict::Act(OnFail::Hold)
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn no_data_policies() {
         let now = Instant::now();
         let pass = rule("on_no_data = \"pass\"");
-        assert_eq!(RuleState::default().observe(&pass, now, Sample::NoData, None), Verdict::Healthy);
+        assert_eq!(
+            RuleState::default().observe(&pass, now, Sample::NoData, None),
+            Verdict::Healthy
+        );
         let fail = rule("on_no_data = \"fail\"");
         assert_eq!(
             RuleState::default().observe(&fail, now, Sample::NoData, None),
@@ -220,7 +249,10 @@ mod tests {
         let mut s = RuleState::default();
         let now = Instant::now();
         for _ in 0..2 {
-            assert_eq!(s.observe(&r, now, Sample::Error("x".into()), Some(3)), Verdict::Unhealthy);
+            assert_eq!(
+                s.observe(&r, now, Sample::Error("x".into()), Some(3)),
+                Verdict::Unhealthy
+            );
         }
         assert_eq!(
             s.observe(&r, now, Sample::Error("x".into()), Some(3)),
@@ -236,8 +268,13 @@ mod tests {
         use Sample::*;
         assert_eq!(baseline_ratio(&Value(4.0), &Value(2.0)), Value(2.0));
         assert_eq!(baseline_ratio(&Value(0.0), &Value(0.0)), Value(1.0));
-        assert_eq!(baseline_ratio(&Value(1.0), &Value(0.0)), Value(f64::INFINITY));
+        assert_eq!(
+            baseline_ratio(&Value(1.0), &Value(0.0)),
+            Value(f64::INFINITY)
+        );
         assert_eq!(baseline_ratio(&NoData, &Value(1.0)), NoData);
-        assert!(matches!(baseline_ratio(&Value(1.0), &Error("e".into())), Error(m) if m == "stable: e"));
+        assert!(
+            matches!(baseline_ratio(&Value(1.0), &Error("e".into())), Error(m) if m == "stable: e")
+        );
     }
 }

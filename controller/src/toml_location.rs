@@ -63,4 +63,3 @@ fn find_value(value: &toml_edit::Value, segs: &[(&str, Option<usize>)]) -> Optio
 fn line_at(src: &str, offset: usize) -> usize {
     src[..offset.min(src.len())].matches('\n').count() + 1
 }
-

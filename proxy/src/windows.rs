@@ -20,12 +20,12 @@
 //! A record whose slot already holds a *later* second (a thread delayed by more than
 //! `RING - 1` seconds) is dropped.
 //!
-//! Reading sums the slots whose second lies in `(now - window, now]`: the current, partial
-//! second plus the `window - 1` whole seconds before it. [`WindowStats::seconds`] is the time
-//! those slots actually cover (from the start of the oldest one, or from process start if that
-//! is later, to now), so [`WindowStats::rps`] is not diluted by the partial second nor by a
-//! young process. Right after a second boundary a 1 s window covers only milliseconds, so short
-//! windows are noisy; the controller should use several seconds.
+//! Reading sums every slot whose second overlaps `(now - window, now]`: the current, partial
+//! second and the seconds before it back to the one `now - window` falls in, so a window read
+//! right after a second boundary still covers a whole window (a reader that ticks at a fixed
+//! phase would otherwise always see a sliver). [`WindowStats::seconds`] is the time those slots
+//! actually cover (from the start of the oldest one, or from process start if that is later,
+//! to now) — between `window` and `window + 1 s` — so [`WindowStats::rps`] stays honest.
 //!
 //! Reads are not a snapshot: a slot being recorded into while it is read may be counted with a
 //! few increments more in one counter than in another (e.g. `requests` vs `buckets`).
@@ -132,7 +132,13 @@ impl Windows {
         let now_s = now_ms / 1000;
         let window_s =
             (window.as_secs() + u64::from(window.subsec_nanos() > 0)).clamp(1, MAX_WINDOW_S);
-        let first = (now_s + 1).saturating_sub(window_s);
+        // Every second that overlaps (now - window, now]: the current partial second and
+        // the whole or partial seconds before it, so a read just after a second boundary
+        // still covers a full window, whatever phase the reader ticks at.
+        let first = now_ms
+            .saturating_sub(window_s * 1000)
+            .div_euclid(1000)
+            .min(now_s);
         let mut stats = WindowStats {
             requests: 0,
             errors: 0,
@@ -359,17 +365,21 @@ mod tests {
         w.record_at(Variant::Stable, 200, ms, 100);
         w.record_at(Variant::Stable, 200, ms, 100);
 
-        // At 100.5 s a 60 s window is seconds 41..=100: 59 whole seconds and half of one.
+        // At 100.5 s a 60 s window reaches back to 40.5 s: the seconds 40..=100 overlap it.
         let s = w.stats_at(Variant::Stable, Duration::from_secs(60), 100_500);
         assert_eq!((s.requests, s.errors), (3, 0));
-        assert!(close(s.seconds, 59.5));
-        assert!(close(s.rps(), 3.0 / 59.5));
-        // 1.5 s rounds up to 2: seconds 99..=100.
+        assert!(close(s.seconds, 60.5));
+        assert!(close(s.rps(), 3.0 / 60.5));
+        // 1.5 s rounds up to 2: seconds 98..=100.
         let s = w.stats_at(Variant::Stable, Duration::from_millis(1500), 100_500);
         assert_eq!(s.requests, 2);
-        assert!(close(s.seconds, 1.5));
-        // A second later, 41 has left the window.
-        let s = w.stats_at(Variant::Stable, Duration::from_secs(60), 101_000);
+        assert!(close(s.seconds, 2.5));
+        // Just after a second boundary a 1 s window still covers the second before.
+        let s = w.stats_at(Variant::Stable, Duration::from_secs(1), 101_050);
+        assert_eq!(s.requests, 2);
+        assert!(close(s.seconds, 1.05));
+        // Later, 41 has left the window.
+        let s = w.stats_at(Variant::Stable, Duration::from_secs(60), 102_000);
         assert_eq!(s.requests, 2);
         // A young process: the window covers only the time since start.
         let s = w.stats_at(Variant::Stable, Duration::from_secs(60), 30_250);

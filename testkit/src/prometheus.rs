@@ -47,19 +47,7 @@ impl Prometheus {
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", config.display()));
         for _ in 0..START_ATTEMPTS {
             let addr = free_addr();
-            let child = Command::new(BINARY)
-                .arg(format!("--config.file={}", config.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.path().join("data").display()
-                ))
-                .arg(format!("--web.listen-address={addr}"))
-                .arg("--log.level=warn")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {BINARY}: {e}"));
-            let mut child = ChildGuard::new(child);
+            let mut child = spawn(dir.path(), addr);
             if wait_ready(addr, &mut child) {
                 return Some(Prometheus { addr, child, dir });
             }
@@ -67,6 +55,27 @@ impl Prometheus {
         panic!(
             "{BINARY} did not become ready within {READY_TIMEOUT:?} ({START_ATTEMPTS} attempts)"
         );
+    }
+
+    /// Kills Prometheus (SIGKILL), as an outage would.
+    pub fn stop(&mut self) {
+        self.child.kill();
+    }
+
+    /// Starts it again on the same address with the same data directory and waits until it
+    /// is ready.
+    ///
+    /// # Panics
+    /// When it does not become ready (e.g. the port was taken meanwhile).
+    pub fn restart(&mut self) {
+        self.child.kill();
+        let mut child = spawn(self.dir.path(), self.addr);
+        assert!(
+            wait_ready(self.addr, &mut child),
+            "{BINARY} did not come back on {} within {READY_TIMEOUT:?}",
+            self.addr
+        );
+        self.child = child;
     }
 
     /// `http://127.0.0.1:PORT`, e.g. for a controller's config.
@@ -151,6 +160,26 @@ fn wait_ready(addr: SocketAddr, child: &mut ChildGuard) -> bool {
 }
 
 /// The prometheus.yml for `targets`.
+/// Starts the binary on `addr` with the config and data directory in `dir`.
+fn spawn(dir: &Path, addr: SocketAddr) -> ChildGuard {
+    let child = Command::new(BINARY)
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={addr}"))
+        .arg("--log.level=warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {BINARY}: {e}"));
+    ChildGuard::new(child)
+}
+
 fn render_config(targets: &[(&str, SocketAddr)]) -> String {
     let mut yml = String::from(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",

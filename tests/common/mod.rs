@@ -23,6 +23,8 @@ pub struct Setup {
     /// Extra lines inside `[backends.stable]` / `[backends.canary]`.
     pub stable_extra: String,
     pub canary_extra: String,
+    /// Extra lines inside `[rollout]` (`policy = …`, `autostart = true`).
+    pub rollout: String,
     /// Extra sections at the end (`[routing]`, `[[proxy.routes]]`, …).
     pub tail: String,
 }
@@ -67,7 +69,7 @@ impl Setup {
              [backends.stable]\nservers = [{}]\n{}\n\
              [backends.canary]\nservers = [{}]\n{}\n\
              [admin]\nlisten = \"{admin}\"\n\
-             [rollout]\ninitial_percent = {}\nstate_dir = \"{}\"\n\
+             [rollout]\ninitial_percent = {}\nstate_dir = \"{}\"\n{}\n\
              {}\n",
             self.proxy,
             list(&self.stable),
@@ -76,6 +78,7 @@ impl Setup {
             self.canary_extra,
             self.percent,
             state_dir.display(),
+            self.rollout,
             self.tail
         )
     }
@@ -84,9 +87,12 @@ impl Setup {
 impl Canaryd {
     /// Writes the config, starts the daemon and waits until `/ready` answers 200.
     pub fn start(setup: &Setup) -> Self {
+        Self::start_at(setup, free_addr(), free_addr())
+    }
+
+    /// Like [`Canaryd::start`] on given addresses (e.g. already in Prometheus's scrape config).
+    pub fn start_at(setup: &Setup, proxy: SocketAddr, admin: SocketAddr) -> Self {
         let dir = TempDir::new("canaryd-e2e");
-        let proxy = free_addr();
-        let admin = free_addr();
         let config = dir.path().join("canaryd.toml");
         fs::write(&config, setup.render(proxy, admin, dir.path())).expect("write config");
         Self::start_with_config(dir, config, proxy, admin)
@@ -99,36 +105,95 @@ impl Canaryd {
         proxy: SocketAddr,
         admin: SocketAddr,
     ) -> Self {
-        let log = fs::File::create(dir.path().join("canaryd.log")).expect("log file");
-        let child = Command::new(binary())
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("CANARYD_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn canaryd");
+        let child = Self::spawn(&dir, &config);
         let mut me = Self {
             proxy,
             admin,
             dir,
             config,
-            child: ChildGuard::new(child),
+            child,
         };
+        me.wait_ready();
+        me
+    }
+
+    fn spawn(dir: &TempDir, config: &std::path::Path) -> ChildGuard {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("canaryd.log"))
+            .expect("log file");
+        let child = Command::new(binary())
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("CANARYD_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn canaryd");
+        ChildGuard::new(child)
+    }
+
+    fn wait_ready(&mut self) {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(r) = testkit::get(admin, "/ready") {
+            if let Ok(r) = testkit::get(self.admin, "/ready") {
                 if r.status == 200 {
                     break;
                 }
             }
-            if !me.child.is_running() || std::time::Instant::now() > deadline {
-                panic!("canaryd did not become ready; log:\n{}", me.log());
+            if !self.child.is_running() || std::time::Instant::now() > deadline {
+                panic!("canaryd did not become ready; log:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        testkit::wait_for_port(proxy, Duration::from_secs(10));
-        me
+        testkit::wait_for_port(self.proxy, Duration::from_secs(10));
+    }
+
+    /// `kill -9`, then start again with the same config and state directory.
+    pub fn kill9_and_restart(&mut self) {
+        self.child.kill();
+        self.child = Self::spawn(&self.dir, &self.config);
+        self.wait_ready();
+    }
+
+    /// `GET /api/v1/status`.
+    pub fn status(&self) -> serde_json::Value {
+        testkit::get(self.admin, "/api/v1/status")
+            .expect("GET /api/v1/status")
+            .json()
+    }
+
+    /// `GET /api/v1/decisions?limit=1000`, oldest first.
+    pub fn decisions(&self) -> Vec<serde_json::Value> {
+        let v = testkit::get(self.admin, "/api/v1/decisions?limit=1000")
+            .expect("GET /api/v1/decisions")
+            .json();
+        v["decisions"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Polls the status until `f` holds; panics with the last status and the log tail after
+    /// `timeout`.
+    pub fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let start = std::time::Instant::now();
+        loop {
+            let s = self.status();
+            if f(&s) {
+                return s;
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; status:\n{s:#}\nlog tail:\n{}",
+                    tail(&self.log(), 30)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn log(&self) -> String {
@@ -239,4 +304,57 @@ pub fn count_served_by(
         }
     }
     total
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Background GET traffic over keep-alive connections until dropped or stopped; counts
+/// answers by status code.
+pub struct Traffic {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<HashMap<u16, u64>>>,
+}
+
+impl Traffic {
+    pub fn start(addr: SocketAddr, threads: usize) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..threads)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut counts = HashMap::new();
+                    let mut c = Client::connect(addr).expect("connect");
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let status = c.get("/").map(|r| r.status).unwrap_or(0);
+                        *counts.entry(status).or_default() += 1;
+                        // Keep the rate modest: enough for min_requests, light on the CPU.
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    counts
+                })
+            })
+            .collect();
+        Self { stop, threads }
+    }
+
+    /// Stops the traffic and returns the answers by status code.
+    pub fn stop(mut self) -> HashMap<u16, u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut total = HashMap::new();
+        for t in self.threads.drain(..) {
+            for (k, v) in t.join().expect("traffic thread") {
+                *total.entry(k).or_default() += v;
+            }
+        }
+        total
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }

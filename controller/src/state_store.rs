@@ -1,0 +1,145 @@
+//! The rollout state on disk (`state_dir/state.json`), written so that a crash at any moment
+//! leaves either the old state or the new one: write a temp file, fsync it, rename it over the
+//! old one, fsync the directory.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::rollout::RolloutState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{file}: cannot read rollout state: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: rollout state is not valid ({source}); canaryd routes 100 % to stable and will not progress until an operator fixes or removes this file")]
+    Corrupt {
+        file: String,
+        source: serde_json::Error,
+    },
+    #[error("{file}: cannot write rollout state: {source}")]
+    Write {
+        file: String,
+        source: std::io::Error,
+    },
+}
+
+/// Reads and writes `state.json`.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    dir: PathBuf,
+}
+
+impl StateStore {
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    /// The persisted state, `None` when no rollout has ever been persisted here.
+    pub fn load(&self) -> Result<Option<RolloutState>, StateError> {
+        let path = self.path();
+        let file = path.display().to_string();
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StateError::Read { file, source }),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| StateError::Corrupt { file, source })
+    }
+
+    /// Persists `state` atomically and durably.
+    pub fn save(&self, state: &RolloutState) -> Result<(), StateError> {
+        let path = self.path();
+        let err = |source| StateError::Write {
+            file: path.display().to_string(),
+            source,
+        };
+        fs::create_dir_all(&self.dir).map_err(err)?;
+        let tmp = self.dir.join("state.json.tmp");
+        let mut body = serde_json::to_vec_pretty(state).map_err(|e| err(e.into()))?;
+        body.push(b'\n');
+        {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)
+                .map_err(err)?;
+            f.write_all(&body).map_err(err)?;
+            f.sync_all().map_err(err)?;
+        }
+        fs::rename(&tmp, &path).map_err(err)?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::Phase;
+
+    fn state() -> RolloutState {
+        RolloutState {
+            policy: "p".into(),
+            phase: Phase::Progressing,
+            step: 2,
+            held_ms: 40 * 3_600_000,
+            canary_percent: 50.0,
+            step_started_at_ms: 1,
+            updated_at_ms: 2,
+            reason: "r".into(),
+        }
+    }
+
+    fn dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "canaryd-state-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn round_trip_and_missing() {
+        let d = dir();
+        let s = StateStore::new(&d);
+        assert_eq!(s.load().unwrap(), None);
+        s.save(&state()).unwrap();
+        assert_eq!(s.load().unwrap(), Some(state()));
+        assert!(!d.join("state.json.tmp").exists());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn corrupt_file_names_itself() {
+        let d = dir();
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("state.json"), "{ not json").unwrap();
+        let e = StateStore::new(&d).load().unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{}: rollout state is not valid",
+                d.join("state.json").display()
+            )),
+            "{e}"
+        );
+        assert!(e.contains("100 % to stable"), "{e}");
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
