@@ -1,21 +1,28 @@
 //! `canaryd`: the command line and the wiring of the daemon. Logic lives in the `proxy` and
 //! `controller` crates; this file parses arguments, loads configuration, starts the control
-//! runtime (admin listener, health checks) and hands the main thread to the Pingora server.
+//! runtime (admin listener, health checks, controller, systemd notifications, reload) and
+//! hands the main thread to the Pingora server. The operator subcommands are thin clients of
+//! the admin API.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use canaryd_controller::controller::{Controller, LiveSources, Settings};
+use canaryd_controller::admin_client::AdminClient;
+use canaryd_controller::controller::{Controller, Handle, LiveSources, Settings};
 use canaryd_controller::decision_log::DecisionLog;
-use canaryd_controller::policy::Policy;
+use canaryd_controller::policy::{Policy, SourceKind};
 use canaryd_controller::prometheus::PromClient;
 use canaryd_controller::state_store::StateStore;
 use canaryd_controller::status::Board;
-use canaryd_controller::{admin, Config};
+use canaryd_controller::token::{check_exposure, Token};
+use canaryd_controller::{admin, status_view, systemd, Config};
 use canaryd_proxy::{ProxyServer, RoutingHandle};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -35,16 +42,65 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the proxy and the admin listener (systemd ExecStart).
+    /// Run the proxy, the controller and the admin listener (systemd ExecStart).
     Serve {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Validate the configuration; exit 0 when valid, 1 with located errors otherwise.
+    /// Validate the configuration and the policy; exit 0, or 1 with located errors.
     Check {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Show the rollout: state, split, the step's hold and every rule against its threshold.
+    Status {
+        /// Redraw every second (plain lines when stdout is not a terminal).
+        #[arg(long)]
+        watch: bool,
+        /// Print the raw status JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Start a rollout of the configured policy from its first step.
+    Start(ActionArgs),
+    /// Pause the rollout: the split stays, the hold clock stops.
+    Pause(ActionArgs),
+    /// Resume a paused rollout at its step's weight.
+    Resume(ActionArgs),
+    /// Promote now: 100 % canary, rollout done.
+    Promote(ActionArgs),
+    /// Roll back now: 0 % canary; stays rolled back until `start`.
+    Rollback(ActionArgs),
+    /// Abort the rollout: 0 % canary.
+    Abort(ActionArgs),
+    /// Set the split by hand (pauses a running rollout).
+    SetWeight {
+        /// Canary share, 0 to 100.
+        percent: f64,
+        #[command(flatten)]
+        action: ActionArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct AdminArgs {
+    /// Admin API of the daemon.
+    #[arg(long, env = "CANARYD_ADMIN", default_value = "http://127.0.0.1:9180")]
+    admin: String,
+}
+
+#[derive(Debug, Args)]
+struct ActionArgs {
+    /// Why: recorded in the decision log and sent to webhooks.
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// File holding the admin token (or set CANARYD_ADMIN_TOKEN).
+    #[arg(long, env = "CANARYD_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    #[command(flatten)]
+    admin: AdminArgs,
 }
 
 fn main() -> ExitCode {
@@ -53,6 +109,16 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(&config),
         Command::Check { config } => check(&config),
+        Command::Status { watch, json, admin } => client(|| status(&admin.admin, watch, json)),
+        Command::Start(a) => client(|| action("start", json!({}), a)),
+        Command::Pause(a) => client(|| action("pause", json!({}), a)),
+        Command::Resume(a) => client(|| action("resume", json!({}), a)),
+        Command::Promote(a) => client(|| action("promote", json!({}), a)),
+        Command::Rollback(a) => client(|| action("rollback", json!({}), a)),
+        Command::Abort(a) => client(|| action("abort", json!({}), a)),
+        Command::SetWeight { percent, action: a } => {
+            client(|| action("weight", json!({ "percent": percent }), a))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -68,7 +134,7 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if std::env::var("CANARYD_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();
@@ -77,7 +143,76 @@ fn init_logging() {
     }
 }
 
-fn check(path: &std::path::Path) -> anyhow::Result<()> {
+// === operator client ===
+
+fn client<F, Fut>(f: F) -> anyhow::Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the client runtime")?
+        .block_on(f())
+}
+
+fn token(args: &ActionArgs) -> anyhow::Result<Option<String>> {
+    if let Some(path) = &args.token_file {
+        let t = std::fs::read_to_string(path)
+            .with_context(|| format!("--token-file {}", path.display()))?;
+        return Ok(Some(t.trim().to_string()));
+    }
+    Ok(std::env::var("CANARYD_ADMIN_TOKEN").ok())
+}
+
+async fn action(name: &str, mut body: serde_json::Value, args: ActionArgs) -> anyhow::Result<()> {
+    body["reason"] = json!(args.reason);
+    let c = AdminClient::new(&args.admin.admin, token(&args)?)?;
+    let status = c.action(name, body).await?;
+    print!("{}", status_view::render(&status));
+    Ok(())
+}
+
+async fn status(admin: &str, watch: bool, json: bool) -> anyhow::Result<()> {
+    let c = AdminClient::new(admin, None)?;
+    if !watch {
+        let s = c.status().await?;
+        if json {
+            println!("{s:#}");
+        } else {
+            print!("{}", status_view::render(&s));
+        }
+        return Ok(());
+    }
+    let tty = std::io::stdout().is_terminal();
+    let mut last = String::new();
+    loop {
+        let shown = match c.status().await {
+            Ok(s) if json => s.to_string(),
+            Ok(s) if tty => status_view::render(&s),
+            Ok(s) => status_view::line(&s),
+            Err(e) => format!("{e}"),
+        };
+        if tty {
+            // Clear and redraw.
+            print!("\x1b[2J\x1b[H{shown}");
+            use std::io::Write as _;
+            let _ = std::io::stdout().flush();
+        } else if shown != last {
+            println!(
+                "{} {shown}",
+                humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            );
+            last = shown;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+// === check ===
+
+fn check(path: &Path) -> anyhow::Result<()> {
     let cfg = Config::load(path)?;
     println!(
         "{}: ok ({} stable server(s), {} canary server(s), listen {})",
@@ -99,16 +234,16 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// `[rollout] policy`, relative to the config file's directory when not absolute.
-fn policy_path(cfg: &Config, config: &std::path::Path) -> Option<PathBuf> {
+fn policy_path(cfg: &Config, config: &Path) -> Option<PathBuf> {
     let p = cfg.rollout.policy.as_ref()?;
     Some(if p.is_absolute() {
         p.clone()
     } else {
-        config.parent().unwrap_or(std::path::Path::new(".")).join(p)
+        config.parent().unwrap_or(Path::new(".")).join(p)
     })
 }
 
-fn load_policy(cfg: &Config, config: &std::path::Path) -> anyhow::Result<Option<Policy>> {
+fn load_policy(cfg: &Config, config: &Path) -> anyhow::Result<Option<Policy>> {
     let Some(path) = policy_path(cfg, config) else {
         return Ok(None);
     };
@@ -116,7 +251,7 @@ fn load_policy(cfg: &Config, config: &std::path::Path) -> anyhow::Result<Option<
     let needs_prometheus = policy
         .rules
         .iter()
-        .any(|r| r.source == canaryd_controller::policy::SourceKind::Prometheus);
+        .any(|r| r.source == SourceKind::Prometheus);
     if needs_prometheus && cfg.prometheus.is_none() {
         anyhow::bail!(
             "{}: policy has PromQL rules but {} has no [prometheus] section (key `prometheus.url`)",
@@ -127,9 +262,24 @@ fn load_policy(cfg: &Config, config: &std::path::Path) -> anyhow::Result<Option<
     Ok(Some(policy))
 }
 
-fn serve(path: &std::path::Path) -> anyhow::Result<()> {
+fn load_token(cfg: &Config) -> anyhow::Result<Option<Token>> {
+    let token = cfg
+        .admin
+        .token_file
+        .as_deref()
+        .map(Token::load)
+        .transpose()?;
+    let listen = cfg.admin.listen.parse().context("admin.listen")?;
+    check_exposure(listen, token.as_ref())?;
+    Ok(token)
+}
+
+// === serve ===
+
+fn serve(path: &Path) -> anyhow::Result<()> {
     let cfg = Config::load(path)?;
     let policy = load_policy(&cfg, path)?;
+    let token = load_token(&cfg)?;
     let dp_cfg = cfg.data_plane();
     let table = RoutingHandle::new(RoutingHandle::percent_to_bp(cfg.rollout.initial_percent));
     let plane =
@@ -142,7 +292,8 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
         .context("admin listener")?;
     let server = ProxyServer::build(&dp_cfg, plane.clone())?;
 
-    // The control runtime: admin API, health checks. Separate from Pingora's workers.
+    // The control runtime: admin API, health checks, controller. Separate from Pingora's
+    // workers.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let control = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -152,6 +303,7 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
         .context("starting the control runtime")?;
     let board = Arc::new(Board::default());
     let (controller_done_tx, controller_done_rx) = std::sync::mpsc::channel::<()>();
+    let mut handle: Option<Handle> = None;
     let decisions = match policy {
         Some(policy) => {
             let log = Arc::new(DecisionLog::open(&cfg.rollout.state_dir));
@@ -179,6 +331,7 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
                     board.clone(),
                 )
             };
+            handle = Some(controller.handle());
             let stop = stop_rx.clone();
             control.spawn(async move {
                 controller.run(stop).await;
@@ -195,6 +348,9 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
         plane: plane.clone(),
         board,
         decisions,
+        controller: handle.clone(),
+        token,
+        extra_metrics: None,
     });
     {
         let _guard = control.enter();
@@ -202,7 +358,11 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
             tokio::net::TcpListener::from_std(admin_listener).context("admin listener")?;
         control.spawn(admin::run(listener, admin_state, stop_rx.clone()));
         canaryd_proxy::spawn_health_checks(&plane, &dp_cfg, stop_rx.clone());
-        control.spawn(ignore_sighup());
+        control.spawn(reload_on_sighup(path.to_path_buf(), handle));
+        if let Some(every) = systemd::watchdog_interval() {
+            control.spawn(watchdog(every));
+        }
+        control.spawn(ready_when_listening(cfg.proxy.listen.clone()));
     }
     std::thread::Builder::new()
         .name("canaryd-control".into())
@@ -213,27 +373,84 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
         config = %path.display(),
         listen = ?cfg.proxy.listen,
         admin = %cfg.admin.listen,
-        canary_percent = cfg.rollout.initial_percent,
         "canaryd serving"
     );
     server.run(Box::new(move || {
+        let _ = systemd::notify("STOPPING=1");
         // Stop the control tasks and give the controller a moment to persist its state.
         let _ = stop_tx.send(true);
-        let _ = controller_done_rx.recv_timeout(std::time::Duration::from_secs(2));
+        let _ = controller_done_rx.recv_timeout(Duration::from_secs(2));
     }));
     Ok(())
 }
 
-/// SIGHUP must not kill the daemon (its default action). Live reload comes with the operate
-/// issue; until then the signal is logged and ignored.
-async fn ignore_sighup() {
+/// READY=1 once every proxy listener accepts connections (Pingora binds them as its service
+/// starts) — the admin listener is bound and the rollout state loaded before this runs.
+async fn ready_when_listening(listen: Vec<String>) {
+    for addr in &listen {
+        let Ok(mut a) = addr.parse::<std::net::SocketAddr>() else {
+            continue;
+        };
+        if a.ip().is_unspecified() {
+            a.set_ip(if a.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        for _ in 0..1000 {
+            if tokio::net::TcpStream::connect(a).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let _ = systemd::notify("READY=1\nSTATUS=serving");
+}
+
+/// Tells systemd we are alive, at half its watchdog interval.
+async fn watchdog(every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let _ = systemd::notify("WATCHDOG=1");
+    }
+}
+
+/// SIGHUP: re-read the config and the policy, validate, apply what can change live; on any
+/// error keep everything as it was and log why.
+async fn reload_on_sighup(config: PathBuf, controller: Option<Handle>) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot listen for SIGHUP; reload is unavailable");
         return;
     };
     while hup.recv().await.is_some() {
-        tracing::warn!(
-            "SIGHUP received: live reload is not implemented yet; restart to apply changes"
-        );
+        let _ = systemd::notify(&systemd::reloading_message());
+        match reload(&config, controller.as_ref()).await {
+            Ok(applied) => tracing::info!(%applied, "configuration reloaded"),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "reload failed; the running configuration is kept")
+            }
+        }
+        let _ = systemd::notify("READY=1\nSTATUS=serving");
+    }
+}
+
+async fn reload(config: &Path, controller: Option<&Handle>) -> anyhow::Result<String> {
+    let cfg = Config::load(config)?;
+    let policy = load_policy(&cfg, config)?;
+    match (policy, controller) {
+        (Some(p), Some(c)) => {
+            let name = p.name.clone();
+            c.replace_policy(p)
+                .await
+                .map_err(|r| anyhow::anyhow!("{} ({})", r.error, r.hint))?;
+            Ok(format!("policy {name}"))
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            anyhow::bail!("adding or removing [rollout] policy needs a restart")
+        }
+        (None, None) => Ok("nothing to reload".into()),
     }
 }

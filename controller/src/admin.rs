@@ -1,5 +1,7 @@
-//! The admin listener (hyper, HTTP/1.1): `/metrics`, `/healthz`, `/ready`, and the read side of
-//! the API: `GET /api/v1/status`, `GET /api/v1/decisions?limit=N`.
+//! The admin listener (hyper, HTTP/1.1): `/metrics`, `/healthz`, `/ready`, the read side of the
+//! API (`GET /api/v1/status`, `GET /api/v1/decisions?limit=N`) and operator actions
+//! (`POST /api/v1/{start,pause,resume,promote,rollback,abort}`, `POST /api/v1/weight`), which
+//! need `Authorization: Bearer <token>`. Errors are `{"error", "hint"}` with a 4xx code.
 //!
 //! It runs on the control runtime, apart from the proxy's workers, so a flood of proxied
 //! traffic never delays a scrape or a health probe. [`run`] takes a bound listener and a
@@ -18,16 +20,33 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::controller::Handle;
 use crate::decision_log::DecisionLog;
+use crate::rollout::Command;
 use crate::status::Board;
+use crate::token::Token;
+
+/// Appends more metrics to a `/metrics` answer.
+pub type MetricsHook = Arc<dyn Fn(&mut String) + Send + Sync>;
 
 /// What the admin endpoints read.
-#[derive(Debug)]
 pub struct AdminState {
     pub plane: Arc<DataPlane>,
     pub board: Arc<Board>,
     /// Absent when no policy is configured.
     pub decisions: Option<Arc<DecisionLog>>,
+    /// Absent when no policy is configured.
+    pub controller: Option<Handle>,
+    /// Absent: mutations are refused.
+    pub token: Option<Token>,
+    /// Extra metrics (webhook counters).
+    pub extra_metrics: Option<MetricsHook>,
+}
+
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState").finish_non_exhaustive()
+    }
 }
 
 /// Serves admin requests on `listener` until `shutdown` turns true.
@@ -52,7 +71,7 @@ pub async fn run(
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, req)) }
+                async move { Ok::<_, Infallible>(handle(&state, req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -65,13 +84,152 @@ pub async fn run(
     }
 }
 
-fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Largest request body accepted (operator actions carry a reason).
+const MAX_BODY: usize = 64 * 1024;
+
+async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    if let Some(action) = path.strip_prefix("/api/v1/") {
+        return match api(state, action, req).await {
+            Some(resp) => resp,
+            None => error(
+                StatusCode::NOT_FOUND,
+                format!("no such endpoint: {path}"),
+                ENDPOINTS,
+            ),
+        };
+    }
+    read_endpoint(state, req)
+}
+
+const ENDPOINTS: &str = "GET /metrics, /healthz, /ready, /api/v1/status, /api/v1/decisions?limit=N; POST /api/v1/{start,pause,resume,promote,rollback,abort}, /api/v1/weight";
+
+fn error(
+    code: StatusCode,
+    error: impl Into<String>,
+    hint: impl Into<String>,
+) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({ "error": error.into(), "hint": hint.into() });
+    respond(code, "application/json", body.to_string())
+}
+
+/// `/api/v1/*`, reads and operator actions; `None` for unknown paths.
+async fn api(
+    state: &AdminState,
+    action: &str,
+    req: Request<Incoming>,
+) -> Option<Response<Full<Bytes>>> {
+    use http_body_util::BodyExt;
+    let cmd = match action {
+        "status" | "decisions" => {
+            return Some(if req.method() == Method::GET {
+                read_endpoint(state, req)
+            } else {
+                error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("use GET for /api/v1/{action}"),
+                    ENDPOINTS,
+                )
+            })
+        }
+        "start" => Some(Command::Start),
+        "pause" => Some(Command::Pause),
+        "resume" => Some(Command::Resume),
+        "promote" => Some(Command::Promote),
+        "rollback" => Some(Command::Rollback),
+        "abort" => Some(Command::Abort),
+        "weight" => None,
+        _ => return None,
+    };
+    if req.method() != Method::POST {
+        return Some(error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("use POST for /api/v1/{action}"),
+            ENDPOINTS,
+        ));
+    }
+    let Some(token) = &state.token else {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "operator actions are disabled: no [admin] token_file is configured",
+            "set [admin] token_file to a file (mode 600) holding a long random token",
+        ));
+    };
+    let auth = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if !token.authorizes(auth) {
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+            "send `Authorization: Bearer <token>` with the token from [admin] token_file (canaryd … --token-file FILE)",
+        ));
+    }
+    let Some(controller) = &state.controller else {
+        return Some(error(
+            StatusCode::CONFLICT,
+            "no rollout policy is configured",
+            "set [rollout] policy in the config and restart (or reload) canaryd",
+        ));
+    };
+    let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return Some(error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+                "send at most 64 KiB of JSON",
+            ))
+        }
+    };
+    let json: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return Some(error(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body is not JSON: {e}"),
+                    r#"e.g. {"reason": "canary looks good"}"#,
+                ))
+            }
+        }
+    };
+    let reason = json["reason"].as_str().unwrap_or_default().to_string();
+    let cmd = match cmd {
+        Some(c) => c,
+        None => match json["percent"].as_f64() {
+            Some(p) => Command::SetWeight(p),
+            None => {
+                return Some(error(
+                    StatusCode::BAD_REQUEST,
+                    "missing `percent`",
+                    r#"POST /api/v1/weight {"percent": 25, "reason": "…"}"#,
+                ))
+            }
+        },
+    };
+    Some(match controller.send(cmd, reason).await {
+        Ok(status) => respond(StatusCode::OK, "application/json", status.to_string()),
+        Err(r) => error(StatusCode::CONFLICT, r.error, r.hint),
+    })
+}
+
+fn read_endpoint(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => {
             let mut out = String::with_capacity(16 * 1024);
             let p = &state.plane;
             p.metrics.render(&mut out, p.table.weight_bp());
             state.board.render(&mut out);
+            if let Some(extra) = &state.extra_metrics {
+                extra(&mut out);
+            }
             process_metrics::render(&mut out);
             respond(StatusCode::OK, "text/plain; version=0.0.4", out)
         }
@@ -130,13 +288,11 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 serde_json::json!({ "decisions": lines }).to_string(),
             )
         }
-        _ => {
-            let body = serde_json::json!({
-                "error": format!("no such endpoint: {} {}", req.method(), req.uri().path()),
-                "hint": "endpoints: GET /metrics, /healthz, /ready, /api/v1/status, /api/v1/decisions?limit=N",
-            });
-            respond(StatusCode::NOT_FOUND, "application/json", body.to_string())
-        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            format!("no such endpoint: {} {}", req.method(), req.uri().path()),
+            ENDPOINTS,
+        ),
     }
 }
 

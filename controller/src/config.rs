@@ -91,13 +91,27 @@ impl Default for RolloutConfig {
     }
 }
 
-/// `[[notify]]`: a webhook told about every transition.
+/// `[[notify]]`: a webhook told about every transition (see [`crate::notify`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {
     pub url: String,
     #[serde(default)]
     pub format: NotifyFormat,
+    /// Bound on one delivery attempt (connect, send, answer).
+    #[serde(default = "default_notify_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Further attempts after a failed one, waiting 0.5 s, 1 s, 2 s, … in between.
+    #[serde(default = "default_notify_retries")]
+    pub retries: u32,
+}
+
+fn default_notify_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_notify_retries() -> u32 {
+    3
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -260,10 +274,22 @@ impl Config {
             }
         }
         for (i, n) in self.notify.iter().enumerate() {
-            if !(n.url.starts_with("http://") || n.url.starts_with("https://")) {
+            if let Err(e) = crate::notify::check_url(&n.url) {
                 out.push(Invalid {
                     key: format!("notify[{i}].url"),
-                    message: format!("expected an http:// or https:// URL, found {:?}", n.url),
+                    message: format!("expected {e}"),
+                });
+            }
+            if n.timeout.is_zero() {
+                out.push(Invalid {
+                    key: format!("notify[{i}].timeout"),
+                    message: "expected a positive duration like \"5s\", found 0".into(),
+                });
+            }
+            if n.retries > 10 {
+                out.push(Invalid {
+                    key: format!("notify[{i}].retries"),
+                    message: format!("expected at most 10 retries, found {}", n.retries),
                 });
             }
         }

@@ -11,13 +11,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use canaryd_proxy::{Metrics, RoutingHandle, Variant};
 use serde_json::{json, Value};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Duration, Instant, MissedTickBehavior};
 
 use crate::decision_log::DecisionLog;
 use crate::policy::{Compare, Policy, Rule, Signal, SourceKind};
 use crate::prometheus::{render, PromClient};
-use crate::rollout::{Phase, Rollout, Transition};
+use crate::rollout::{Command, Phase, Refusal, Rollout, Transition};
 use crate::rules::{baseline_ratio, Sample};
 use crate::state_store::StateStore;
 use crate::status::{Board, RuleView};
@@ -75,6 +75,56 @@ pub struct Settings {
     pub autostart: bool,
 }
 
+/// What can be asked of a running controller.
+#[derive(Debug)]
+pub enum Ask {
+    Operator(Command),
+    /// A reloaded, validated policy (SIGHUP).
+    ReplacePolicy(Box<Policy>),
+}
+
+/// A request on its way to the controller.
+#[derive(Debug)]
+pub struct Request {
+    pub ask: Ask,
+    pub reason: String,
+    /// The status after the command, or why it was refused.
+    pub reply: oneshot::Sender<Result<Value, Refusal>>,
+}
+
+/// Sends operator commands to a running controller.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    tx: mpsc::Sender<Request>,
+}
+
+impl Handle {
+    pub async fn send(&self, cmd: Command, reason: String) -> Result<Value, Refusal> {
+        self.ask(Ask::Operator(cmd), reason).await
+    }
+
+    pub async fn replace_policy(&self, policy: Policy) -> Result<Value, Refusal> {
+        self.ask(Ask::ReplacePolicy(Box::new(policy)), String::new())
+            .await
+    }
+
+    async fn ask(&self, ask: Ask, reason: String) -> Result<Value, Refusal> {
+        let (reply, rx) = oneshot::channel();
+        let gone = || Refusal {
+            error: "the controller is not running".into(),
+            hint: "check the daemon's log".into(),
+        };
+        self.tx
+            .send(Request { ask, reason, reply })
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+}
+
+/// Called with every transition's decision line (webhooks).
+pub type DecisionHook = Arc<dyn Fn(&Value) + Send + Sync>;
+
 /// The controller: owns the rollout, writes state, routing table and decision log.
 pub struct Controller<S> {
     rollout: Rollout,
@@ -86,6 +136,9 @@ pub struct Controller<S> {
     sources: S,
     board: Arc<Board>,
     last_prom_eval: Option<Instant>,
+    commands: mpsc::Receiver<Request>,
+    handle: Handle,
+    on_transition: Option<DecisionHook>,
 }
 
 impl<S> std::fmt::Debug for Controller<S> {
@@ -148,6 +201,7 @@ impl<S: Sources> Controller<S> {
             Ok(None) => (Rollout::idle(policy, settings.initial_percent, wall), None),
             Err(e) => (Rollout::idle(policy, 0.0, wall), Some(e.to_string())),
         };
+        let (tx, commands) = mpsc::channel(16);
         let mut me = Self {
             rollout,
             blocked,
@@ -157,6 +211,9 @@ impl<S: Sources> Controller<S> {
             sources,
             board,
             last_prom_eval: None,
+            commands,
+            handle: Handle { tx },
+            on_transition: None,
         };
         if let Some(reason) = &me.blocked {
             tracing::error!(%reason, "rollout blocked");
@@ -168,20 +225,32 @@ impl<S: Sources> Controller<S> {
             ));
             if settings.autostart && me.rollout.state.phase == Phase::Idle {
                 let t = me.rollout.start(wall);
-                me.commit(vec![t], false);
+                me.commit(vec![t], false, None);
             }
         }
         me.publish(Instant::now());
         me
     }
 
-    /// Runs a tick every second until `shutdown`; persists the state on the way out.
+    /// Where operator commands go.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Calls `hook` with the decision line of every transition (not plain evaluations).
+    pub fn on_transition(&mut self, hook: DecisionHook) {
+        self.on_transition = Some(hook);
+    }
+
+    /// Runs a tick every second and serves operator commands until `shutdown`; persists the
+    /// state on the way out.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = tick.tick() => self.tick().await,
+                Some(req) = self.commands.recv() => self.command(req),
                 _ = shutdown.changed() => break,
             }
         }
@@ -194,6 +263,50 @@ impl<S: Sources> Controller<S> {
 
     pub fn state(&self) -> &crate::rollout::RolloutState {
         &self.rollout.state
+    }
+
+    /// Applies one operator command: commit and answer with the new status, or refuse.
+    pub fn command(&mut self, req: Request) {
+        let result = match &self.blocked {
+            Some(err) => Err(Refusal {
+                error: format!("the rollout is blocked: {err}"),
+                hint: "fix or remove the state file, then restart canaryd".into(),
+            }),
+            None => match req.ask {
+                Ask::Operator(ref cmd) => {
+                    self.rollout
+                        .apply(cmd, &req.reason, wall_ms())
+                        .map(|transitions| {
+                            self.commit(transitions, false, Some(&req.reason));
+                            self.publish(Instant::now());
+                            self.board.status()
+                        })
+                }
+                Ask::ReplacePolicy(policy) => {
+                    let name = policy.name.clone();
+                    self.rollout.replace_policy(*policy).map(|()| {
+                        tracing::info!(policy = %name, "policy reloaded");
+                        self.log.append(json!({
+                            "ts": rfc3339(wall_ms()),
+                            "kind": "transition",
+                            "action": "reload",
+                            "policy": name,
+                            "state": self.rollout.state.phase.as_str(),
+                            "step": self.rollout.state.step,
+                            "canary_percent": self.rollout.state.canary_percent,
+                            "reason": "configuration reloaded (SIGHUP)",
+                        }));
+                        self.board.count_decision("reload");
+                        self.publish(Instant::now());
+                        self.board.status()
+                    })
+                }
+            },
+        };
+        if let Err(r) = &result {
+            tracing::info!(error = %r.error, "request to the controller refused");
+        }
+        let _ = req.reply.send(result);
     }
 
     /// One evaluation round.
@@ -226,7 +339,7 @@ impl<S: Sources> Controller<S> {
         }
         let transitions = self.rollout.on_tick(now, wall_ms());
         if !transitions.is_empty() || (live && prom_due) {
-            self.commit(transitions, live && prom_due);
+            self.commit(transitions, live && prom_due, None);
         }
         self.publish(now);
     }
@@ -256,8 +369,9 @@ impl<S: Sources> Controller<S> {
         }
     }
 
-    /// Makes transitions durable and visible: persist, then swap, then log.
-    fn commit(&mut self, transitions: Vec<Transition>, evaluation: bool) {
+    /// Makes transitions durable and visible: persist, then swap, then log and notify.
+    /// `operator` carries the operator's reason for operator actions.
+    fn commit(&mut self, transitions: Vec<Transition>, evaluation: bool, operator: Option<&str>) {
         let state = &self.rollout.state;
         if let Err(e) = self.store.save(state) {
             // Without a durable state we must not move traffic towards the canary; moving
@@ -277,7 +391,18 @@ impl<S: Sources> Controller<S> {
         let now = Instant::now();
         let rules = self.rules_json(now);
         for t in &transitions {
-            let line = self.decision_line("transition", t.action(), Some(t), &rules);
+            let mut line = self.decision_line("transition", t.action(), Some(t), &rules);
+            line["by"] = json!(if operator.is_some() {
+                "operator"
+            } else {
+                "controller"
+            });
+            if let Some(reason) = operator {
+                line["operator_reason"] = json!(reason);
+            }
+            if let Some(hook) = &self.on_transition {
+                hook(&line);
+            }
             tracing::info!(
                 action = t.action(),
                 phase = self.rollout.state.phase.as_str(),
@@ -355,6 +480,7 @@ impl<S: Sources> Controller<S> {
             }
             Some(Transition::HoldBegin { reasons }) => line["hold_reasons"] = json!(reasons),
             Some(Transition::Alert { rule }) => line["alert_rule"] = json!(rule),
+            Some(Transition::WeightSet { percent }) => line["percent"] = json!(percent),
             _ => {}
         }
         line

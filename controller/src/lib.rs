@@ -15,17 +15,26 @@
 //! - [`status`]: the published snapshot and the controller's metrics.
 //! - [`admin`]: the admin HTTP listener (`/metrics`, `/healthz`, `/ready`, `/api/v1/status`,
 //!   `/api/v1/decisions`).
+//! - [`notify`]: `[[notify]]` webhooks: every decision POSTed to each target (json or slack),
+//!   queued per target and retried off the controller's path.
+//! - [`systemd`]: `sd_notify` without libsystemd (`READY=1`, `RELOADING=1`, `STOPPING=1`,
+//!   `WATCHDOG=1` to `$NOTIFY_SOCKET`) and the watchdog period from `$WATCHDOG_USEC`.
 
 pub mod admin;
+pub mod admin_client;
 pub mod config;
 pub mod controller;
 pub mod decision_log;
+pub mod notify;
 pub mod policy;
 pub mod prometheus;
 pub mod rollout;
 pub mod rules;
 pub mod state_store;
 pub mod status;
+pub mod status_view;
+pub mod systemd;
+pub mod token;
 pub mod toml_location;
 
 pub use config::{Config, ConfigError};

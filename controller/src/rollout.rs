@@ -48,14 +48,51 @@ pub struct RolloutState {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transition {
     Started,
-    Advanced { from: usize, to: usize },
+    Advanced {
+        from: usize,
+        to: usize,
+    },
     Promoted,
-    HoldBegin { reasons: Vec<String> },
+    HoldBegin {
+        reasons: Vec<String>,
+    },
     HoldEnd,
-    Alert { rule: String },
-    RollbackStarted { rules: Vec<String>, gradual: bool },
+    Alert {
+        rule: String,
+    },
+    RollbackStarted {
+        rules: Vec<String>,
+        gradual: bool,
+    },
     RollbackStep,
     RolledBack,
+    /// Operator actions.
+    Paused,
+    Resumed,
+    Aborted,
+    WeightSet {
+        percent: f64,
+    },
+}
+
+/// What an operator can ask for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Start,
+    Pause,
+    Resume,
+    Promote,
+    Rollback,
+    Abort,
+    /// Manual split; pauses a running policy.
+    SetWeight(f64),
+}
+
+/// Why an operator action is not possible now, and what to do instead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub error: String,
+    pub hint: String,
 }
 
 /// A running rollout: the policy, its persisted state and each rule's running state.
@@ -125,6 +162,10 @@ impl Transition {
             Transition::RollbackStarted { .. } => "rollback",
             Transition::RollbackStep => "rollback_step",
             Transition::RolledBack => "rolled_back",
+            Transition::Paused => "pause",
+            Transition::Resumed => "resume",
+            Transition::Aborted => "abort",
+            Transition::WeightSet { .. } => "set_weight",
         }
     }
 }
@@ -354,6 +395,155 @@ impl Rollout {
 
     fn touch(&mut self, wall_ms: u64) {
         self.state.updated_at_ms = wall_ms;
+    }
+
+    /// Swaps in a reloaded policy, keeping the phase, step and held time. Rule states are kept
+    /// for rules whose name is unchanged. Refused when the current step no longer exists.
+    pub fn replace_policy(&mut self, policy: Policy) -> Result<(), Refusal> {
+        if self.state.phase.is_live() && self.state.step >= policy.steps.len() {
+            return Err(Refusal {
+                error: format!(
+                    "the reloaded policy has {} steps but the rollout is at step {}",
+                    policy.steps.len(),
+                    self.state.step
+                ),
+                hint: "keep the steps up to the current one, or abort the rollout first".into(),
+            });
+        }
+        let old: Vec<(String, RuleState)> = self
+            .policy
+            .rules
+            .iter()
+            .map(|r| r.name.clone())
+            .zip(self.rules.drain(..))
+            .collect();
+        self.rules = policy
+            .rules
+            .iter()
+            .map(|r| {
+                old.iter()
+                    .find(|(n, _)| *n == r.name)
+                    .map(|(_, s)| s.clone())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let n = policy.rules.len();
+        self.alerted = vec![false; n];
+        self.error_alerted = vec![false; n];
+        self.in_rollback_breach = vec![false; n];
+        self.state.policy = policy.name.clone();
+        self.policy = policy;
+        Ok(())
+    }
+
+    /// Applies an operator command, or says why the current state forbids it.
+    pub fn apply(
+        &mut self,
+        cmd: &Command,
+        reason: &str,
+        wall_ms: u64,
+    ) -> Result<Vec<Transition>, Refusal> {
+        use Phase::*;
+        let phase = self.state.phase;
+        let refuse = |error: String, hint: &str| {
+            Err(Refusal {
+                error,
+                hint: hint.to_string(),
+            })
+        };
+        let by = |what: &str| {
+            if reason.is_empty() {
+                format!("operator: {what}")
+            } else {
+                format!("operator: {what}: {reason}")
+            }
+        };
+        let out = match cmd {
+            Command::Start => match phase {
+                Progressing | Paused | RollingBack => {
+                    return refuse(
+                        format!("a rollout is already {} (step {}, {} % canary)", phase.as_str(), self.state.step, self.state.canary_percent),
+                        "abort or roll it back first, or pause / resume it",
+                    )
+                }
+                _ => {
+                    let t = self.start(wall_ms);
+                    self.state.reason = by("started");
+                    vec![t]
+                }
+            },
+            Command::Pause => match phase {
+                Progressing | RollingBack => {
+                    self.state.phase = Paused;
+                    self.state.reason = by("paused");
+                    vec![Transition::Paused]
+                }
+                Paused => return refuse("the rollout is already paused".into(), "resume it with `canaryd resume`"),
+                _ => return refuse(format!("nothing to pause: the rollout is {}", phase.as_str()), "start a rollout with `canaryd start`"),
+            },
+            Command::Resume => match phase {
+                Paused => {
+                    self.state.phase = Progressing;
+                    // Back to the step's weight (a manual set-weight is undone).
+                    self.state.canary_percent =
+                        self.policy.steps.get(self.state.step).map_or(0.0, |s| s.weight);
+                    self.holding = false;
+                    self.last_tick = None;
+                    self.state.reason = by("resumed");
+                    vec![Transition::Resumed]
+                }
+                Progressing => return refuse("the rollout is not paused".into(), "nothing to do; `canaryd pause` pauses it"),
+                _ => return refuse(format!("nothing to resume: the rollout is {}", phase.as_str()), "start a new rollout with `canaryd start`"),
+            },
+            Command::Promote => match phase {
+                Progressing | Paused => {
+                    self.state.phase = Promoted;
+                    self.state.canary_percent = 100.0;
+                    self.state.reason = by("promoted");
+                    vec![Transition::Promoted]
+                }
+                RolledBack | Aborted | RollingBack => {
+                    return refuse(
+                        format!("the rollout was {} ({}); promoting now would send all traffic to a canary that failed", phase.as_str(), self.state.reason),
+                        "start a new rollout with `canaryd start` once the canary is fixed, or `canaryd set-weight 100` to force it",
+                    )
+                }
+                Promoted => return refuse("the rollout is already promoted".into(), "nothing to do"),
+                Idle => return refuse("no rollout is running".into(), "start one with `canaryd start`"),
+            },
+            Command::Rollback => match phase {
+                Progressing | Paused | RollingBack | Promoted => {
+                    self.state.phase = RolledBack;
+                    self.state.canary_percent = 0.0;
+                    self.state.reason = by("rolled back");
+                    vec![Transition::RollbackStarted { rules: vec![], gradual: false }, Transition::RolledBack]
+                }
+                RolledBack => return refuse("the rollout is already rolled back".into(), "start a new rollout with `canaryd start`"),
+                _ => return refuse(format!("nothing to roll back: the rollout is {}", phase.as_str()), "`canaryd set-weight 0` sets the split by hand"),
+            },
+            Command::Abort => match phase {
+                Progressing | Paused | RollingBack => {
+                    self.state.phase = Aborted;
+                    self.state.canary_percent = 0.0;
+                    self.state.reason = by("aborted");
+                    vec![Transition::Aborted]
+                }
+                _ => return refuse(format!("nothing to abort: the rollout is {}", phase.as_str()), "abort stops a running rollout"),
+            },
+            Command::SetWeight(p) => {
+                if !(0.0..=100.0).contains(p) {
+                    return refuse(format!("percent must be between 0 and 100, found {p}"), "e.g. {\"percent\": 25}");
+                }
+                self.state.canary_percent = *p;
+                if matches!(phase, Progressing | RollingBack) {
+                    self.state.phase = Paused;
+                }
+                self.state.reason = by(&format!("split set to {p} %"));
+                vec![Transition::WeightSet { percent: *p }]
+            }
+        };
+        self.touch(wall_ms);
+        Ok(out)
     }
 
     /// Time left in the current step's hold.

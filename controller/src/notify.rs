@@ -1,0 +1,524 @@
+//! `[[notify]]` webhooks: every decision the controller takes, POSTed to each target.
+//!
+//! [`Notifier::notify`] is called on the controller's path, so it only queues: one bounded
+//! queue ([`QUEUE`] events) and one delivery task per target. The task delivers its events one
+//! at a time, in order: an HTTP POST with the target's `timeout`; a 2xx answer is success,
+//! anything else (another status, a connection error, a timeout) is retried `retries` times
+//! after [`backoff`] (0.5 s, 1 s, 2 s, …). A slow or dead target only fills its own queue; when
+//! the queue is full new events for it are dropped (counted, and logged once per overflow).
+//!
+//! Formats: `json` sends the decision object as is; `slack` sends `{"text": ...}` with a one-line
+//! summary ([`slack_text`]).
+//!
+//! Counters per target (by its index in `[[notify]]`): `canaryd_notifications_total`
+//! `{target, result="sent|failed|dropped"}`, see [`Notifier::render`].
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_http_query::reqwest;
+use serde_json::Value;
+use tokio::sync::mpsc::{self, error::TrySendError};
+
+use crate::config::{NotifyConfig, NotifyFormat};
+
+/// Events waiting per target; beyond this new events are dropped.
+pub const QUEUE: usize = 256;
+
+/// Wait before the first retry; doubled for each further one.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Sends every decision to each `[[notify]]` target, off the controller's path.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    targets: Arc<[Target]>,
+}
+
+/// The caller's side of one target: its queue and its counters.
+#[derive(Debug)]
+struct Target {
+    index: usize,
+    /// For logs: scheme, host and first path segment only (webhook URLs carry secrets).
+    url: String,
+    tx: mpsc::Sender<Arc<Value>>,
+    counts: Arc<Counts>,
+    /// Events dropped since the queue last accepted one (0: not overflowing).
+    overflow: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    sent: AtomicU64,
+    failed: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// The delivery task's side of one target.
+struct Delivery {
+    index: usize,
+    url: String,
+    shown_url: String,
+    format: NotifyFormat,
+    timeout: Duration,
+    retries: u32,
+    client: reqwest::Client,
+    counts: Arc<Counts>,
+}
+
+// === impl Notifier ===
+
+impl Notifier {
+    /// Spawns one delivery task per target on the current tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn start(targets: &[NotifyConfig]) -> Notifier {
+        if targets.is_empty() {
+            return Notifier::disabled();
+        }
+        let runtime = tokio::runtime::Handle::try_current()
+            .expect("Notifier::start must be called inside a tokio runtime");
+        let client = match client() {
+            Ok(c) => c,
+            Err(e) => {
+                // Only a broken TLS setup gets here; the daemon keeps running without webhooks.
+                tracing::error!(error = %root_cause(&e), "cannot build the webhook HTTP client: [[notify]] disabled");
+                return Notifier::disabled();
+            }
+        };
+        let targets = targets
+            .iter()
+            .enumerate()
+            .map(|(index, cfg)| {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                let counts = Arc::new(Counts::default());
+                let shown_url = redact(&cfg.url);
+                let delivery = Delivery {
+                    index,
+                    url: cfg.url.trim().to_owned(),
+                    shown_url: shown_url.clone(),
+                    format: cfg.format,
+                    timeout: cfg.timeout,
+                    retries: cfg.retries,
+                    client: client.clone(),
+                    counts: counts.clone(),
+                };
+                runtime.spawn(delivery.run(rx));
+                Target {
+                    index,
+                    url: shown_url,
+                    tx,
+                    counts,
+                    overflow: AtomicU64::new(0),
+                }
+            })
+            .collect();
+        Notifier { targets }
+    }
+
+    /// No targets: notify() does nothing.
+    pub fn disabled() -> Notifier {
+        Notifier {
+            targets: Arc::new([]),
+        }
+    }
+
+    /// Queues `decision` (a decision-log JSON object with at least "action", "state",
+    /// "policy", "step", "canary_percent", "reason", "ts") for every target. Never blocks and
+    /// never fails: when a target's queue ([`QUEUE`]) is full the event is dropped, counted
+    /// and logged.
+    pub fn notify(&self, decision: &Value) {
+        if self.targets.is_empty() {
+            return;
+        }
+        let event = Arc::new(decision.clone());
+        for t in self.targets.iter() {
+            match t.tx.try_send(event.clone()) {
+                Ok(()) => {
+                    let dropped = t.overflow.swap(0, Ordering::Relaxed);
+                    if dropped > 0 {
+                        tracing::warn!(
+                            target = t.index,
+                            url = %t.url,
+                            dropped,
+                            "webhook queue accepts events again after dropping some"
+                        );
+                    }
+                }
+                Err(TrySendError::Full(_)) => {
+                    t.counts.dropped.fetch_add(1, Ordering::Relaxed);
+                    if t.overflow.fetch_add(1, Ordering::Relaxed) == 0 {
+                        tracing::warn!(
+                            target = t.index,
+                            url = %t.url,
+                            queue = QUEUE,
+                            "webhook queue full (target slow or down): dropping new events"
+                        );
+                    }
+                }
+                Err(TrySendError::Closed(_)) => {
+                    // The runtime that ran the delivery task is gone (shutdown).
+                    t.counts.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(
+                        target = t.index,
+                        "webhook delivery task stopped: event dropped"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Appends `canaryd_notifications_total{target="<index>",result="sent|failed|dropped"}`
+    /// (Prometheus text, with # HELP/# TYPE).
+    pub fn render(&self, out: &mut String) {
+        out.push_str(
+            "# HELP canaryd_notifications_total Webhook notifications by [[notify]] target \
+             (index in the config) and result.\n\
+             # TYPE canaryd_notifications_total counter\n",
+        );
+        for t in self.targets.iter() {
+            for (result, n) in [
+                ("sent", &t.counts.sent),
+                ("failed", &t.counts.failed),
+                ("dropped", &t.counts.dropped),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "canaryd_notifications_total{{target=\"{}\",result=\"{result}\"}} {}",
+                    t.index,
+                    n.load(Ordering::Relaxed)
+                );
+            }
+        }
+    }
+}
+
+// === impl Delivery ===
+
+impl Delivery {
+    async fn run(self, mut rx: mpsc::Receiver<Arc<Value>>) {
+        while let Some(event) = rx.recv().await {
+            let body = match self.format {
+                NotifyFormat::Json => event.to_string(),
+                NotifyFormat::Slack => {
+                    serde_json::json!({ "text": slack_text(&event) }).to_string()
+                }
+            };
+            drop(event);
+            self.deliver(body).await;
+        }
+    }
+
+    /// One event: the first attempt and up to `retries` more.
+    async fn deliver(&self, body: String) {
+        let attempts = self.retries.saturating_add(1);
+        for attempt in 1..=attempts {
+            let error = match self.post(&body).await {
+                Ok(()) => {
+                    self.counts.sent.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(e) => e,
+            };
+            if attempt == attempts {
+                self.counts.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    target = self.index,
+                    url = %self.shown_url,
+                    attempts,
+                    error = %error,
+                    "webhook notification failed"
+                );
+                return;
+            }
+            let wait = backoff(attempt - 1);
+            tracing::debug!(
+                target = self.index,
+                url = %self.shown_url,
+                attempt,
+                error = %error,
+                retry_in = ?wait,
+                "webhook attempt failed"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One attempt: `Ok` on a 2xx answer, else what went wrong.
+    async fn post(&self, body: &str) -> Result<(), String> {
+        let answer = self
+            .client
+            .post(&self.url)
+            .timeout(self.timeout)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_owned())
+            .send()
+            .await;
+        let response = answer.map_err(|e| self.describe(&e))?;
+        let status = response.status();
+        // Read the answer (within the same timeout) so the connection can be reused.
+        let text = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text: String = text.trim().chars().take(200).collect();
+        Err(if text.is_empty() {
+            format!("HTTP {status}")
+        } else {
+            format!("HTTP {status}: {text}")
+        })
+    }
+
+    fn describe(&self, e: &reqwest::Error) -> String {
+        if e.is_timeout() {
+            format!(
+                "no answer within {}",
+                humantime::format_duration(self.timeout)
+            )
+        } else {
+            root_cause(e)
+        }
+    }
+}
+
+/// Wait before retry number `retry` (0-based): 0.5 s, 1 s, 2 s, 4 s, …
+pub fn backoff(retry: u32) -> Duration {
+    FIRST_BACKOFF.saturating_mul(1u32.checked_shl(retry).unwrap_or(u32::MAX))
+}
+
+/// The one-line summary a `slack` target gets, e.g.
+/// `canaryd gateway-migration: rollback at step 1 (25 % → 0 %): rule(s) error-rate failed`.
+///
+/// Built from the decision's fields; `from_percent` (the split before the decision) is used
+/// when present, otherwise the current split is shown as `(0 % canary)`. `&`, `<` and `>` are
+/// escaped as Slack requires.
+pub fn slack_text(decision: &Value) -> String {
+    let str_of = |key: &str| {
+        decision
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let mut text = String::from("canaryd");
+    if let Some(policy) = str_of("policy") {
+        let _ = write!(text, " {policy}");
+    }
+    let action = str_of("action").unwrap_or("decision");
+    let _ = write!(text, ": {action}");
+    let from_step = decision.get("from_step").and_then(Value::as_u64);
+    let to_step = decision.get("to_step").and_then(Value::as_u64);
+    match (
+        from_step,
+        to_step,
+        decision.get("step").and_then(Value::as_u64),
+    ) {
+        (Some(from), Some(to), _) => {
+            let _ = write!(text, " from step {from} to step {to}");
+        }
+        (_, _, Some(step)) => {
+            let _ = write!(text, " at step {step}");
+        }
+        _ => {}
+    }
+    let to = decision.get("canary_percent").and_then(Value::as_f64);
+    let from = decision.get("from_percent").and_then(Value::as_f64);
+    match (from, to) {
+        (Some(from), Some(to)) if from != to => {
+            let _ = write!(text, " ({} % → {} %)", percent(from), percent(to));
+        }
+        (_, Some(to)) => {
+            let _ = write!(text, " ({} % canary)", percent(to));
+        }
+        _ => {}
+    }
+    // An alert names its rule (and error); otherwise the state's reason says why.
+    if let Some(detail) = str_of("alert_rule").or_else(|| str_of("reason")) {
+        let _ = write!(text, ": {detail}");
+    }
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// `25` for 25.0, `2.5` for 2.5.
+fn percent(p: f64) -> String {
+    if p.fract() == 0.0 && p.abs() < 1e15 {
+        format!("{}", p as i64)
+    } else {
+        format!("{p}")
+    }
+}
+
+/// Checks a `[[notify]] url`; the message completes "expected ...".
+pub fn check_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url.trim())
+        .map_err(|e| format!("an http:// URL, found {url:?} ({e})"))?;
+    match parsed.scheme() {
+        "http" => {}
+        "https" => {
+            return Err(format!(
+                "an http:// URL, found {url:?}: https is not supported (canaryd is built \
+                 without TLS); point it at a local http relay"
+            ))
+        }
+        other => return Err(format!("an http:// URL, found {url:?} (scheme {other:?})")),
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("an http:// URL with a host, found {url:?}"));
+    }
+    Ok(())
+}
+
+/// `scheme://host[:port]/first-segment/…`: enough to recognise a target in logs without
+/// printing the secret part of a webhook URL (Slack's token is in the path).
+fn redact(url: &str) -> String {
+    let Ok(u) = reqwest::Url::parse(url.trim()) else {
+        return "(invalid url)".to_owned();
+    };
+    let mut out = format!("{}://{}", u.scheme(), u.host_str().unwrap_or(""));
+    if let Some(port) = u.port() {
+        let _ = write!(out, ":{port}");
+    }
+    let mut segments = u
+        .path_segments()
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.is_empty());
+    if let Some(first) = segments.next() {
+        let _ = write!(out, "/{first}");
+    }
+    if segments.next().is_some() || u.query().is_some() {
+        out.push_str("/…");
+    }
+    out
+}
+
+/// The HTTP client every target shares: no redirects (a 3xx is a failure, as the target
+/// moved), canaryd's user agent.
+fn client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("canaryd/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// The innermost error's message (e.g. `Connection refused (os error 111)`).
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn decision() -> Value {
+        json!({
+            "ts": "2025-01-01T00:00:00Z",
+            "kind": "transition",
+            "action": "rollback",
+            "state": "rolled_back",
+            "policy": "gateway-migration",
+            "step": 1,
+            "canary_percent": 0.0,
+            "held_s": 12.5,
+            "reason": "rule(s) error-rate failed",
+            "rules": [],
+            "failed_rules": ["error-rate"],
+            "gradual": false,
+        })
+    }
+
+    #[test]
+    fn slack_text_rollback_with_previous_split() {
+        let mut d = decision();
+        d["from_percent"] = json!(25.0);
+        assert_eq!(
+            slack_text(&d),
+            "canaryd gateway-migration: rollback at step 1 (25 % → 0 %): rule(s) error-rate failed"
+        );
+    }
+
+    #[test]
+    fn slack_text_rollback_without_previous_split() {
+        assert_eq!(
+            slack_text(&decision()),
+            "canaryd gateway-migration: rollback at step 1 (0 % canary): rule(s) error-rate failed"
+        );
+    }
+
+    #[test]
+    fn slack_text_advance_alert_and_escaping() {
+        let advance = json!({
+            "action": "advance", "state": "progressing", "policy": "p", "step": 2,
+            "from_step": 1, "to_step": 2, "canary_percent": 50.0,
+            "reason": "step 1 held healthy for 4days", "ts": "t",
+        });
+        assert_eq!(
+            slack_text(&advance),
+            "canaryd p: advance from step 1 to step 2 (50 % canary): step 1 held healthy for 4days"
+        );
+        let alert = json!({
+            "action": "alert", "state": "progressing", "policy": "p", "step": 0,
+            "canary_percent": 2.5, "reason": "holding: x", "alert_rule": "p99 <fast> & fine",
+            "ts": "t",
+        });
+        assert_eq!(
+            slack_text(&alert),
+            "canaryd p: alert at step 0 (2.5 % canary): p99 &lt;fast&gt; &amp; fine"
+        );
+        // Whatever is missing is left out, never a panic.
+        assert_eq!(slack_text(&json!({})), "canaryd: decision");
+        assert_eq!(
+            slack_text(
+                &json!({"action": "paused", "state": "paused", "policy": "p", "step": 3, "canary_percent": 25, "reason": ""})
+            ),
+            "canaryd p: paused at step 3 (25 % canary)"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_from_half_a_second() {
+        let ms: Vec<u128> = (0..5).map(|i| backoff(i).as_millis()).collect();
+        assert_eq!(ms, [500, 1_000, 2_000, 4_000, 8_000]);
+        // Never overflows, whatever `retries` says.
+        assert!(backoff(40) >= backoff(31));
+        assert!(backoff(u32::MAX) > Duration::ZERO);
+    }
+
+    #[test]
+    fn urls_are_checked_and_redacted() {
+        assert!(check_url("http://127.0.0.1:9/hook").is_ok());
+        assert!(check_url("ftp://x/").unwrap_err().contains("ftp"));
+        assert!(check_url("hooks.example").is_err());
+        assert_eq!(
+            redact("https://user:pw@hooks.slack.com/services/T000/B000/XXXX"),
+            "https://hooks.slack.com/services/…"
+        );
+        assert_eq!(
+            redact("http://127.0.0.1:8099/hook"),
+            "http://127.0.0.1:8099/hook"
+        );
+        assert_eq!(redact("http://h/hook?token=s"), "http://h/hook/…");
+        assert_eq!(redact("http://h"), "http://h");
+    }
+
+    #[test]
+    fn render_with_no_targets_has_only_the_header() {
+        let mut out = String::new();
+        Notifier::disabled().render(&mut out);
+        assert!(
+            out.starts_with("# HELP canaryd_notifications_total "),
+            "{out}"
+        );
+        assert!(!out.contains("canaryd_notifications_total{"), "{out}");
+        Notifier::disabled().notify(&decision());
+    }
+}
