@@ -357,12 +357,21 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         let listener =
             tokio::net::TcpListener::from_std(admin_listener).context("admin listener")?;
         control.spawn(admin::run(listener, admin_state, stop_rx.clone()));
-        canaryd_proxy::spawn_health_checks(&plane, &dp_cfg, stop_rx.clone());
-        control.spawn(reload_on_sighup(path.to_path_buf(), handle));
+        // Health checkers run per generation of upstreams; dropping the switch stops them.
+        let (health_stop, health_rx) = tokio::sync::watch::channel(false);
+        canaryd_proxy::spawn_health_checks(&plane.upstreams(), &dp_cfg, health_rx);
+        control.spawn(reload_on_sighup(
+            path.to_path_buf(),
+            cfg.clone(),
+            plane.clone(),
+            handle,
+            health_stop,
+        ));
         if let Some(every) = systemd::watchdog_interval() {
             control.spawn(watchdog(every));
         }
         control.spawn(ready_when_listening(cfg.proxy.listen.clone()));
+        control.spawn(stopping_on_term());
     }
     std::thread::Builder::new()
         .name("canaryd-control".into())
@@ -408,6 +417,22 @@ async fn ready_when_listening(listen: Vec<String>) {
     let _ = systemd::notify("READY=1\nSTATUS=serving");
 }
 
+/// STOPPING=1 as soon as a graceful stop begins, not after the drain (which can take up to
+/// `shutdown_grace`). Pingora's own handler runs the stop itself.
+async fn stopping_on_term() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut quit)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::quit()))
+    else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = quit.recv() => {}
+    }
+    let _ = systemd::notify("STOPPING=1");
+}
+
 /// Tells systemd we are alive, at half its watchdog interval.
 async fn watchdog(every: Duration) {
     let mut tick = tokio::time::interval(every);
@@ -417,9 +442,16 @@ async fn watchdog(every: Duration) {
     }
 }
 
-/// SIGHUP: re-read the config and the policy, validate, apply what can change live; on any
-/// error keep everything as it was and log why.
-async fn reload_on_sighup(config: PathBuf, controller: Option<Handle>) {
+/// SIGHUP: re-read the config and the policy, validate everything, then apply what can change
+/// live (pools, routing, timeouts, health checks, rule thresholds, holds). On any error the
+/// running configuration is kept and the log says why.
+async fn reload_on_sighup(
+    config: PathBuf,
+    mut running: Config,
+    plane: Arc<canaryd_proxy::DataPlane>,
+    controller: Option<Handle>,
+    mut health_stop: tokio::sync::watch::Sender<bool>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::error!("cannot listen for SIGHUP; reload is unavailable");
@@ -427,30 +459,90 @@ async fn reload_on_sighup(config: PathBuf, controller: Option<Handle>) {
     };
     while hup.recv().await.is_some() {
         let _ = systemd::notify(&systemd::reloading_message());
-        match reload(&config, controller.as_ref()).await {
-            Ok(applied) => tracing::info!(%applied, "configuration reloaded"),
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "reload failed; the running configuration is kept")
+        match reload(&config, &running, &plane, controller.as_ref()).await {
+            Ok((cfg, stop)) => {
+                running = cfg;
+                // The old generation's health checkers stop with their switch.
+                let _ = health_stop.send(true);
+                health_stop = stop;
+                tracing::info!(config = %config.display(), "configuration reloaded");
             }
+            Err(e) => tracing::error!(
+                error = %format!("{e:#}"),
+                "reload failed; the running configuration is kept"
+            ),
         }
         let _ = systemd::notify("READY=1\nSTATUS=serving");
     }
 }
 
-async fn reload(config: &Path, controller: Option<&Handle>) -> anyhow::Result<String> {
+async fn reload(
+    config: &Path,
+    running: &Config,
+    plane: &canaryd_proxy::DataPlane,
+    controller: Option<&Handle>,
+) -> anyhow::Result<(Config, tokio::sync::watch::Sender<bool>)> {
     let cfg = Config::load(config)?;
     let policy = load_policy(&cfg, config)?;
-    match (policy, controller) {
-        (Some(p), Some(c)) => {
-            let name = p.name.clone();
-            c.replace_policy(p)
-                .await
-                .map_err(|r| anyhow::anyhow!("{} ({})", r.error, r.hint))?;
-            Ok(format!("policy {name}"))
-        }
-        (Some(_), None) | (None, Some(_)) => {
-            anyhow::bail!("adding or removing [rollout] policy needs a restart")
-        }
-        (None, None) => Ok("nothing to reload".into()),
+    if policy.is_some() != controller.is_some() {
+        anyhow::bail!("adding or removing [rollout] policy needs a restart");
     }
+    let (p, r) = (&cfg.proxy, &running.proxy);
+    for (key, same) in [
+        ("proxy.listen", p.listen == r.listen),
+        ("proxy.threads", p.threads == r.threads),
+        ("proxy.keepalive_pool", p.keepalive_pool == r.keepalive_pool),
+        (
+            "proxy.keepalive_requests",
+            p.keepalive_requests == r.keepalive_requests,
+        ),
+        ("proxy.shutdown_grace", p.shutdown_grace == r.shutdown_grace),
+        ("admin.listen", cfg.admin.listen == running.admin.listen),
+        (
+            "admin.token_file",
+            cfg.admin.token_file == running.admin.token_file,
+        ),
+        (
+            "rollout.state_dir",
+            cfg.rollout.state_dir == running.rollout.state_dir,
+        ),
+        (
+            "prometheus.url",
+            cfg.prometheus.as_ref().map(|p| &p.url) == running.prometheus.as_ref().map(|p| &p.url),
+        ),
+    ] {
+        if !same {
+            tracing::warn!(key, "changed in the file, but only a restart applies it");
+        }
+    }
+    // Validate everything before changing anything. The policy swap can still be refused by
+    // the controller, so it goes first; the data-plane swap cannot fail once its pools are
+    // built and its routes are unchanged.
+    let dp = cfg.data_plane();
+    let current_routes: Vec<String> = plane
+        .upstreams()
+        .routes
+        .all()
+        .iter()
+        .map(|r| r.label.clone())
+        .collect();
+    let candidate = canaryd_proxy::build_upstreams(&dp, None).context("backends")?;
+    let new_routes: Vec<String> = candidate
+        .routes
+        .all()
+        .iter()
+        .map(|r| r.label.clone())
+        .collect();
+    if new_routes != current_routes {
+        anyhow::bail!(
+            "proxy.routes changed ({current_routes:?} -> {new_routes:?}): route labels are metric labels, restart canaryd to apply"
+        );
+    }
+    if let (Some(p), Some(c)) = (policy, controller) {
+        c.replace_policy(p)
+            .await
+            .map_err(|r| anyhow::anyhow!("{} ({})", r.error, r.hint))?;
+    }
+    let stop = canaryd_proxy::reload(plane, &dp)?;
+    Ok((cfg, stop))
 }

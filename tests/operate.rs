@@ -397,3 +397,57 @@ fn sigterm_during_a_rollout_keeps_its_state_for_the_restart() {
     );
     assert_eq!(op.d.metric("canaryd_canary_weight_percent"), 42.0);
 }
+
+#[test]
+fn sighup_swaps_pools_live_and_keeps_them_on_a_bad_config() {
+    let stable = FakeGateway::spawn("stable", &[]);
+    let canary = FakeGateway::spawn("canary", &[]);
+    let canary2 = FakeGateway::spawn("canary2", &[]);
+    let d = Canaryd::start(&Setup::new(&stable, &canary, 100.0));
+    let traffic = common::Traffic::start(d.proxy, 2);
+    assert_eq!(d.client().get("/").unwrap().text(), "canary");
+    let original = std::fs::read_to_string(&d.config).unwrap();
+
+    // A new canary server: new requests go there, nothing fails meanwhile.
+    let text = original.replace(&canary.addr.to_string(), &canary2.addr.to_string());
+    std::fs::write(&d.config, text).unwrap();
+    d.signal(libc::SIGHUP);
+    testkit::wait_until("requests on the new canary", Duration::from_secs(5), || {
+        testkit::get(d.proxy, "/")
+            .map(|r| r.text() == "canary2")
+            .unwrap_or(false)
+    });
+
+    // A broken file: the running pools stay, the log says why.
+    std::fs::write(
+        &d.config,
+        original.replace("[backends.canary]\n", "[backends.canary]\nweight = 3\n"),
+    )
+    .unwrap();
+    d.signal(libc::SIGHUP);
+    testkit::wait_until("reload failure logged", Duration::from_secs(5), || {
+        d.log().contains("reload failed")
+    });
+    assert!(
+        d.log().contains("backends.canary.weight"),
+        "the log names the key"
+    );
+    // A route change needs a restart: refused as a whole.
+    let routes = std::fs::read_to_string(&d.config)
+        .unwrap()
+        .replace("weight = 3\n", "")
+        + "[[proxy.routes]]\nprefix = \"/api\"\n";
+    std::fs::write(&d.config, routes).unwrap();
+    d.signal(libc::SIGHUP);
+    testkit::wait_until("route change refused", Duration::from_secs(5), || {
+        d.log().contains("restart canaryd to apply")
+    });
+    let served = common::count_served_by(d.proxy, 100, 1, &[]);
+    assert_eq!(served.get("canary2").copied(), Some(100), "{served:?}");
+    let answers = traffic.stop();
+    assert_eq!(
+        answers.keys().copied().collect::<Vec<_>>(),
+        [200],
+        "{answers:?}"
+    );
+}

@@ -176,13 +176,15 @@ impl Daemon {
                 self.log()
             );
         }
-        let r = testkit::get(self.proxy, "/").unwrap_or_else(|e| {
-            panic!("READY=1 sent but GET / failed: {e}; log:\n{}", self.log())
-        });
+        let r = testkit::get(self.proxy, "/")
+            .unwrap_or_else(|e| panic!("READY=1 sent but GET / failed: {e}; log:\n{}", self.log()));
         assert_eq!(r.status, 200, "GET / after READY=1: {}", r.text());
         assert_eq!(r.text(), "stable");
         let r = testkit::get(self.admin, "/healthz").unwrap_or_else(|e| {
-            panic!("READY=1 sent but the admin listener fails: {e}; log:\n{}", self.log())
+            panic!(
+                "READY=1 sent but the admin listener fails: {e}; log:\n{}",
+                self.log()
+            )
         });
         assert_eq!(r.status, 200);
     }
@@ -209,7 +211,10 @@ fn gateways() -> (FakeGateway, FakeGateway, Setup) {
 
 #[test]
 fn ready_once_serving_then_watchdog_pings_then_stopping_on_sigterm() {
-    let (_stable, _canary, setup) = gateways();
+    let (_stable, canary, mut setup) = gateways();
+    // The slow request below goes to the canary, which nothing else has talked to, so an
+    // upstream connection to it means that request is in flight.
+    setup.tail = "[routing]\nheader = \"X-Gateway-Version\"\ncanary_values = [\"canary\"]\n".into();
     let sd = Manager::new();
     let notify = sd.path.to_str().unwrap().to_string();
     let mut d = Daemon::spawn(
@@ -236,13 +241,55 @@ fn ready_once_serving_then_watchdog_pings_then_stopping_on_sigterm() {
         }
     }
 
+    // STOPPING=1 when SIGTERM arrives, not when the drain is over: systemd learns at once that
+    // the exit to come is a stop, while a slow request is still being served.
+    let proxy = d.proxy;
+    let slow = std::thread::spawn(move || {
+        let mut c = testkit::Client::connect(proxy)?;
+        c.set_timeout(Duration::from_secs(30))?;
+        c.request(
+            "GET",
+            "/slow?ms=3000",
+            &[("X-Gateway-Version", "canary")],
+            b"",
+        )
+    });
+    common::wait_until(
+        "the slow request to reach the gateway",
+        Duration::from_secs(5),
+        || connections_to(canary.addr) > 0,
+    );
     d.signal(libc::SIGTERM);
-    sd.wait_for("STOPPING=1", Duration::from_secs(5), &mut d);
+    sd.wait_for("STOPPING=1", Duration::from_secs(1), &mut d);
+    assert!(
+        !slow.is_finished(),
+        "STOPPING=1 came only after the drain; it must be sent when SIGTERM arrives"
+    );
+    let r = slow
+        .join()
+        .expect("client thread")
+        .expect("the in-flight request");
+    assert_eq!(r.status, 200);
     assert!(
         d.exits_within(Duration::from_secs(10)),
         "canaryd still running 10 s after SIGTERM; log:\n{}",
         d.log()
     );
+}
+
+/// Established TCP connections whose remote end is `addr` (v4): canaryd's upstream connections
+/// to a gateway, so one appearing means a request is in flight (as in tests/shutdown.rs).
+fn connections_to(addr: SocketAddr) -> usize {
+    let table = fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let want = format!(":{:04X}", addr.port());
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[2].ends_with(&want) && f[3] == "01"
+        })
+        .count()
 }
 
 #[test]
@@ -269,7 +316,11 @@ fn sighup_reports_reloading_with_the_monotonic_clock_then_ready() {
     );
 
     sd.wait_for("READY=1", Duration::from_secs(10), &mut d);
-    assert!(d.child.is_running(), "SIGHUP stopped canaryd; log:\n{}", d.log());
+    assert!(
+        d.child.is_running(),
+        "SIGHUP stopped canaryd; log:\n{}",
+        d.log()
+    );
     d.assert_serving();
 }
 
@@ -305,13 +356,16 @@ fn repo(path: &str) -> PathBuf {
 /// `CANARYD_*` variable.
 fn check_deploy_config(env: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_canaryd"));
-    cmd.args(["check", "--config"]).arg(repo("deploy/canaryd.toml"));
+    cmd.args(["check", "--config"])
+        .arg(repo("deploy/canaryd.toml"));
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("CANARYD_") {
             cmd.env_remove(k);
         }
     }
-    cmd.envs(env.iter().copied()).output().expect("run canaryd check")
+    cmd.envs(env.iter().copied())
+        .output()
+        .expect("run canaryd check")
 }
 
 #[test]
@@ -335,11 +389,7 @@ fn deploy_config_takes_the_token_file_from_the_units_environment() {
     let dir = TempDir::new("canaryd-sd-token");
     let token = dir.path().join("admin.token");
     fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
-    fs::set_permissions(
-        &token,
-        std::os::unix::fs::PermissionsExt::from_mode(0o400),
-    )
-    .unwrap();
+    fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o400)).unwrap();
     let policy = repo("policies/gateway-migration.toml");
     let out = check_deploy_config(&[
         ("CANARYD_ROLLOUT__POLICY", policy.to_str().unwrap()),
@@ -382,7 +432,12 @@ fn deploy_unit_agrees_with_the_deploy_config() {
     };
     let one = |key: &str| -> &str {
         let vs = get(key);
-        assert_eq!(vs.len(), 1, "{key}= set {} times in deploy/canaryd.service", vs.len());
+        assert_eq!(
+            vs.len(),
+            1,
+            "{key}= set {} times in deploy/canaryd.service",
+            vs.len()
+        );
         vs[0]
     };
     let src = fs::read_to_string(repo("deploy/canaryd.toml")).unwrap();

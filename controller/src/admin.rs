@@ -235,8 +235,9 @@ fn read_endpoint(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
         }
         (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n".to_string()),
         (&Method::GET, "/ready") => {
-            let stable = state.plane.pools[Variant::Stable.index()].has_available();
-            let canary = state.plane.pools[Variant::Canary.index()].has_available();
+            let up = state.plane.upstreams();
+            let stable = up.pools[Variant::Stable.index()].has_available();
+            let canary = up.pools[Variant::Canary.index()].has_available();
             let ready = stable || canary;
             let body = serde_json::json!({
                 "ready": ready,

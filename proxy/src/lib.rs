@@ -38,26 +38,57 @@ pub use config::DataPlaneConfig;
 pub use metrics::Metrics;
 pub use routing::{RoutingHandle, RoutingTable, Variant};
 pub use server::ProxyServer;
-pub use service::{DataPlane, Drain};
+pub use service::{DataPlane, Drain, Upstreams};
 
 /// Builds the shared data plane from validated configuration and a routing handle.
 pub fn build_data_plane(
     cfg: &DataPlaneConfig,
     table: RoutingHandle,
 ) -> Result<Arc<DataPlane>, pool::PoolError> {
+    let upstreams = build_upstreams(cfg, None)?;
+    let metrics = Arc::new(Metrics::new(
+        upstreams
+            .routes
+            .all()
+            .iter()
+            .map(|r| r.label.clone())
+            .collect(),
+    ));
+    Ok(Arc::new(DataPlane::new(table, metrics, upstreams)))
+}
+
+/// Why a reloaded data-plane configuration cannot be applied live.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Pool(#[from] pool::PoolError),
+    #[error("proxy.routes changed ({old:?} -> {new:?}): route labels are metric labels, restart canaryd to apply")]
+    Routes { old: Vec<String>, new: Vec<String> },
+}
+
+/// Builds the reloadable part. Servers present in `previous` keep their health verdict, so a
+/// reload does not put a server that is down back into rotation.
+pub fn build_upstreams(
+    cfg: &DataPlaneConfig,
+    previous: Option<&Upstreams>,
+) -> Result<Upstreams, pool::PoolError> {
     let routes = routes::Routes::new(&cfg.proxy);
     let idle = cfg.proxy.upstream_idle_timeout;
     let stable = pool::Pool::new(Variant::Stable, &cfg.backends.stable, &routes, idle)?;
     let canary = pool::Pool::new(Variant::Canary, &cfg.backends.canary, &routes, idle)?;
-    let metrics = Arc::new(Metrics::new(
-        routes.all().iter().map(|r| r.label.clone()).collect(),
-    ));
-    Ok(Arc::new(DataPlane {
+    if let Some(prev) = previous {
+        for (new, old) in [&stable, &canary].into_iter().zip(&prev.pools) {
+            for s in &new.servers {
+                if let Some(o) = old.servers.iter().find(|o| o.addr == s.addr) {
+                    s.set_up(o.is_up());
+                }
+            }
+        }
+    }
+    Ok(Upstreams {
         router: routing::Router::new(&cfg.routing),
-        table,
         pools: [Arc::new(stable), Arc::new(canary)],
         routes,
-        metrics,
         retry_on_canary_error: cfg.routing.retry_on_canary_error,
         cookie_max_age_s: cfg
             .routing
@@ -66,23 +97,46 @@ pub fn build_data_plane(
             .map_or(86_400, |s| s.max_age.as_secs()),
         keepalive_timeout_s: cfg.proxy.keepalive_timeout.as_secs().max(1),
         client_timeout: cfg.proxy.client_timeout,
-        drain: Arc::new(Drain::default()),
-    }))
+    })
+}
+
+/// Applies a reloaded configuration to a running data plane: routing rules, pools, timeouts
+/// and health checks change at once; requests already running finish on the old ones. The
+/// old health checkers stop when `old_health` is dropped or set. Returns the new health
+/// checkers' stop switch.
+pub fn reload(
+    plane: &DataPlane,
+    cfg: &DataPlaneConfig,
+) -> Result<tokio::sync::watch::Sender<bool>, ReloadError> {
+    let current = plane.upstreams();
+    let new = build_upstreams(cfg, Some(&current))?;
+    let labels =
+        |u: &Upstreams| -> Vec<String> { u.routes.all().iter().map(|r| r.label.clone()).collect() };
+    if labels(&new) != labels(&current) {
+        return Err(ReloadError::Routes {
+            old: labels(&current),
+            new: labels(&new),
+        });
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    spawn_health_checks(&new, cfg, stopped);
+    plane.replace_upstreams(new);
+    Ok(stop)
 }
 
 /// Starts the active health checks of both pools on the current tokio runtime.
 pub fn spawn_health_checks(
-    plane: &DataPlane,
+    upstreams: &Upstreams,
     cfg: &DataPlaneConfig,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     health::spawn(
-        plane.pools[0].clone(),
+        upstreams.pools[0].clone(),
         cfg.backends.stable.health.clone(),
         shutdown.clone(),
     );
     health::spawn(
-        plane.pools[1].clone(),
+        upstreams.pools[1].clone(),
         cfg.backends.canary.health.clone(),
         shutdown,
     );

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
@@ -28,18 +29,26 @@ use crate::routing::{Router, RoutingHandle, Variant};
 /// Everything a request needs, shared by all worker threads.
 #[derive(Debug)]
 pub struct DataPlane {
-    pub router: Router,
+    /// The split; written by the controller.
     pub table: RoutingHandle,
+    pub metrics: Arc<Metrics>,
+    pub drain: Arc<Drain>,
+    /// What a reload (SIGHUP) can replace; each request keeps the generation it started with.
+    upstreams: ArcSwap<Upstreams>,
+}
+
+/// The reloadable part of the data plane: routing rules, pools, per-route timeouts.
+#[derive(Debug)]
+pub struct Upstreams {
+    pub router: Router,
     /// Indexed by [`Variant::index`].
     pub pools: [Arc<Pool>; 2],
     pub routes: Routes,
-    pub metrics: Arc<Metrics>,
     pub retry_on_canary_error: bool,
     /// `Max-Age` of the sticky cookie, seconds.
     pub cookie_max_age_s: u64,
     pub keepalive_timeout_s: u64,
     pub client_timeout: Duration,
-    pub drain: Arc<Drain>,
 }
 
 /// In-flight accounting for graceful stops.
@@ -58,6 +67,8 @@ pub struct CanaryProxy {
 /// Per-request state.
 #[derive(Debug)]
 pub struct RequestCtx {
+    /// The upstreams generation this request uses from start to end.
+    up: Arc<Upstreams>,
     start: Instant,
     attempt_start: Instant,
     variant: Variant,
@@ -72,6 +83,29 @@ pub struct RequestCtx {
 
 #[derive(Debug)]
 struct InflightGuard(Arc<Drain>);
+
+// === impl DataPlane ===
+
+impl DataPlane {
+    pub fn new(table: RoutingHandle, metrics: Arc<Metrics>, upstreams: Upstreams) -> Self {
+        Self {
+            table,
+            metrics,
+            drain: Arc::new(Drain::default()),
+            upstreams: ArcSwap::from_pointee(upstreams),
+        }
+    }
+
+    /// The upstreams in force now.
+    pub fn upstreams(&self) -> Arc<Upstreams> {
+        self.upstreams.load_full()
+    }
+
+    /// Replaces the upstreams; requests already running finish on the old ones.
+    pub fn replace_upstreams(&self, new: Upstreams) {
+        self.upstreams.store(Arc::new(new));
+    }
+}
 
 // === impl Drain ===
 
@@ -108,8 +142,8 @@ impl CanaryProxy {
         Self { plane }
     }
 
-    fn pool(&self, v: Variant) -> &Pool {
-        &self.plane.pools[v.index()]
+    fn pool<'a>(&self, ctx: &'a RequestCtx, v: Variant) -> &'a Pool {
+        &ctx.up.pools[v.index()]
     }
 
     /// Records a failed attempt of `ctx.variant` as a 502 of that variant.
@@ -123,7 +157,7 @@ impl CanaryProxy {
     /// serve. Returns whether it moved.
     fn move_to_other_pool(&self, ctx: &mut RequestCtx, reason: FallbackReason) -> bool {
         let other = ctx.variant.other();
-        if ctx.moved || !self.pool(other).has_available() {
+        if ctx.moved || !self.pool(ctx, other).has_available() {
             return false;
         }
         self.plane.metrics.fallback(ctx.variant, reason);
@@ -184,6 +218,7 @@ impl ProxyHttp for CanaryProxy {
     fn new_ctx(&self) -> RequestCtx {
         let now = Instant::now();
         RequestCtx {
+            up: self.plane.upstreams(),
             start: now,
             attempt_start: now,
             variant: Variant::Stable,
@@ -199,26 +234,24 @@ impl ProxyHttp for CanaryProxy {
     async fn early_request_filter(
         &self,
         session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let p = &self.plane;
-        if p.drain.is_draining() {
+        if self.plane.drain.is_draining() {
             session.set_keepalive(None);
         } else {
-            session.set_keepalive(Some(p.keepalive_timeout_s));
+            session.set_keepalive(Some(ctx.up.keepalive_timeout_s));
         }
-        session.set_read_timeout(Some(p.client_timeout));
-        session.set_write_timeout(Some(p.client_timeout));
+        session.set_read_timeout(Some(ctx.up.client_timeout));
+        session.set_write_timeout(Some(ctx.up.client_timeout));
         Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let p = &self.plane;
         ctx.client_ip = client_ip(session);
         let req = session.req_header();
-        ctx.route = p.routes.match_path(req.uri.path().as_bytes());
-        let table = p.table.load();
-        let d = p.router.decide(&table, &req.headers, ctx.client_ip);
+        ctx.route = ctx.up.routes.match_path(req.uri.path().as_bytes());
+        let table = self.plane.table.load();
+        let d = ctx.up.router.decide(&table, &req.headers, ctx.client_ip);
         ctx.variant = d.variant;
         ctx.new_cookie = d.new_cookie;
         tracing::debug!(
@@ -236,14 +269,14 @@ impl ProxyHttp for CanaryProxy {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let idx = match self.pool(ctx.variant).pick() {
+        let idx = match self.pool(ctx, ctx.variant).pick() {
             Some(idx) => idx,
             None => {
                 let from = ctx.variant;
                 let picked = if ctx.moved {
                     None
                 } else {
-                    self.pool(from.other()).pick()
+                    self.pool(ctx, from.other()).pick()
                 };
                 match picked {
                     Some(idx) => {
@@ -265,7 +298,7 @@ impl ProxyHttp for CanaryProxy {
         };
         ctx.server = Some(idx);
         ctx.attempt_start = Instant::now();
-        let server = &self.pool(ctx.variant).servers[idx];
+        let server = &self.pool(ctx, ctx.variant).servers[idx];
         Ok(Box::new(server.peer(ctx.route).clone()))
     }
 
@@ -278,10 +311,10 @@ impl ProxyHttp for CanaryProxy {
     ) -> Box<Error> {
         self.record_failed_attempt(ctx, FailureKind::Connect);
         if let Some(idx) = ctx.server {
-            if self.pool(ctx.variant).record_failure(idx) {
+            if self.pool(ctx, ctx.variant).record_failure(idx) {
                 tracing::warn!(
                     variant = ctx.variant.as_str(),
-                    server = %self.pool(ctx.variant).servers[idx].addr,
+                    server = %self.pool(ctx, ctx.variant).servers[idx].addr,
                     "backend out of rotation after max_fails connect failures"
                 );
             }
@@ -303,7 +336,7 @@ impl ProxyHttp for CanaryProxy {
         let kind = failure_kind(&e);
         if let (Some(kind), Some(idx)) = (kind, ctx.server) {
             self.plane.metrics.upstream_failure(ctx.variant, kind);
-            self.pool(ctx.variant).record_failure(idx);
+            self.pool(ctx, ctx.variant).record_failure(idx);
         }
         // Pingora's default policy: only idempotent requests whose body can be replayed.
         if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
@@ -320,7 +353,7 @@ impl ProxyHttp for CanaryProxy {
         // count it against the canary and serve the request from stable.
         if kind.is_some()
             && ctx.variant == Variant::Canary
-            && self.plane.retry_on_canary_error
+            && ctx.up.retry_on_canary_error
             && session.response_written().is_none()
         {
             let started = ctx.attempt_start;
@@ -341,7 +374,7 @@ impl ProxyHttp for CanaryProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         forwarding::apply(upstream, ctx.client_ip, "http");
-        if let Some(h) = self.plane.router.header_to_strip() {
+        if let Some(h) = ctx.up.router.header_to_strip() {
             upstream.remove_header(h);
         }
         Ok(())
@@ -356,7 +389,7 @@ impl ProxyHttp for CanaryProxy {
         let status = resp.status.as_u16();
         if ctx.variant == Variant::Canary
             && matches!(status, 502..=504)
-            && self.plane.retry_on_canary_error
+            && ctx.up.retry_on_canary_error
             && session.req_header().method.is_idempotent()
             && !session.as_ref().retry_buffer_truncated()
         {
@@ -383,11 +416,11 @@ impl ProxyHttp for CanaryProxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let (Some(bucket), Some(name)) = (ctx.new_cookie, self.plane.router.sticky_cookie()) {
+        if let (Some(bucket), Some(name)) = (ctx.new_cookie, ctx.up.router.sticky_cookie()) {
             let cookie = format!(
                 "{}={bucket}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax",
                 String::from_utf8_lossy(name),
-                self.plane.cookie_max_age_s
+                ctx.up.cookie_max_age_s
             );
             resp.append_header("Set-Cookie", cookie)?;
         }
