@@ -1027,7 +1027,7 @@ fail_when = "> 0.1"
         assert_eq!((ctl.state().step, rig.table.weight_bp()), (1, 2_500));
         assert_eq!(
             rig.actions("transition"),
-            ["start", "hold", "resume", "advance"]
+            ["start", "hold", "hold_end", "advance"]
         );
     }
 

@@ -157,7 +157,7 @@ impl Transition {
             Transition::Advanced { .. } => "advance",
             Transition::Promoted => "promote",
             Transition::HoldBegin { .. } => "hold",
-            Transition::HoldEnd => "resume",
+            Transition::HoldEnd => "hold_end",
             Transition::Alert { .. } => "alert",
             Transition::RollbackStarted { .. } => "rollback",
             Transition::RollbackStep => "rollback_step",
