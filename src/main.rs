@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use canaryd_controller::admin_client::AdminClient;
 use canaryd_controller::controller::{Controller, Handle, LiveSources, Settings};
 use canaryd_controller::decision_log::DecisionLog;
+use canaryd_controller::notify::Notifier;
 use canaryd_controller::policy::{Policy, SourceKind};
 use canaryd_controller::prometheus::PromClient;
 use canaryd_controller::state_store::StateStore;
@@ -304,6 +305,10 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     let board = Arc::new(Board::default());
     let (controller_done_tx, controller_done_rx) = std::sync::mpsc::channel::<()>();
     let mut handle: Option<Handle> = None;
+    let notifier = {
+        let _guard = control.enter();
+        Notifier::start(&cfg.notify)
+    };
     let decisions = match policy {
         Some(policy) => {
             let log = Arc::new(DecisionLog::open(&cfg.rollout.state_dir));
@@ -313,7 +318,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
                 .map(|p| PromClient::new(&p.url, p.timeout))
                 .transpose()
                 .context("prometheus.url")?;
-            let controller = {
+            let mut controller = {
                 let _guard = control.enter();
                 Controller::new(
                     policy,
@@ -331,6 +336,8 @@ fn serve(path: &Path) -> anyhow::Result<()> {
                     board.clone(),
                 )
             };
+            let webhooks = notifier.clone();
+            controller.on_transition(Arc::new(move |line| webhooks.notify(line)));
             handle = Some(controller.handle());
             let stop = stop_rx.clone();
             control.spawn(async move {
@@ -350,7 +357,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         decisions,
         controller: handle.clone(),
         token,
-        extra_metrics: None,
+        extra_metrics: Some(Arc::new(move |out: &mut String| notifier.render(out))),
     });
     {
         let _guard = control.enter();

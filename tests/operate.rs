@@ -451,3 +451,79 @@ fn sighup_swaps_pools_live_and_keeps_them_on_a_bad_config() {
         "{answers:?}"
     );
 }
+
+/// A webhook receiver: records every POSTed body, answers 200.
+fn receiver() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let sink = sink.clone();
+            std::thread::spawn(move || {
+                let mut w = s.try_clone().unwrap();
+                let mut r = BufReader::new(s);
+                loop {
+                    let (mut len, mut line) = (0usize, String::new());
+                    loop {
+                        line.clear();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    if r.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    if let Ok(v) = serde_json::from_slice(&body) {
+                        sink.lock().unwrap().push(v);
+                    }
+                    let _ = w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                }
+            });
+        }
+    });
+    (addr, got)
+}
+
+#[test]
+fn operator_actions_reach_the_webhook() {
+    let (hook, got) = receiver();
+    let stable = FakeGateway::spawn("stable", &[]);
+    let canary = FakeGateway::spawn("canary", &[]);
+    let files = testkit::TempDir::new("canaryd-op");
+    let token_file = files.path().join("admin.token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let policy = files.path().join("manual.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let mut setup = Setup::new(&stable, &canary, 0.0);
+    setup.rollout = format!("policy = \"{}\"\n", policy.display());
+    setup.tail = format!("[[notify]]\nurl = \"http://{hook}/hook\"\n");
+    let d = start_with_token(&setup, &token_file);
+    post(&d, "start", Some(TOKEN), json!({"reason": "webhook test"}));
+    post(&d, "pause", Some(TOKEN), json!({}));
+    testkit::wait_until("two webhooks", Duration::from_secs(10), || {
+        got.lock().unwrap().len() >= 2
+    });
+    let bodies = got.lock().unwrap().clone();
+    assert_eq!(bodies[0]["action"], "start");
+    assert_eq!(bodies[0]["operator_reason"], "webhook test");
+    assert_eq!(bodies[0]["policy"], "manual");
+    assert_eq!(bodies[1]["action"], "pause");
+    d.wait_metric(
+        r#"canaryd_notifications_total{target="0",result="sent"}"#,
+        2.0,
+    );
+}

@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_http_query::reqwest;
 use serde_json::Value;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
@@ -355,19 +354,17 @@ fn percent(p: f64) -> String {
 /// Checks a `[[notify]] url`; the message completes "expected ...".
 pub fn check_url(url: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url.trim())
-        .map_err(|e| format!("an http:// URL, found {url:?} ({e})"))?;
-    match parsed.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(format!(
-                "an http:// URL, found {url:?}: https is not supported (canaryd is built \
-                 without TLS); point it at a local http relay"
-            ))
-        }
-        other => return Err(format!("an http:// URL, found {url:?} (scheme {other:?})")),
+        .map_err(|e| format!("an http:// or https:// URL, found {url:?} ({e})"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "an http:// or https:// URL, found {url:?} (scheme {:?})",
+            parsed.scheme()
+        ));
     }
     if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(format!("an http:// URL with a host, found {url:?}"));
+        return Err(format!(
+            "an http:// or https:// URL with a host, found {url:?}"
+        ));
     }
     Ok(())
 }
@@ -396,13 +393,31 @@ fn redact(url: &str) -> String {
     out
 }
 
-/// The HTTP client every target shares: no redirects (a 3xx is a failure, as the target
-/// moved), canaryd's user agent.
+/// The HTTP client every target shares: no redirects (a 3xx is a failure: the target moved),
+/// canaryd's user agent, and TLS with Mozilla's root certificates compiled in (webpki-roots),
+/// so https webhooks need no system certificate store.
 fn client() -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("canaryd/", env!("CARGO_PKG_VERSION")))
+        .tls_backend_preconfigured(tls_config())
         .build()
+}
+
+fn tls_config() -> rustls::ClientConfig {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("aws-lc-rs supports the default TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    // reqwest is built without HTTP/2.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
 }
 
 /// The innermost error's message (e.g. `Connection refused (os error 111)`).
@@ -496,6 +511,7 @@ mod tests {
     #[test]
     fn urls_are_checked_and_redacted() {
         assert!(check_url("http://127.0.0.1:9/hook").is_ok());
+        assert!(check_url("https://hooks.slack.com/services/T/B/X").is_ok());
         assert!(check_url("ftp://x/").unwrap_err().contains("ftp"));
         assert!(check_url("hooks.example").is_err());
         assert_eq!(
@@ -520,5 +536,11 @@ mod tests {
         );
         assert!(!out.contains("canaryd_notifications_total{"), "{out}");
         Notifier::disabled().notify(&decision());
+    }
+
+    #[test]
+    fn the_tls_client_builds() {
+        client().expect("reqwest client with the bundled roots");
+        assert!(!webpki_roots::TLS_SERVER_ROOTS.is_empty());
     }
 }

@@ -379,6 +379,26 @@ async fn slack_target_gets_a_text_summary() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_goes_through_tls() {
+    // A plain-HTTP receiver cannot complete a TLS handshake: the attempt fails (no panic, no
+    // plain-text request), which shows https:// URLs take the TLS path.
+    let rx = Receiver::start(|_| Answer::Status(200));
+    let url = format!("https://{}/hook", rx.addr);
+    let notifier = Notifier::start(&[target(url, NotifyFormat::Json, Duration::from_secs(2), 0)]);
+    notifier.notify(&decision(0));
+    wait_for("failed = 1", Duration::from_secs(5), || {
+        count(&notifier, 0, "failed") == 1
+    })
+    .await;
+    assert_eq!(count(&notifier, 0, "sent"), 0);
+    assert!(
+        rx.requests().is_empty(),
+        "no plain-text request: {:?}",
+        rx.requests()
+    );
+}
+
 #[test]
 fn disabled_notifier_and_start_without_targets_do_nothing() {
     for n in [Notifier::disabled(), Notifier::start(&[])] {
@@ -401,7 +421,7 @@ servers = ["127.0.0.1:8081"]
 fn notify_config_keys_and_defaults() {
     let src = format!(
         "{BASE}\n[[notify]]\nurl = \"http://127.0.0.1:9/hook\"\n\
-         [[notify]]\nurl = \"http://relay:8080/slack\"\nformat = \"slack\"\ntimeout = \"300ms\"\nretries = 0\n"
+         [[notify]]\nurl = \"https://hooks.slack.com/services/T000/B000/XXXX\"\nformat = \"slack\"\ntimeout = \"300ms\"\nretries = 0\n"
     );
     let c = Config::from_source("canaryd.toml", &src, false).unwrap();
     assert_eq!(c.notify[0].format, NotifyFormat::Json);
@@ -420,7 +440,7 @@ fn notify_config_errors_are_located() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("canaryd.toml:9: key `notify[0].url`: expected an http:// URL"),
+        e.contains("canaryd.toml:9: key `notify[0].url`: expected an http:// or https:// URL"),
         "{e}"
     );
     assert!(
