@@ -56,9 +56,9 @@ fn canary_503_is_retried_on_stable_but_counted_against_the_canary() {
 
     // A canary that answers 503 (an overloaded gateway) is retried on stable for GETs.
     drop(d);
-    let raw = ServeStatus::start(503);
+    let raw = common::raw_server(|_| (503, b"oops".to_vec()));
     let mut setup = Setup::new(&stable, &canary, 100.0);
-    setup.canary = vec![raw.addr];
+    setup.canary = vec![raw];
     let d = Canaryd::start(&setup);
     let mut c = d.client();
     for _ in 0..50 {
@@ -80,7 +80,7 @@ fn canary_503_is_retried_on_stable_but_counted_against_the_canary() {
 
     // With the retry turned off, GETs see the 503 too.
     let mut setup = Setup::new(&stable, &canary, 100.0);
-    setup.canary = vec![raw.addr];
+    setup.canary = vec![raw];
     setup.tail = "[routing]\nretry_on_canary_error = false\n".into();
     let d = Canaryd::start(&setup);
     assert_eq!(d.client().get("/").unwrap().status, 503);
@@ -130,54 +130,4 @@ fn both_pools_down_is_a_502() {
     let r = d.client().get("/").unwrap();
     assert_eq!(r.status, 502);
     assert_eq!(testkit::get(d.admin, "/healthz").unwrap().status, 200);
-}
-
-/// A minimal upstream that answers every request with a fixed status (keep-alive, bodies read
-/// by Content-Length).
-struct ServeStatus {
-    addr: std::net::SocketAddr,
-}
-
-impl ServeStatus {
-    fn start(status: u16) -> Self {
-        use std::io::{BufRead, BufReader, Read, Write};
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        std::thread::spawn(move || {
-            for s in l.incoming() {
-                let Ok(s) = s else { continue };
-                std::thread::spawn(move || {
-                    let mut w = s.try_clone().unwrap();
-                    let mut r = BufReader::new(s);
-                    loop {
-                        let mut len = 0usize;
-                        let mut line = String::new();
-                        loop {
-                            line.clear();
-                            if r.read_line(&mut line).unwrap_or(0) == 0 {
-                                return;
-                            }
-                            if line == "\r\n" {
-                                break;
-                            }
-                            let lower = line.to_ascii_lowercase();
-                            if let Some(v) = lower.strip_prefix("content-length:") {
-                                len = v.trim().parse().unwrap_or(0);
-                            }
-                        }
-                        let mut body = vec![0u8; len];
-                        if r.read_exact(&mut body).is_err() {
-                            return;
-                        }
-                        let resp =
-                            format!("HTTP/1.1 {status} Oops\r\ncontent-length: 4\r\n\r\noops");
-                        if w.write_all(resp.as_bytes()).is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        Self { addr }
-    }
 }

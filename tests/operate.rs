@@ -452,47 +452,18 @@ fn sighup_swaps_pools_live_and_keeps_them_on_a_bad_config() {
     );
 }
 
-/// A webhook receiver: records every POSTed body, answers 200.
+/// A webhook receiver: records every POSTed JSON body, answers 200.
 fn receiver() -> (
     std::net::SocketAddr,
     std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
 ) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
     let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = got.clone();
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            let sink = sink.clone();
-            std::thread::spawn(move || {
-                let mut w = s.try_clone().unwrap();
-                let mut r = BufReader::new(s);
-                loop {
-                    let (mut len, mut line) = (0usize, String::new());
-                    loop {
-                        line.clear();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            len = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0u8; len];
-                    if r.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    if let Ok(v) = serde_json::from_slice(&body) {
-                        sink.lock().unwrap().push(v);
-                    }
-                    let _ = w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
-                }
-            });
+    let addr = common::raw_server(move |body| {
+        if let Ok(v) = serde_json::from_slice(&body) {
+            sink.lock().unwrap().push(v);
         }
+        (200, Vec::new())
     });
     (addr, got)
 }

@@ -358,3 +358,54 @@ impl Drop for Traffic {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+/// A minimal HTTP/1.1 server for tests (keep-alive, bodies by Content-Length): `answer` gets
+/// each request's body and returns the status and body to send.
+pub fn raw_server(
+    answer: impl Fn(Vec<u8>) -> (u16, Vec<u8>) + Send + Sync + 'static,
+) -> SocketAddr {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let answer = std::sync::Arc::new(answer);
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                let Ok(mut w) = s.try_clone() else { return };
+                let mut r = BufReader::new(s);
+                loop {
+                    let (mut len, mut line) = (0usize, String::new());
+                    loop {
+                        line.clear();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    if r.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let (status, out) = answer(body);
+                    let head = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n\r\n",
+                        out.len()
+                    );
+                    if w.write_all(head.as_bytes())
+                        .and_then(|_| w.write_all(&out))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
