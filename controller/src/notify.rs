@@ -140,7 +140,7 @@ impl Notifier {
                     let dropped = t.overflow.swap(0, Ordering::Relaxed);
                     if dropped > 0 {
                         tracing::warn!(
-                            target = t.index,
+                            notify_target = t.index,
                             url = %t.url,
                             dropped,
                             "webhook queue accepts events again after dropping some"
@@ -151,7 +151,7 @@ impl Notifier {
                     t.counts.dropped.fetch_add(1, Ordering::Relaxed);
                     if t.overflow.fetch_add(1, Ordering::Relaxed) == 0 {
                         tracing::warn!(
-                            target = t.index,
+                            notify_target = t.index,
                             url = %t.url,
                             queue = QUEUE,
                             "webhook queue full (target slow or down): dropping new events"
@@ -162,7 +162,7 @@ impl Notifier {
                     // The runtime that ran the delivery task is gone (shutdown).
                     t.counts.dropped.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(
-                        target = t.index,
+                        notify_target = t.index,
                         "webhook delivery task stopped: event dropped"
                     );
                 }
@@ -225,7 +225,7 @@ impl Delivery {
             if attempt == attempts {
                 self.counts.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
-                    target = self.index,
+                    notify_target = self.index,
                     url = %self.shown_url,
                     attempts,
                     error = %error,
@@ -235,7 +235,7 @@ impl Delivery {
             }
             let wait = backoff(attempt - 1);
             tracing::debug!(
-                target = self.index,
+                notify_target = self.index,
                 url = %self.shown_url,
                 attempt,
                 error = %error,
