@@ -10,17 +10,36 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
-/// The last [`KEEP`] decisions of an existing log, so the API shows history across restarts.
-/// Lines that are not JSON (a line cut by a crash) are skipped.
+/// Bytes read from the end of an existing log to recover recent decisions.
+const TAIL_BYTES: u64 = 4 << 20;
+
+/// The last [`KEEP`] decisions of an existing log (read from its last few MB only, however long
+/// the file has grown), so the API shows history across restarts. Lines that are not JSON (a
+/// line cut by a crash, or the first, partial line of the tail) are skipped.
 fn load_tail(path: &Path) -> VecDeque<Value> {
+    use std::io::{Read, Seek, SeekFrom};
     let mut recent = VecDeque::with_capacity(KEEP);
-    let Ok(text) = std::fs::read_to_string(path) else {
+    let Ok(mut f) = File::open(path) else {
         return recent;
     };
-    for line in text.lines().rev().take(KEEP) {
-        if let Ok(v) = serde_json::from_str::<Value>(line) {
-            recent.push_front(v);
-        }
+    let len = f.metadata().map_or(0, |m| m.len());
+    if f.seek(SeekFrom::Start(len.saturating_sub(TAIL_BYTES)))
+        .is_err()
+    {
+        return recent;
+    }
+    let mut bytes = Vec::new();
+    if f.read_to_end(&mut bytes).is_err() {
+        return recent;
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    for v in text
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .take(KEEP)
+    {
+        recent.push_front(v);
     }
     recent
 }
@@ -89,5 +108,40 @@ impl DecisionLog {
 
     pub fn last(&self) -> Option<Value> {
         self.recent.lock().ok().and_then(|r| r.back().cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_history_across_reopen_and_skips_cut_lines() {
+        let dir = std::env::temp_dir().join(format!("canaryd-dlog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let log = DecisionLog::open(&dir);
+        for i in 0..1_200 {
+            log.append(serde_json::json!({ "i": i }));
+        }
+        assert_eq!(
+            log.recent(2),
+            [
+                serde_json::json!({"i": 1198}),
+                serde_json::json!({"i": 1199})
+            ]
+        );
+        drop(log);
+        // A crash in the middle of a line.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.join("decisions.ndjson"))
+            .unwrap();
+        f.write_all(b"{\"i\": 12").unwrap();
+        let log = DecisionLog::open(&dir);
+        let recent = log.recent(KEEP);
+        assert_eq!(recent.len(), KEEP);
+        assert_eq!(recent[KEEP - 1], serde_json::json!({"i": 1199}));
+        assert_eq!(log.last(), Some(serde_json::json!({"i": 1199})));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
