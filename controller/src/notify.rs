@@ -69,22 +69,21 @@ struct Delivery {
 // === impl Notifier ===
 
 impl Notifier {
-    /// Spawns one delivery task per target on the current tokio runtime.
-    ///
-    /// # Panics
-    ///
-    /// Outside a tokio runtime.
+    /// Spawns one delivery task per target on the current tokio runtime. Outside a runtime,
+    /// or when the HTTP client cannot be built, webhooks are disabled and the log says why.
     pub fn start(targets: &[NotifyConfig]) -> Notifier {
         if targets.is_empty() {
             return Notifier::disabled();
         }
-        let runtime = tokio::runtime::Handle::try_current()
-            .expect("Notifier::start must be called inside a tokio runtime");
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!("Notifier::start called outside a tokio runtime: [[notify]] disabled");
+            return Notifier::disabled();
+        };
         let client = match client() {
             Ok(c) => c,
             Err(e) => {
                 // Only a broken TLS setup gets here; the daemon keeps running without webhooks.
-                tracing::error!(error = %root_cause(&e), "cannot build the webhook HTTP client: [[notify]] disabled");
+                tracing::error!(error = %e, "cannot build the webhook HTTP client: [[notify]] disabled");
                 return Notifier::disabled();
             }
         };
@@ -396,28 +395,28 @@ fn redact(url: &str) -> String {
 /// The HTTP client every target shares: no redirects (a 3xx is a failure: the target moved),
 /// canaryd's user agent, and TLS with Mozilla's root certificates compiled in (webpki-roots),
 /// so https webhooks need no system certificate store.
-fn client() -> reqwest::Result<reqwest::Client> {
+fn client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("canaryd/", env!("CARGO_PKG_VERSION")))
-        .tls_backend_preconfigured(tls_config())
+        .tls_backend_preconfigured(tls_config().map_err(|e| format!("TLS: {e}"))?)
         .build()
+        .map_err(|e| root_cause(&e))
 }
 
-fn tls_config() -> rustls::ClientConfig {
+fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
-    .with_safe_default_protocol_versions()
-    .expect("aws-lc-rs supports the default TLS versions")
+    .with_safe_default_protocol_versions()?
     .with_root_certificates(roots)
     .with_no_client_auth();
     // reqwest is built without HTTP/2.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config
+    Ok(config)
 }
 
 /// The innermost error's message (e.g. `Connection refused (os error 111)`).
