@@ -425,24 +425,8 @@ impl<S: Sources> Controller<S> {
     /// What an evaluation without a transition amounts to.
     fn evaluation_action(&self) -> &'static str {
         match self.rollout.state.phase {
-            Phase::Progressing => {
-                let holding = self
-                    .rollout
-                    .policy
-                    .rules
-                    .iter()
-                    .zip(&self.rollout.rules)
-                    .any(|(r, s)| {
-                        !r.dry_run
-                            && r.on_fail != crate::policy::OnFail::Alert
-                            && s.verdict != Some(crate::rules::Verdict::Healthy)
-                    });
-                if holding {
-                    "hold"
-                } else {
-                    "healthy"
-                }
-            }
+            Phase::Progressing if self.rollout.is_holding() => "hold",
+            Phase::Progressing => "healthy",
             Phase::Paused => "paused",
             Phase::RollingBack => "rolling_back",
             _ => "none",

@@ -210,6 +210,7 @@ impl Rollout {
         self.state.phase = Phase::Progressing;
         self.state.reason = "rollout started".into();
         self.last_tick = None;
+        self.holding = false;
         Transition::Started
     }
 
@@ -239,7 +240,6 @@ impl Rollout {
         }
 
         // Rules that act: rollback wins over hold; alerts only notify.
-        let mut rollback_by = Vec::new();
         let mut rollback_idx = Vec::new();
         let mut unhealthy = Vec::new();
         for (i, (rule, rs)) in self.policy.rules.iter().zip(&self.rules).enumerate() {
@@ -266,10 +266,7 @@ impl Rollout {
                         });
                     }
                 }
-                (Some(Verdict::Act(OnFail::Rollback)), _) => {
-                    rollback_by.push(rule.name.clone());
-                    rollback_idx.push(i);
-                }
+                (Some(Verdict::Act(OnFail::Rollback)), _) => rollback_idx.push(i),
                 (_, OnFail::Alert) => self.alerted[i] = false,
                 (Some(Verdict::Healthy), _) => {}
                 (Some(Verdict::Act(OnFail::Hold)), _) => {
@@ -283,13 +280,11 @@ impl Rollout {
             }
             if rs.verdict == Some(Verdict::Healthy) {
                 self.in_rollback_breach[i] = false;
-                if rule.on_fail == OnFail::Alert {
-                    self.alerted[i] = false;
-                }
             }
         }
 
-        if !rollback_by.is_empty() && self.state.phase != Phase::RollingBack {
+        if !rollback_idx.is_empty() && self.state.phase != Phase::RollingBack {
+            let rollback_by = self.rule_names(rollback_idx.iter().copied());
             let gradual = matches!(self.policy.rollback, RollbackMode::Gradual { .. });
             self.state.reason = format!("rule(s) {} failed", rollback_by.join(", "));
             out.push(Transition::RollbackStarted {
@@ -317,12 +312,12 @@ impl Rollout {
                 // Still judged: a new failure while traffic drains (another rule, or one that
                 // had recovered) goes to 0 % at once. The breach that started the rollback,
                 // still going on, just keeps the drain going.
-                let again: Vec<&str> = rollback_idx
-                    .iter()
-                    .zip(&rollback_by)
-                    .filter(|(i, _)| !self.in_rollback_breach[**i])
-                    .map(|(_, n)| n.as_str())
-                    .collect();
+                let again = self.rule_names(
+                    rollback_idx
+                        .iter()
+                        .copied()
+                        .filter(|&i| !self.in_rollback_breach[i]),
+                );
                 if !again.is_empty() {
                     self.state.canary_percent = 0.0;
                     self.state.phase = Phase::RolledBack;
@@ -378,6 +373,15 @@ impl Rollout {
             self.touch(wall_ms);
         }
         out
+    }
+
+    fn rule_names(&self, idx: impl Iterator<Item = usize>) -> Vec<String> {
+        idx.map(|i| self.policy.rules[i].name.clone()).collect()
+    }
+
+    /// Is the rollout holding (some acting rule not healthy) as of the last tick?
+    pub fn is_holding(&self) -> bool {
+        self.holding
     }
 
     fn rollback_step(&mut self, out: &mut Vec<Transition>) {
