@@ -15,7 +15,7 @@ use figment::Figment;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
-use crate::config::{figment_problems, render, Problem};
+use crate::config::{figment_problems, ConfigError, Problem};
 use crate::toml_location::line_of;
 
 /// A whole policy file.
@@ -157,37 +157,23 @@ pub enum Op {
     Le,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum PolicyError {
-    #[error("{file}: cannot read policy: {source}")]
-    Read {
-        file: String,
-        source: std::io::Error,
-    },
-    #[error("{}", render(file, problems))]
-    Invalid {
-        file: String,
-        problems: Vec<Problem>,
-    },
-}
-
 // === impl Policy ===
 
 impl Policy {
-    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
-        let src = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             file: file.clone(),
             source,
         })?;
         Self::from_source(&file, &src)
     }
 
-    pub fn from_source(file: &str, src: &str) -> Result<Self, PolicyError> {
+    pub fn from_source(file: &str, src: &str) -> Result<Self, ConfigError> {
         let policy: Policy =
             Figment::from(Toml::string(src))
                 .extract()
-                .map_err(|e| PolicyError::Invalid {
+                .map_err(|e| ConfigError::Invalid {
                     file: file.to_string(),
                     problems: figment_problems(e, src),
                 })?;
@@ -203,7 +189,7 @@ impl Policy {
         if problems.is_empty() {
             Ok(policy)
         } else {
-            Err(PolicyError::Invalid {
+            Err(ConfigError::Invalid {
                 file: file.to_string(),
                 problems,
             })

@@ -84,6 +84,15 @@ pub struct RequestCtx {
 #[derive(Debug)]
 struct InflightGuard(Arc<Drain>);
 
+// === impl RequestCtx ===
+
+impl RequestCtx {
+    /// The pool of `v` in this request's upstreams generation.
+    fn pool(&self, v: Variant) -> &Pool {
+        &self.up.pools[v.index()]
+    }
+}
+
 // === impl DataPlane ===
 
 impl DataPlane {
@@ -142,10 +151,6 @@ impl CanaryProxy {
         Self { plane }
     }
 
-    fn pool<'a>(&self, ctx: &'a RequestCtx, v: Variant) -> &'a Pool {
-        &ctx.up.pools[v.index()]
-    }
-
     /// Records a failed attempt of `ctx.variant` as a 502 of that variant.
     fn record_failed_attempt(&self, ctx: &RequestCtx, kind: FailureKind) {
         let m = &self.plane.metrics;
@@ -157,7 +162,7 @@ impl CanaryProxy {
     /// serve. Returns whether it moved.
     fn move_to_other_pool(&self, ctx: &mut RequestCtx, reason: FallbackReason) -> bool {
         let other = ctx.variant.other();
-        if ctx.moved || !self.pool(ctx, other).has_available() {
+        if ctx.moved || !ctx.pool(other).has_available() {
             return false;
         }
         self.plane.metrics.fallback(ctx.variant, reason);
@@ -269,36 +274,19 @@ impl ProxyHttp for CanaryProxy {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let idx = match self.pool(ctx, ctx.variant).pick() {
-            Some(idx) => idx,
-            None => {
-                let from = ctx.variant;
-                let picked = if ctx.moved {
-                    None
-                } else {
-                    self.pool(ctx, from.other()).pick()
-                };
-                match picked {
-                    Some(idx) => {
-                        self.plane
-                            .metrics
-                            .fallback(from, FallbackReason::Unavailable);
-                        ctx.variant = from.other();
-                        ctx.moved = true;
-                        idx
-                    }
-                    None => {
-                        return Err(Error::explain(
-                            ErrorType::HTTPStatus(502),
-                            "no available server in either pool",
-                        ))
-                    }
-                }
-            }
+        let mut picked = ctx.pool(ctx.variant).pick();
+        if picked.is_none() && self.move_to_other_pool(ctx, FallbackReason::Unavailable) {
+            picked = ctx.pool(ctx.variant).pick();
+        }
+        let Some(idx) = picked else {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(502),
+                "no available server in either pool",
+            ));
         };
         ctx.server = Some(idx);
         ctx.attempt_start = Instant::now();
-        let server = &self.pool(ctx, ctx.variant).servers[idx];
+        let server = &ctx.pool(ctx.variant).servers[idx];
         Ok(Box::new(server.peer(ctx.route).clone()))
     }
 
@@ -311,10 +299,10 @@ impl ProxyHttp for CanaryProxy {
     ) -> Box<Error> {
         self.record_failed_attempt(ctx, FailureKind::Connect);
         if let Some(idx) = ctx.server {
-            if self.pool(ctx, ctx.variant).record_failure(idx) {
+            if ctx.pool(ctx.variant).record_failure(idx) {
                 tracing::warn!(
                     variant = ctx.variant.as_str(),
-                    server = %self.pool(ctx, ctx.variant).servers[idx].addr,
+                    server = %ctx.pool(ctx.variant).servers[idx].addr,
                     "backend out of rotation after max_fails connect failures"
                 );
             }
@@ -336,7 +324,7 @@ impl ProxyHttp for CanaryProxy {
         let kind = failure_kind(&e);
         if let (Some(kind), Some(idx)) = (kind, ctx.server) {
             self.plane.metrics.upstream_failure(ctx.variant, kind);
-            self.pool(ctx, ctx.variant).record_failure(idx);
+            ctx.pool(ctx.variant).record_failure(idx);
         }
         // Pingora's default policy: only idempotent requests whose body can be replayed.
         if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
