@@ -523,33 +523,13 @@ async fn reload(
         }
     }
     // Validate everything before changing anything. The policy swap can still be refused by
-    // the controller, so it goes first; the data-plane swap cannot fail once its pools are
-    // built and its routes are unchanged.
-    let dp = cfg.data_plane();
-    let current_routes: Vec<String> = plane
-        .upstreams()
-        .routes
-        .all()
-        .iter()
-        .map(|r| r.label.clone())
-        .collect();
-    let candidate = canaryd_proxy::build_upstreams(&dp, None).context("backends")?;
-    let new_routes: Vec<String> = candidate
-        .routes
-        .all()
-        .iter()
-        .map(|r| r.label.clone())
-        .collect();
-    if new_routes != current_routes {
-        anyhow::bail!(
-            "proxy.routes changed ({current_routes:?} -> {new_routes:?}): route labels are metric labels, restart canaryd to apply"
-        );
-    }
+    // the controller, so it goes after the data plane is prepared and before it is applied.
+    let prepared = canaryd_proxy::prepare_reload(plane, &cfg.data_plane())?;
     if let (Some(p), Some(c)) = (policy, controller) {
         c.replace_policy(p)
             .await
             .map_err(|r| anyhow::anyhow!("{} ({})", r.error, r.hint))?;
     }
-    let stop = canaryd_proxy::reload(plane, &dp)?;
+    let stop = canaryd_proxy::apply_reload(plane, prepared);
     Ok((cfg, stop))
 }

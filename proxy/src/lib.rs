@@ -100,28 +100,46 @@ pub fn build_upstreams(
     })
 }
 
-/// Applies a reloaded configuration to a running data plane: routing rules, pools, timeouts
-/// and health checks change at once; requests already running finish on the old ones. The
-/// old health checkers stop when `old_health` is dropped or set. Returns the new health
-/// checkers' stop switch.
-pub fn reload(
+/// A reloaded data-plane configuration, built and checked, not yet in force.
+#[derive(Debug)]
+pub struct PreparedReload {
+    upstreams: Upstreams,
+    cfg: DataPlaneConfig,
+}
+
+/// Builds the new upstreams for `cfg` (servers keep their health verdict) and checks they can
+/// replace the running ones; nothing changes yet.
+pub fn prepare_reload(
     plane: &DataPlane,
     cfg: &DataPlaneConfig,
-) -> Result<tokio::sync::watch::Sender<bool>, ReloadError> {
+) -> Result<PreparedReload, ReloadError> {
     let current = plane.upstreams();
-    let new = build_upstreams(cfg, Some(&current))?;
+    let upstreams = build_upstreams(cfg, Some(&current))?;
     let labels =
         |u: &Upstreams| -> Vec<String> { u.routes.all().iter().map(|r| r.label.clone()).collect() };
-    if labels(&new) != labels(&current) {
+    if labels(&upstreams) != labels(&current) {
         return Err(ReloadError::Routes {
             old: labels(&current),
-            new: labels(&new),
+            new: labels(&upstreams),
         });
     }
+    Ok(PreparedReload {
+        upstreams,
+        cfg: cfg.clone(),
+    })
+}
+
+/// Puts a prepared reload in force: routing rules, pools, timeouts and health checks change at
+/// once; requests already running finish on the old ones. Returns the new health checkers'
+/// stop switch (the caller stops the old generation's).
+pub fn apply_reload(
+    plane: &DataPlane,
+    prepared: PreparedReload,
+) -> tokio::sync::watch::Sender<bool> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    spawn_health_checks(&new, cfg, stopped);
-    plane.replace_upstreams(new);
-    Ok(stop)
+    spawn_health_checks(&prepared.upstreams, &prepared.cfg, stopped);
+    plane.replace_upstreams(prepared.upstreams);
+    stop
 }
 
 /// Starts the active health checks of both pools on the current tokio runtime.
