@@ -11,24 +11,6 @@ use std::time::Duration;
 
 use common::{free_addr, wait_until, Canaryd, Client, FakeGateway, Setup, TempDir};
 
-/// Established TCP connections on this host whose remote end is `addr` (v4 only): canaryd's
-/// upstream connections to a gateway. Nothing else in these tests connects to a gateway, and
-/// canaryd only connects when it forwards a request, so one appearing means a request is in
-/// flight.
-fn connections_to(addr: SocketAddr) -> usize {
-    let table = fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
-    let want = format!(":{:04X}", addr.port());
-    table
-        .lines()
-        .skip(1)
-        .filter(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            // f[2] = rem_address "0100007F:PORT", f[3] = st ("01" = ESTABLISHED)
-            f.len() > 3 && f[2].ends_with(&want) && f[3] == "01"
-        })
-        .count()
-}
-
 /// Starts `GET path` on its own thread; returns the join handle of its result.
 fn request_in_background(
     addr: SocketAddr,
@@ -47,7 +29,7 @@ fn wait_in_flight(gateway: &FakeGateway) {
     wait_until(
         "the request to be forwarded to the gateway",
         Duration::from_secs(5),
-        || connections_to(gateway.addr) > 0,
+        || common::connections_to(gateway.addr) > 0,
     );
 }
 

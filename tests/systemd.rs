@@ -257,7 +257,7 @@ fn ready_once_serving_then_watchdog_pings_then_stopping_on_sigterm() {
     common::wait_until(
         "the slow request to reach the gateway",
         Duration::from_secs(5),
-        || connections_to(canary.addr) > 0,
+        || common::connections_to(canary.addr) > 0,
     );
     d.signal(libc::SIGTERM);
     sd.wait_for("STOPPING=1", Duration::from_secs(1), &mut d);
@@ -275,21 +275,6 @@ fn ready_once_serving_then_watchdog_pings_then_stopping_on_sigterm() {
         "canaryd still running 10 s after SIGTERM; log:\n{}",
         d.log()
     );
-}
-
-/// Established TCP connections whose remote end is `addr` (v4): canaryd's upstream connections
-/// to a gateway, so one appearing means a request is in flight (as in tests/shutdown.rs).
-fn connections_to(addr: SocketAddr) -> usize {
-    let table = fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
-    let want = format!(":{:04X}", addr.port());
-    table
-        .lines()
-        .skip(1)
-        .filter(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() > 3 && f[2].ends_with(&want) && f[3] == "01"
-        })
-        .count()
 }
 
 #[test]

@@ -409,3 +409,20 @@ pub fn raw_server(
     });
     addr
 }
+
+/// Established TCP connections whose remote end is `addr` (IPv4, from /proc/net/tcp): canaryd's
+/// upstream connections to a gateway. canaryd only connects when it forwards a request, so one
+/// appearing means a request is in flight.
+pub fn connections_to(addr: SocketAddr) -> usize {
+    let table = fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let want = format!(":{:04X}", addr.port());
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // f[2] = rem_address "0100007F:PORT", f[3] = st ("01" = ESTABLISHED)
+            f.len() > 3 && f[2].ends_with(&want) && f[3] == "01"
+        })
+        .count()
+}
