@@ -267,15 +267,11 @@ fn read_endpoint(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
                 None => 100,
                 Some(Ok(n)) => n.min(crate::decision_log::KEEP),
                 Some(Err(_)) => {
-                    let body = serde_json::json!({
-                        "error": "`limit` must be a whole number",
-                        "hint": "GET /api/v1/decisions?limit=50",
-                    });
-                    return respond(
+                    return error(
                         StatusCode::BAD_REQUEST,
-                        "application/json",
-                        body.to_string(),
-                    );
+                        "`limit` must be a whole number",
+                        "GET /api/v1/decisions?limit=50",
+                    )
                 }
             };
             let lines = state
