@@ -20,7 +20,7 @@ use canaryd_controller::prometheus::PromClient;
 use canaryd_controller::state_store::StateStore;
 use canaryd_controller::status::Board;
 use canaryd_controller::token::{check_exposure, Token};
-use canaryd_controller::{admin, status_view, systemd, Config};
+use canaryd_controller::{admin, nginx_import, status_view, systemd, Config};
 use canaryd_proxy::{ProxyServer, RoutingHandle};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
@@ -83,6 +83,17 @@ enum Command {
         #[command(flatten)]
         action: ActionArgs,
     },
+    /// Translate an nginx front (upstream + server blocks) into a canaryd.toml on stdout;
+    /// directives that cannot be translated are listed on stderr and as comments.
+    ImportNginx {
+        /// nginx file: a conf.d file (`upstream`, `server`, `map` at top level) or an
+        /// nginx.conf with `http { … }`; `include`s are followed.
+        file: PathBuf,
+        /// Address of a canary server in the upstream (repeatable); needed when the upstream
+        /// has more than two servers or two of equal weight.
+        #[arg(long = "canary", value_name = "ADDR")]
+        canary: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +131,7 @@ fn main() -> ExitCode {
         Command::SetWeight { percent, action: a } => {
             client(|| action("weight", json!({ "percent": percent }), a))
         }
+        Command::ImportNginx { file, canary } => import_nginx(&file, canary),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -209,6 +221,26 @@ async fn status(admin: &str, watch: bool, json: bool) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+// === import-nginx ===
+
+fn import_nginx(file: &Path, canary: Vec<String>) -> anyhow::Result<()> {
+    let out = nginx_import::import_file(file, &nginx_import::Options { canary })?;
+    for f in &out.untranslated {
+        eprintln!("{f}");
+    }
+    for n in &out.notes {
+        eprintln!("note: {n}");
+    }
+    if !out.untranslated.is_empty() {
+        eprintln!(
+            "canaryd import-nginx: {} directive(s) not translated (listed above and as `# untranslated:` comments)",
+            out.untranslated.len()
+        );
+    }
+    print!("{}", out.toml);
+    Ok(())
 }
 
 // === check ===

@@ -14,17 +14,22 @@
 //!   the query; `{{variant}}` templating.
 //! - [`status`]: the published snapshot and the controller's metrics.
 //! - [`admin`]: the admin HTTP listener (`/metrics`, `/healthz`, `/ready`, `/api/v1/status`,
-//!   `/api/v1/decisions`).
+//!   `/api/v1/decisions`, the status page at `/`).
+//! - [`status_page`]: the status page's HTML (inline CSS and script, live fragment, operator
+//!   buttons); [`status_chart`]: its server-rendered SVG charts from the decision log.
 //! - [`notify`]: `[[notify]]` webhooks: every decision POSTed to each target (json or slack),
 //!   queued per target and retried off the controller's path.
 //! - [`systemd`]: `sd_notify` without libsystemd (`READY=1`, `RELOADING=1`, `STOPPING=1`,
 //!   `WATCHDOG=1` to `$NOTIFY_SOCKET`) and the watchdog period from `$WATCHDOG_USEC`.
+//! - [`nginx_import`]: `canaryd import-nginx`: an nginx front (upstream, map, server) →
+//!   a commented `canaryd.toml`, every untranslated directive listed.
 
 pub mod admin;
 pub mod admin_client;
 pub mod config;
 pub mod controller;
 pub mod decision_log;
+pub mod nginx_import;
 pub mod notify;
 pub mod policy;
 pub mod prometheus;
@@ -32,6 +37,8 @@ pub mod rollout;
 pub mod rules;
 pub mod state_store;
 pub mod status;
+pub mod status_chart;
+pub mod status_page;
 pub mod status_view;
 pub mod systemd;
 pub mod token;
