@@ -159,7 +159,7 @@ fn every_expression_runs_against_a_real_prometheus() {
     let canary = FakeGateway::spawn("canary", &[]);
     let d = Canaryd::start(&Setup::new(&stable, &canary, 50.0));
     let Some(prom) = Prometheus::start(&[("canaryd", d.admin)]) else {
-        eprintln!("prometheus is not installed: skipping (scripts/test installs it)");
+        testkit::tool_missing("prometheus");
         return;
     };
     let served = count_served_by(d.proxy, 200, 2, &[]);

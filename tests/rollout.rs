@@ -36,7 +36,7 @@ impl World {
             ("stable", stable.addr),
             ("canary", canary.addr),
         ]) else {
-            eprintln!("prometheus is not installed: skipping (scripts/test installs it)");
+            testkit::tool_missing("prometheus");
             return None;
         };
         let mut setup = Setup::new(&stable, &canary, 0.0);

@@ -2,6 +2,8 @@
 //! API (`GET /api/v1/status`, `GET /api/v1/decisions?limit=N`) and operator actions
 //! (`POST /api/v1/{start,pause,resume,promote,rollback,abort}`, `POST /api/v1/weight`), which
 //! need `Authorization: Bearer <token>`. Errors are `{"error", "hint"}` with a 4xx code.
+//! `GET /` is the status page and `GET /ui/fragment` its live part ([`crate::status_page`]);
+//! like the other reads they need no token (the page's buttons send it with each action).
 //!
 //! It runs on the control runtime, apart from the proxy's workers, so a flood of proxied
 //! traffic never delays a scrape or a health probe. [`run`] takes a bound listener and a
@@ -102,7 +104,7 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
     read_endpoint(state, req)
 }
 
-const ENDPOINTS: &str = "GET /metrics, /healthz, /ready, /api/v1/status, /api/v1/decisions?limit=N; POST /api/v1/{start,pause,resume,promote,rollback,abort}, /api/v1/weight";
+const ENDPOINTS: &str = "GET / (status page), /metrics, /healthz, /ready, /api/v1/status, /api/v1/decisions?limit=N; POST /api/v1/{start,pause,resume,promote,rollback,abort}, /api/v1/weight";
 
 fn error(
     code: StatusCode,
@@ -233,6 +235,8 @@ fn read_endpoint(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
             process_metrics::render(&mut out);
             respond(StatusCode::OK, "text/plain; version=0.0.4", out)
         }
+        (&Method::GET, "/") => status_page(state, true),
+        (&Method::GET, "/ui/fragment") => status_page(state, false),
         (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n".to_string()),
         (&Method::GET, "/ready") => {
             let up = state.plane.upstreams();
@@ -291,6 +295,40 @@ fn read_endpoint(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
             ENDPOINTS,
         ),
     }
+}
+
+/// The status page (`whole`) or its live fragment, with the page's security headers.
+fn status_page(state: &AdminState, whole: bool) -> Response<Full<Bytes>> {
+    use crate::status_page::{fragment, headers, nonce, page, PageData};
+    let status = state.board.status();
+    let decisions = state
+        .decisions
+        .as_ref()
+        .map(|d| d.recent(crate::decision_log::KEEP))
+        .unwrap_or_default();
+    let data = PageData {
+        status: &status,
+        decisions: &decisions,
+        weight_percent: f64::from(state.plane.table.weight_bp()) / 100.0,
+        token_configured: state.token.is_some(),
+        now_ms: crate::controller::wall_ms(),
+    };
+    let nonce = nonce();
+    let body = if whole {
+        page(&data, &nonce)
+    } else {
+        fragment(&data)
+    };
+    let mut resp = respond(StatusCode::OK, "text/html; charset=utf-8", body);
+    for (name, value) in headers(&nonce) {
+        match http::HeaderValue::from_str(&value) {
+            Ok(v) => {
+                resp.headers_mut().insert(name, v);
+            }
+            Err(e) => tracing::error!(header = name, error = %e, "invalid status page header"),
+        }
+    }
+    resp
 }
 
 fn respond(code: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {

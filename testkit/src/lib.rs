@@ -18,6 +18,8 @@
 //! - [`fake_gateway`]: the `fake-gateway` server (run by
 //!   `src/bin/fake-gateway.rs`) and [`FakeGateway`], the handle tests use to
 //!   spawn and steer it.
+//! - [`webdriver`]: a blocking W3C WebDriver client driving a headless
+//!   Chromium through chromedriver ([`Browser`]).
 
 pub mod fake_gateway;
 pub mod http;
@@ -26,6 +28,7 @@ pub mod process;
 pub mod prometheus;
 pub mod tempdir;
 pub mod wait;
+pub mod webdriver;
 
 pub use fake_gateway::FakeGateway;
 pub use http::{get, percent_encode, post, Client, Response, StreamingResponse};
@@ -34,3 +37,14 @@ pub use process::{sibling_binary, ChildGuard};
 pub use prometheus::Prometheus;
 pub use tempdir::TempDir;
 pub use wait::{wait_for_port, wait_until};
+pub use webdriver::Browser;
+
+/// Called by a test whose external tool (Prometheus, Chromium) is missing: a skip with a
+/// message on a developer's machine, a failure under `scripts/test`, which installs every tool
+/// and sets `CANARYD_REQUIRE_TOOLS=1`, so CI can never pass by skipping.
+pub fn tool_missing(what: &str) {
+    if std::env::var_os("CANARYD_REQUIRE_TOOLS").is_some() {
+        panic!("{what} is not installed, and CANARYD_REQUIRE_TOOLS is set");
+    }
+    eprintln!("{what} is not installed: skipping (scripts/test installs it)");
+}
