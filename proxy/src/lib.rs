@@ -15,6 +15,8 @@
 //! - [`windows`]: per-variant one-second rings (requests, 5xx, latency buckets) giving the
 //!   controller's `source = "local"` rules error ratio, rps and quantiles over the last seconds.
 //! - [`service`]: the `ProxyHttp` implementation tying the above together.
+//! - [`listener`]: one single-threaded Pingora service per worker, accepting on shared
+//!   listening sockets (no cross-thread wake-ups).
 //! - [`server`]: building the Pingora server and stopping it gracefully.
 //! - [`clock`]: a cheap monotonic millisecond clock.
 
@@ -22,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod forwarding;
 pub mod health;
+pub mod listener;
 pub mod metrics;
 pub mod pool;
 pub mod process_metrics;

@@ -14,10 +14,10 @@ use async_trait::async_trait;
 use pingora_core::apps::HttpServerOptions;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
-use pingora_core::services::listening::Service;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::DataPlaneConfig;
+use crate::listener::WorkerService;
 use crate::service::{CanaryProxy, DataPlane, Drain};
 
 #[derive(Debug, thiserror::Error)]
@@ -51,21 +51,28 @@ impl std::fmt::Debug for ProxyServer {
 // === impl ProxyServer ===
 
 impl ProxyServer {
-    /// Checks every listen address can be bound (so a busy port is a clear error at start-up,
-    /// not a panic inside a worker), then builds the Pingora server.
+    /// Binds every listen address once, up front (a busy port is a clear error at start-up, not
+    /// a panic inside a worker), then builds the Pingora server: one single-threaded worker
+    /// service per thread, each accepting on its own duplicate of those sockets.
     pub fn build(cfg: &DataPlaneConfig, plane: Arc<DataPlane>) -> Result<Self, ServerError> {
-        for addr in &cfg.proxy.listen {
-            TcpListener::bind(addr.as_str()).map_err(|source| ServerError::Listen {
-                addr: addr.clone(),
-                source,
-            })?;
-        }
+        let sockets = cfg
+            .proxy
+            .listen
+            .iter()
+            .map(|addr| {
+                bind(addr).map_err(|source| ServerError::Listen {
+                    addr: addr.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let threads = cfg.proxy.threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
         });
         let grace = cfg.proxy.shutdown_grace;
         let conf = ServerConf {
             threads,
+            // Unused by the workers, which are single-threaded services (see listener.rs).
             work_stealing: true,
             upstream_keepalive_pool_size: cfg.proxy.keepalive_pool,
             // The drain thread exits before Pingora's fixed sleep would end.
@@ -79,16 +86,30 @@ impl ProxyServer {
         server.bootstrap();
 
         let drain = plane.drain.clone();
-        let mut proxy = pingora_proxy::http_proxy(&server.configuration, CanaryProxy::new(plane));
-        let mut options = HttpServerOptions::default();
-        // Pingora counts reuses after the first request; nginx counts requests.
-        options.keepalive_request_limit = Some(cfg.proxy.keepalive_requests.saturating_sub(1));
-        proxy.server_options = Some(options);
-        let mut service = Service::new("canaryd proxy".to_string(), proxy);
-        for addr in &cfg.proxy.listen {
-            service.add_tcp(addr);
+        for worker in 0..threads {
+            let mut proxy =
+                pingora_proxy::http_proxy(&server.configuration, CanaryProxy::new(plane.clone()));
+            let mut options = HttpServerOptions::default();
+            // Pingora counts reuses after the first request; nginx counts requests.
+            options.keepalive_request_limit = Some(cfg.proxy.keepalive_requests.saturating_sub(1));
+            proxy.server_options = Some(options);
+            let listeners = sockets
+                .iter()
+                .zip(&cfg.proxy.listen)
+                .map(|(socket, addr)| {
+                    let dup = socket.try_clone().map_err(|source| ServerError::Listen {
+                        addr: addr.clone(),
+                        source,
+                    })?;
+                    Ok((addr.clone(), dup))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            server.add_service(WorkerService::new(
+                format!("canaryd-w{worker}"),
+                proxy,
+                listeners,
+            ));
         }
-        server.add_service(service);
         Ok(Self {
             server,
             drain,
@@ -109,6 +130,30 @@ impl ProxyServer {
         });
     }
 }
+
+/// Binds a listening socket the way nginx does: `SO_REUSEADDR`, a deep accept backlog.
+fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let addr: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    // Tokio adopts it as is; the flag is shared by every duplicate.
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// nginx uses 511 on Linux; Pingora 65535. The kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: i32 = 4096;
 
 struct SignalWatch {
     drain: Arc<Drain>,

@@ -1,0 +1,79 @@
+//! Per-thread accept loops: one single-threaded Pingora service per worker, all accepting on
+//! the same listening sockets, the way nginx workers share theirs.
+//!
+//! Pingora's own listening service runs every connection of a service on one work-stealing
+//! runtime. Under load its workers keep waking each other to steal the other's tasks, and
+//! those wake-ups (futex, context switches) cost more CPU than the proxying itself (see
+//! docs/performance.md). Its no-steal flavour is worse: connections are accepted on one thread
+//! and spawned on another, so every readiness event crosses threads.
+//!
+//! Here each worker is its own Pingora service with exactly one thread. It owns a duplicate of
+//! every listening socket (bound once, up front, so a busy port is a clear start-up error),
+//! registers it with its own reactor, and serves what it accepts on the same thread, start to
+//! end: no cross-thread wake-ups. An idle worker is the one that wins the next `accept`, so
+//! connections spread to whichever thread has time. Each worker also has its own upstream
+//! keepalive pool, like nginx's per-worker `keepalive`.
+
+use std::net::TcpListener as StdListener;
+use std::os::fd::IntoRawFd;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora_core::apps::ServerApp;
+use pingora_core::server::{Fds, ListenFds, ShutdownWatch};
+use pingora_core::services::listening::Service as ListeningService;
+use pingora_core::services::Service;
+
+/// One worker: Pingora's listening service pinned to one thread, handed its own duplicates of
+/// the listening sockets through a private fd table (Pingora adopts, and later closes, what it
+/// finds there; a shared table would make every worker adopt, and close, the same fd).
+pub struct WorkerService<A> {
+    inner: ListeningService<A>,
+    fds: ListenFds,
+}
+
+// === impl WorkerService ===
+
+impl<A: ServerApp + Send + Sync + 'static> WorkerService<A> {
+    /// `listeners` are (address as configured, this worker's duplicate of the bound socket).
+    pub fn new(name: String, app: A, listeners: Vec<(String, StdListener)>) -> Self {
+        let mut inner = ListeningService::new(name, app);
+        inner.threads = Some(1);
+        let mut fds = Fds::new();
+        for (addr, socket) in listeners {
+            inner.add_tcp(&addr);
+            fds.add(addr, socket.into_raw_fd());
+        }
+        Self {
+            inner,
+            fds: Arc::new(parking_lot::Mutex::new(fds)),
+        }
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> Service for WorkerService<A> {
+    async fn start_service(
+        &mut self,
+        _fds: Option<ListenFds>,
+        shutdown: ShutdownWatch,
+        listeners_per_fd: usize,
+    ) {
+        self.inner
+            .start_service(Some(self.fds.clone()), shutdown, listeners_per_fd)
+            .await;
+    }
+
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn threads(&self) -> Option<usize> {
+        Some(1)
+    }
+
+    fn listen_addresses(&self) -> Option<Vec<String>> {
+        // Nothing is taken from the server's own fd table.
+        Some(Vec::new())
+    }
+}
