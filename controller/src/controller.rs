@@ -277,6 +277,10 @@ impl<S: Sources> Controller<S> {
                     self.rollout
                         .apply(cmd, &req.reason, wall_ms())
                         .map(|transitions| {
+                            if transitions.contains(&Transition::Started) {
+                                // Query Prometheus at the next tick, not an interval later.
+                                self.last_prom_eval = None;
+                            }
                             self.commit(transitions, false, Some(&req.reason));
                             self.publish(Instant::now());
                             self.board.status()
@@ -1544,5 +1548,38 @@ on_fail = "rollback"
         );
         assert_eq!(rig.table.weight_bp(), 500);
         assert!(!rig.actions("transition").contains(&"rollback".to_string()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_run_is_not_rolled_back_on_the_last_runs_promql_verdict() {
+        let rig = Rig::new("restart-after-prom-rollback");
+        let pol = policy_with("", [60, 60, 60, 60], RULES);
+        let mut ctl = rig.boot(pol, 0.0, true);
+        ctl.tick().await;
+        rig.src.set("latency", 0.9);
+        for _ in 0..5 {
+            if ctl.state().phase == Phase::RolledBack {
+                break;
+            }
+            secs(&mut ctl, 1).await;
+        }
+        assert_eq!(ctl.state().phase, Phase::RolledBack);
+        // Fixed; the operator starts again at once, before the next 2 s PromQL evaluation
+        // would have been due.
+        rig.src.set("latency", 0.02);
+        let (reply, rx) = oneshot::channel();
+        ctl.command(Request {
+            ask: Ask::Operator(Command::Start),
+            reason: "fixed".into(),
+            reply,
+        });
+        assert!(rx.await.unwrap().is_ok());
+        secs(&mut ctl, 1).await;
+        assert_eq!(
+            (ctl.state().phase, rig.table.weight_bp()),
+            (Phase::Progressing, 500),
+            "{}",
+            ctl.state().reason
+        );
     }
 }

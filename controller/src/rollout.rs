@@ -211,6 +211,14 @@ impl Rollout {
         self.state.reason = "rollout started".into();
         self.last_tick = None;
         self.holding = false;
+        // A new run judges on new evidence: no verdict, breach start or alert of the last run
+        // carries over (a stale "fail" would roll the new run back at once).
+        self.rules
+            .iter_mut()
+            .for_each(|r| *r = RuleState::default());
+        self.alerted.iter_mut().for_each(|a| *a = false);
+        self.error_alerted.iter_mut().for_each(|a| *a = false);
+        self.in_rollback_breach.iter_mut().for_each(|a| *a = false);
         Transition::Started
     }
 
