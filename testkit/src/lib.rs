@@ -18,10 +18,13 @@
 //! - [`fake_gateway`]: the `fake-gateway` server (run by
 //!   `src/bin/fake-gateway.rs`) and [`FakeGateway`], the handle tests use to
 //!   spawn and steer it.
+//! - [`fixed_rate`]: the `fixed-rate` open-loop, coordinated-omission-safe
+//!   HTTP/1.1 load generator (run by `src/bin/fixed-rate.rs`).
 //! - [`webdriver`]: a blocking W3C WebDriver client driving a headless
 //!   Chromium through chromedriver ([`Browser`]).
 
 pub mod fake_gateway;
+pub mod fixed_rate;
 pub mod http;
 pub mod ports;
 pub mod process;
