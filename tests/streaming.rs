@@ -76,6 +76,23 @@ fn sse_first_event_arrives_before_upstream_finishes() {
     }
     let text = String::from_utf8_lossy(&body).into_owned();
     assert_eq!(text, "data: first\n\ndata: last\n\n");
+
+    // The 3 s stream counts as a fast answer (time to its header), not as a 3 s request: a
+    // p99 latency rule must not fail because users keep streams open.
+    let sum_and_count = || {
+        let m = d.metrics();
+        let get = |k: &str| m.get(k).copied().unwrap_or(0.0);
+        (
+            get("canaryd_request_duration_seconds_sum{variant=\"stable\"}"),
+            get("canaryd_request_duration_seconds_count{variant=\"stable\"}"),
+        )
+    };
+    let (sum, count) = sum_and_count();
+    assert_eq!(count, 1.0, "one request recorded");
+    assert!(
+        sum < 1.0,
+        "the stream was recorded as {sum} s; its header came at once"
+    );
 }
 
 /// Opens a WebSocket through the proxy, sends `messages` and checks each echo.

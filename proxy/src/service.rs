@@ -78,6 +78,9 @@ pub struct RequestCtx {
     moved: bool,
     new_cookie: Option<u16>,
     client_ip: Option<IpAddr>,
+    /// For a stream (SSE, an upgraded connection): the time its response header arrived, which
+    /// is what its latency means; the stream's length is how long the user stayed.
+    header_latency: Option<Duration>,
     _inflight: InflightGuard,
 }
 
@@ -226,6 +229,7 @@ impl ProxyHttp for CanaryProxy {
             up: self.plane.upstreams(),
             start: now,
             attempt_start: now,
+            header_latency: None,
             variant: Variant::Stable,
             route: 0,
             server: None,
@@ -375,6 +379,9 @@ impl ProxyHttp for CanaryProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let status = resp.status.as_u16();
+        if is_stream(status, resp) {
+            ctx.header_latency = Some(ctx.start.elapsed());
+        }
         if ctx.variant == Variant::Canary
             && matches!(status, 502..=504)
             && ctx.up.retry_on_canary_error
@@ -422,7 +429,8 @@ impl ProxyHttp for CanaryProxy {
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
         if status != 0 {
-            m.record(ctx.variant, ctx.route, status, ctx.start.elapsed());
+            let latency = ctx.header_latency.unwrap_or_else(|| ctx.start.elapsed());
+            m.record(ctx.variant, ctx.route, status, latency);
         }
         if let Some(e) = e {
             tracing::debug!(
@@ -469,4 +477,14 @@ impl ProxyHttp for CanaryProxy {
     ) -> bool {
         true
     }
+}
+
+/// A response that streams for as long as the client stays: Server-Sent Events, or a
+/// connection upgraded to another protocol (WebSocket). Its latency is time to the header.
+fn is_stream(status: u16, resp: &ResponseHeader) -> bool {
+    status == 101
+        || resp
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
 }
