@@ -14,6 +14,9 @@ use super::{Finding, ImportError};
 
 /// Includes nested deeper than this are an error (nginx would loop forever on a cycle).
 const MAX_INCLUDE_DEPTH: usize = 16;
+/// Files read through `include` in one import, however they nest: `include *.conf` in a
+/// directory of files that include each other would otherwise multiply without end.
+const MAX_INCLUDED_FILES: usize = 1000;
 
 /// The directives of a file with includes expanded, and what could not be included.
 #[derive(Debug, Default)]
@@ -42,6 +45,7 @@ pub fn from_source(name: &str, src: &str, conf_dir: &Path) -> Result<Loaded, Imp
     let mut expander = Expander {
         conf_dir,
         out: &mut loaded,
+        included: 0,
     };
     let directives = expander.expand(top, 0)?;
     loaded.directives = directives;
@@ -59,6 +63,8 @@ fn read(path: &Path, name: &str) -> Result<String, ImportError> {
 struct Expander<'a> {
     conf_dir: &'a Path,
     out: &'a mut Loaded,
+    /// Files read through `include` so far.
+    included: usize,
 }
 
 impl Expander<'_> {
@@ -126,6 +132,15 @@ impl Expander<'_> {
         };
         let mut out = Vec::new();
         for file in files {
+            self.included += 1;
+            if self.included > MAX_INCLUDED_FILES {
+                return Err(ImportError::Invalid {
+                    at: d.at(),
+                    message: format!(
+                        "more than {MAX_INCLUDED_FILES} files included in all (do included files include each other?)"
+                    ),
+                });
+            }
             let name = file.display().to_string();
             let src = read(&file, &name)?;
             let ds = parser::parse(&name, &src)?;
@@ -212,6 +227,25 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+
+    #[test]
+    fn layered_includes_stop_at_a_budget() {
+        let dir = Dir::new("fanout");
+        // 12 layers of 4 files, each including every file of the next layer: no cycle and
+        // only 48 files, but 4^12 expansions without a budget.
+        for layer in 0..12 {
+            let d = dir.0.join(format!("l{layer}"));
+            std::fs::create_dir_all(&d).unwrap();
+            for i in 0..4 {
+                let next = format!("include l{}/*.conf;\n", layer + 1);
+                std::fs::write(d.join(format!("{i}.conf")), next).unwrap();
+            }
+        }
+        let main = dir.0.join("nginx.conf");
+        std::fs::write(&main, "include l0/*.conf;\n").unwrap();
+        let e = load(&main).unwrap_err().to_string();
+        assert!(e.contains("more than 1000 files included"), "{e}");
     }
 
     #[test]
