@@ -211,8 +211,9 @@ impl Rollout {
         self.state.reason = "rollout started".into();
         self.last_tick = None;
         self.holding = false;
-        // A new run judges on new evidence: no verdict, breach start or alert of the last run
-        // carries over (a stale "fail" would roll the new run back at once).
+        // No verdict, breach start or alert of the last run carries over (a stale "fail" would
+        // roll the new run back at once). The rules' data windows still reach back into the
+        // last run; the runbook says to wait them out.
         self.rules
             .iter_mut()
             .for_each(|r| *r = RuleState::default());

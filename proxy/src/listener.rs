@@ -10,9 +10,11 @@
 //! Here each worker is its own Pingora service with exactly one thread. It owns a duplicate of
 //! every listening socket (bound once, up front, so a busy port is a clear start-up error),
 //! registers it with its own reactor, and serves what it accepts on the same thread, start to
-//! end: no cross-thread wake-ups. An idle worker is the one that wins the next `accept`, so
-//! connections spread to whichever thread has time. Each worker also has its own upstream
-//! keepalive pool, like nginx's per-worker `keepalive`.
+//! end: no cross-thread wake-ups. Every worker is woken for a new connection and whichever
+//! accepts first keeps it for its whole life, so spreading is only as even as the workers are
+//! free (a burst of connections can land on one); nothing moves a busy worker's connections to
+//! an idle one. Each worker also has its own upstream keepalive pool, like nginx's per-worker
+//! `keepalive`.
 
 use std::net::TcpListener as StdListener;
 use std::os::fd::IntoRawFd;
@@ -29,7 +31,8 @@ use pingora_core::services::Service;
 /// finds there; a shared table would make every worker adopt, and close, the same fd).
 pub struct WorkerService<A> {
     inner: ListeningService<A>,
-    fds: ListenFds,
+    /// Owned until the service starts, so a server built and then dropped closes them.
+    listeners: Vec<(String, StdListener)>,
 }
 
 // === impl WorkerService ===
@@ -39,15 +42,10 @@ impl<A: ServerApp + Send + Sync + 'static> WorkerService<A> {
     pub fn new(name: String, app: A, listeners: Vec<(String, StdListener)>) -> Self {
         let mut inner = ListeningService::new(name, app);
         inner.threads = Some(1);
-        let mut fds = Fds::new();
-        for (addr, socket) in listeners {
-            inner.add_tcp(&addr);
-            fds.add(addr, socket.into_raw_fd());
+        for (addr, _) in &listeners {
+            inner.add_tcp(addr);
         }
-        Self {
-            inner,
-            fds: Arc::new(parking_lot::Mutex::new(fds)),
-        }
+        Self { inner, listeners }
     }
 }
 
@@ -59,8 +57,14 @@ impl<A: ServerApp + Send + Sync + 'static> Service for WorkerService<A> {
         shutdown: ShutdownWatch,
         listeners_per_fd: usize,
     ) {
+        // Ownership passes to Pingora here: it adopts each fd from the table exactly once.
+        let mut fds = Fds::new();
+        for (addr, socket) in self.listeners.drain(..) {
+            fds.add(addr, socket.into_raw_fd());
+        }
+        let fds: ListenFds = Arc::new(parking_lot::Mutex::new(fds));
         self.inner
-            .start_service(Some(self.fds.clone()), shutdown, listeners_per_fd)
+            .start_service(Some(fds), shutdown, listeners_per_fd)
             .await;
     }
 

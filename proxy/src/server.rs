@@ -72,7 +72,8 @@ impl ProxyServer {
         let grace = cfg.proxy.shutdown_grace;
         let conf = ServerConf {
             threads,
-            // Unused by the workers, which are single-threaded services (see listener.rs).
+            // Each worker is a one-thread service (see listener.rs); `true` gives it a tokio
+            // multi-thread runtime with one worker, `false` Pingora's no-steal flavour.
             work_stealing: true,
             upstream_keepalive_pool_size: cfg.proxy.keepalive_pool,
             // The drain thread exits before Pingora's fixed sleep would end.
@@ -131,7 +132,9 @@ impl ProxyServer {
     }
 }
 
-/// Binds a listening socket the way nginx does: `SO_REUSEADDR`, a deep accept backlog.
+/// Binds a listening socket: `SO_REUSEADDR`; an IPv6 address keeps the system's dual-stack
+/// default (`[::]:80` also takes IPv4), as before. Pingora re-`listen`s each adopted fd with its
+/// own backlog (65535, capped by `net.core.somaxconn`).
 fn bind(addr: &str) -> std::io::Result<TcpListener> {
     let addr: std::net::SocketAddr = addr
         .parse()
@@ -142,9 +145,6 @@ fn bind(addr: &str) -> std::io::Result<TcpListener> {
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     // Tokio adopts it as is; the flag is shared by every duplicate.
@@ -152,7 +152,7 @@ fn bind(addr: &str) -> std::io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-/// nginx uses 511 on Linux; Pingora 65535. The kernel caps it at `net.core.somaxconn`.
+/// Until Pingora adopts the socket and raises it.
 const LISTEN_BACKLOG: i32 = 4096;
 
 struct SignalWatch {

@@ -79,7 +79,8 @@ pub struct RequestCtx {
     new_cookie: Option<u16>,
     client_ip: Option<IpAddr>,
     /// For a stream (SSE, an upgraded connection): the time its response header arrived, which
-    /// is what its latency means; the stream's length is how long the user stayed.
+    /// is what its latency means (the stream's length is how long the user stayed). Set once the
+    /// stream has been recorded, so `logging` does not record it again.
     header_latency: Option<Duration>,
     _inflight: InflightGuard,
 }
@@ -379,8 +380,13 @@ impl ProxyHttp for CanaryProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let status = resp.status.as_u16();
-        if is_stream(status, resp) {
-            ctx.header_latency = Some(ctx.start.elapsed());
+        if is_stream(status, resp) && ctx.header_latency.is_none() {
+            // Recorded now, in the second it belongs to, not when the stream ends.
+            let latency = ctx.start.elapsed();
+            ctx.header_latency = Some(latency);
+            self.plane
+                .metrics
+                .record(ctx.variant, ctx.route, status, latency);
         }
         if ctx.variant == Variant::Canary
             && matches!(status, 502..=504)
@@ -428,9 +434,9 @@ impl ProxyHttp for CanaryProxy {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        if status != 0 {
-            let latency = ctx.header_latency.unwrap_or_else(|| ctx.start.elapsed());
-            m.record(ctx.variant, ctx.route, status, latency);
+        // A stream was recorded when its header arrived.
+        if status != 0 && ctx.header_latency.is_none() {
+            m.record(ctx.variant, ctx.route, status, ctx.start.elapsed());
         }
         if let Some(e) = e {
             tracing::debug!(
@@ -486,5 +492,6 @@ fn is_stream(status: u16, resp: &ResponseHeader) -> bool {
         || resp
             .headers
             .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+            .and_then(|v| v.as_bytes().get(..b"text/event-stream".len()))
+            .is_some_and(|t| t.eq_ignore_ascii_case(b"text/event-stream"))
 }
