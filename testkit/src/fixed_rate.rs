@@ -25,7 +25,9 @@
 //! honour `Connection: close`. A request that fails on a kept-alive
 //! connection before any byte of its response arrived is retried once on a
 //! fresh connection (the server had closed it); any other failure counts in
-//! `errors` and the connection is reopened.
+//! `errors` and the connection is reopened. Requests still unanswered when
+//! the drain ends count in `errors` and in the latencies, as waiting until
+//! then.
 //!
 //! Output: one JSON line on stdout, see [`Report::to_json`].
 
@@ -55,8 +57,8 @@ request's intended send time (coordinated-omission safe).
   --header 'Name: v'    extra request header, repeatable
   --warmup SECS         load run at the same rate before measuring (default 0)
   --drain SECS          how long to wait for late responses after the schedule
-                        ends; requests still unanswered then count as errors
-                        (default 5)
+                        ends; requests still unanswered then count as errors,
+                        and in the latencies as waiting until then (default 5)
   --spin-us N           wake up to N µs (and at most half the send interval)
                         before a send and poll until it is due, to hide the
                         timer's wake-up lateness, which is learned during the
@@ -1098,7 +1100,7 @@ impl Engine {
                 return Ok(());
             }
             if now >= drain_deadline {
-                self.abandon();
+                self.abandon(now);
                 return Ok(());
             }
             let mut deadline = drain_deadline;
@@ -1144,16 +1146,25 @@ impl Engine {
     }
 
     /// The drain ended: every measured request without a response is an
-    /// error.
-    fn abandon(&mut self) {
+    /// error, and enters the latencies as waiting until `now` at least, so a
+    /// stall longer than the drain still shows in the percentiles.
+    fn abandon(&mut self, now: u64) {
         let measured = |i: u64| i >= self.warmup_n;
-        let inflight = self
+        let mut waiting: Vec<u64> = self
             .conns
             .iter()
             .filter_map(|c| c.req)
-            .filter(|r| measured(r.index))
-            .count() as u64;
-        let retries = self.retries.iter().filter(|&&i| measured(i)).count() as u64;
+            .map(|r| r.index)
+            .filter(|&i| measured(i))
+            .collect();
+        let inflight = waiting.len() as u64;
+        waiting.extend(self.retries.iter().copied().filter(|&i| measured(i)));
+        let retries = waiting.len() as u64 - inflight;
+        waiting.extend(self.next_send.max(self.warmup_n)..self.total);
+        for i in waiting {
+            let us = now.saturating_sub(self.intended(i)) / 1_000;
+            self.latencies.push(us.min(u64::from(u32::MAX)) as u32);
+        }
         let unsent = self.total - self.next_send.max(self.warmup_n);
         self.errors += inflight + retries + unsent;
         if inflight + retries + unsent > 0 {
