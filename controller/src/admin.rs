@@ -89,8 +89,27 @@ pub async fn run(
 /// Largest request body accepted (operator actions carry a reason).
 const MAX_BODY: usize = 64 * 1024;
 
-async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Status page renders in flight at once; each runs on the blocking pool, so a client
+/// reloading the page in a loop never delays the controller's ticks on the control runtime.
+static PAGE_RENDERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+async fn handle(state: &Arc<AdminState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
+    if req.method() == Method::GET && (path == "/" || path == "/ui/fragment") {
+        let whole = path == "/";
+        let Ok(_permit) = PAGE_RENDERS.acquire().await else {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", ENDPOINTS);
+        };
+        let st = state.clone();
+        return match tokio::task::spawn_blocking(move || status_page(&st, whole)).await {
+            Ok(resp) => resp,
+            Err(e) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("status page failed: {e}"),
+                "see canaryd's log",
+            ),
+        };
+    }
     if let Some(action) = path.strip_prefix("/api/v1/") {
         return match api(state, action, req).await {
             Some(resp) => resp,
@@ -235,8 +254,6 @@ fn read_endpoint(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
             process_metrics::render(&mut out);
             respond(StatusCode::OK, "text/plain; version=0.0.4", out)
         }
-        (&Method::GET, "/") => status_page(state, true),
-        (&Method::GET, "/ui/fragment") => status_page(state, false),
         (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n".to_string()),
         (&Method::GET, "/ready") => {
             let up = state.plane.upstreams();
