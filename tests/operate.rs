@@ -45,14 +45,12 @@ fn daemon() -> Op {
     let stable = FakeGateway::spawn("stable", &[]);
     let canary = FakeGateway::spawn("canary", &[]);
     let files = testkit::TempDir::new("canaryd-op");
-    let token_file = files.path().join("admin.token");
-    std::fs::write(&token_file, "t0ken-for-tests\n").unwrap();
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let token_file = common::write_token(files.path(), TOKEN);
     let policy = files.path().join("manual.toml");
     std::fs::write(&policy, POLICY).unwrap();
     let mut setup = Setup::new(&stable, &canary, 0.0);
     setup.rollout = format!("policy = \"{}\"\n", policy.display());
-    let d = start_with_token(&setup, &token_file);
+    let d = Canaryd::start_with_token(&setup, &token_file);
     // Keep the files alive as long as the daemon: leak the TempDir into the test's lifetime.
     std::mem::forget(files);
     Op {
@@ -61,19 +59,6 @@ fn daemon() -> Op {
         policy,
         _gw: (stable, canary),
     }
-}
-
-/// `Setup::render` puts `[admin] listen`; add `token_file` to that section.
-fn start_with_token(setup: &Setup, token_file: &Path) -> Canaryd {
-    let dir = testkit::TempDir::new("canaryd-e2e");
-    let (proxy, admin) = (testkit::free_addr(), testkit::free_addr());
-    let text = setup.render(proxy, admin, dir.path()).replace(
-        "[admin]\n",
-        &format!("[admin]\ntoken_file = \"{}\"\n", token_file.display()),
-    );
-    let config = dir.path().join("canaryd.toml");
-    std::fs::write(&config, text).unwrap();
-    Canaryd::start_with_config(dir, config, proxy, admin)
 }
 
 fn post(d: &Canaryd, action: &str, token: Option<&str>, body: Value) -> (u16, Value) {
@@ -474,15 +459,13 @@ fn operator_actions_reach_the_webhook() {
     let stable = FakeGateway::spawn("stable", &[]);
     let canary = FakeGateway::spawn("canary", &[]);
     let files = testkit::TempDir::new("canaryd-op");
-    let token_file = files.path().join("admin.token");
-    std::fs::write(&token_file, TOKEN).unwrap();
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let token_file = common::write_token(files.path(), TOKEN);
     let policy = files.path().join("manual.toml");
     std::fs::write(&policy, POLICY).unwrap();
     let mut setup = Setup::new(&stable, &canary, 0.0);
     setup.rollout = format!("policy = \"{}\"\n", policy.display());
     setup.tail = format!("[[notify]]\nurl = \"http://{hook}/hook\"\n");
-    let d = start_with_token(&setup, &token_file);
+    let d = Canaryd::start_with_token(&setup, &token_file);
     post(&d, "start", Some(TOKEN), json!({"reason": "webhook test"}));
     post(&d, "pause", Some(TOKEN), json!({}));
     testkit::wait_until("two webhooks", Duration::from_secs(10), || {

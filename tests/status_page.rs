@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -57,19 +56,6 @@ on_no_data = "pass"
     )
 }
 
-/// `Setup::render` writes `[admin] listen`; add `token_file` to that section.
-fn start_with_token(setup: &Setup, token_file: &Path) -> Canaryd {
-    let dir = testkit::TempDir::new("canaryd-e2e");
-    let (proxy, admin) = (testkit::free_addr(), testkit::free_addr());
-    let text = setup.render(proxy, admin, dir.path()).replace(
-        "[admin]\n",
-        &format!("[admin]\ntoken_file = \"{}\"\n", token_file.display()),
-    );
-    let config = dir.path().join("canaryd.toml");
-    std::fs::write(&config, text).unwrap();
-    Canaryd::start_with_config(dir, config, proxy, admin)
-}
-
 fn post(d: &Canaryd, action: &str) -> (u16, Value) {
     let mut c = testkit::Client::connect(d.admin).unwrap();
     let auth = format!("Bearer {TOKEN}");
@@ -110,14 +96,12 @@ fn status_page_in_a_real_browser() {
     let stable = FakeGateway::spawn("stable", &[]);
     let canary = FakeGateway::spawn("canary", &[]);
     let files = testkit::TempDir::new("canaryd-page");
-    let token_file = files.path().join("admin.token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let token_file = common::write_token(files.path(), TOKEN);
     let policy_file = files.path().join("page-demo.toml");
     std::fs::write(&policy_file, policy()).unwrap();
     let mut setup = Setup::new(&stable, &canary, 0.0);
     setup.rollout = format!("policy = \"{}\"\n", policy_file.display());
-    let d = start_with_token(&setup, &token_file);
+    let d = Canaryd::start_with_token(&setup, &token_file);
 
     // The page's HTTP contract: HTML, locked down by a nonce CSP, never cached.
     let r = testkit::get(d.admin, "/").unwrap();

@@ -98,6 +98,19 @@ impl Canaryd {
         Self::start_with_config(dir, config, proxy, admin)
     }
 
+    /// Like [`Canaryd::start`], with `[admin] token_file` set (actions need the token).
+    pub fn start_with_token(setup: &Setup, token_file: &std::path::Path) -> Self {
+        let dir = TempDir::new("canaryd-e2e");
+        let (proxy, admin) = (free_addr(), free_addr());
+        let text = setup.render(proxy, admin, dir.path()).replace(
+            "[admin]\n",
+            &format!("[admin]\ntoken_file = \"{}\"\n", token_file.display()),
+        );
+        let config = dir.path().join("canaryd.toml");
+        fs::write(&config, text).expect("write config");
+        Self::start_with_config(dir, config, proxy, admin)
+    }
+
     /// Starts the daemon on an existing config file.
     pub fn start_with_config(
         dir: TempDir,
@@ -425,4 +438,13 @@ pub fn connections_to(addr: SocketAddr) -> usize {
             f.len() > 3 && f[2].ends_with(&want) && f[3] == "01"
         })
         .count()
+}
+
+/// Writes `token` to `dir/admin.token` with mode 600 (canaryd refuses a readable token file).
+pub fn write_token(dir: &std::path::Path, token: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("admin.token");
+    fs::write(&path, format!("{token}\n")).expect("write token");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod token");
+    path
 }
