@@ -40,8 +40,8 @@ pub struct WorkerService<A> {
 impl<A: ServerApp + Send + Sync + 'static> WorkerService<A> {
     /// `listeners` are (address as configured, this worker's duplicate of the bound socket).
     pub fn new(name: String, app: A, listeners: Vec<(String, StdListener)>) -> Self {
+        // Its thread count is ours (`threads()` below); Pingora asks the outer service.
         let mut inner = ListeningService::new(name, app);
-        inner.threads = Some(1);
         for (addr, _) in &listeners {
             inner.add_tcp(addr);
         }
