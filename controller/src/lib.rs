@@ -1,47 +1,45 @@
-//! canaryd control plane.
+//! canaryd's control plane: the rollout controller and everything an operator talks to.
+//!
+//! The proxy (`canaryd-proxy`) serves requests and keeps per-variant windows; this crate reads
+//! them and Prometheus, moves the split, and reports. The configuration model lives in
+//! `canaryd-config`; the binary (`src/`) wires the pieces, parses the command line and renders
+//! the terminal view.
 //!
 //! # Layout
 //!
-//! - [`config`]: the whole `canaryd.toml`, loaded with figment and validated; errors name file,
-//!   line, key and expectation. [`toml_location`] finds a key's line.
-//! - [`policy`]: rollout policies (steps, rules), loaded and validated the same way.
-//! - [`rules`]: one rule's semantics — outcome, `for`, no-data, errors, baseline ratio.
-//! - [`rollout`]: the state machine (phases, steps, hold clock, rollback).
-//! - [`controller`]: the loop that samples rules ([`controller::Sources`]), moves the rollout
-//!   and commits each move: persist ([`state_store`]), swap the routing table, log
-//!   ([`decision_log`]).
-//! - [`prometheus`]: PromQL instant queries folded into a value, no-data or an error naming
-//!   the query; `{{variant}}` templating.
-//! - [`status`]: the published snapshot and the controller's metrics.
-//! - [`admin`]: the admin HTTP listener (`/metrics`, `/healthz`, `/ready`, `/api/v1/status`,
-//!   `/api/v1/decisions`, the status page at `/`).
-//! - [`status_page`]: the status page's HTML (inline CSS and script, live fragment, operator
-//!   buttons); [`status_chart`]: its server-rendered SVG charts from the decision log.
-//! - [`notify`]: `[[notify]]` webhooks: every decision POSTed to each target (json or slack),
-//!   queued per target and retried off the controller's path.
-//! - [`systemd`]: `sd_notify` without libsystemd (`READY=1`, `RELOADING=1`, `STOPPING=1`,
-//!   `WATCHDOG=1` to `$NOTIFY_SOCKET`) and the watchdog period from `$WATCHDOG_USEC`.
-//! - [`nginx_import`]: `canaryd import-nginx`: an nginx front (upstream, map, server) →
-//!   a commented `canaryd.toml`, every untranslated directive listed.
+//! - `policy/`: rollout policies (steps, rules) loaded and validated with located errors, and
+//!   one rule's semantics (`rules.rs`: outcome, `for`, no-data, errors, baseline ratio).
+//! - `rollout/`: the state machine — phases, steps, the hold clock, rollback, operator
+//!   commands. Pure: no I/O, time passed in.
+//! - `control/`: the loop that samples rules (`sources.rs`: Prometheus and the proxy's local
+//!   windows; `prometheus.rs`: the PromQL client), moves the rollout and commits each move —
+//!   persist, swap the routing table, log, notify; `handle.rs`: commands to a running loop;
+//!   `board.rs`: the published status and the controller's metrics. Its unit tests run on
+//!   virtual time in `control/tests.rs`.
+//! - `store/`: the rollout state file (atomic, fsync'd) and the decision log.
+//! - `admin/`: the admin HTTP listener (`/metrics`, `/healthz`, `/ready`, the API, the status
+//!   page), its bearer token (`token.rs`) and the page with its SVG charts (`ui/`).
+//! - `notify.rs`: `[[notify]]` webhooks, queued per target and retried off the controller's
+//!   path.
+//!
+//! Modules are private; what the binary and the tests use is re-exported below.
 
-pub mod admin;
-pub mod admin_client;
-pub mod config;
-pub mod controller;
-pub mod decision_log;
-pub mod nginx_import;
-pub mod notify;
-pub mod policy;
-pub mod prometheus;
-pub mod rollout;
-pub mod rules;
-pub mod state_store;
-pub mod status;
-pub mod status_chart;
-pub mod status_page;
-pub mod status_view;
-pub mod systemd;
-pub mod token;
-pub mod toml_location;
+mod admin;
+mod control;
+mod notify;
+mod policy;
+mod rollout;
+mod store;
 
-pub use config::{Config, ConfigError};
+pub use admin::{check_exposure, run as run_admin, AdminState, MetricsHook, Token, TokenError};
+pub use control::{
+    render as render_query, wall_ms, Board, Controller, DecisionHook, Handle, LiveSources,
+    PromClient, PromError, Settings, Sources,
+};
+pub use notify::{backoff, slack_text, Notifier, QUEUE as NOTIFY_QUEUE};
+pub use policy::{
+    Compare, OnFail, OnNoData, Op, Outcome, Policy, RollbackMode, Rule, Sample, Signal,
+    SourceKind, Threshold,
+};
+pub use rollout::{Command, Phase, Refusal};
+pub use store::{DecisionLog, StateStore};

@@ -2,12 +2,15 @@
 //! API (`GET /api/v1/status`, `GET /api/v1/decisions?limit=N`) and operator actions
 //! (`POST /api/v1/{start,pause,resume,promote,rollback,abort}`, `POST /api/v1/weight`), which
 //! need `Authorization: Bearer <token>`. Errors are `{"error", "hint"}` with a 4xx code.
-//! `GET /` is the status page and `GET /ui/fragment` its live part ([`crate::status_page`]);
+//! `GET /` is the status page and `GET /ui/fragment` its live part ([`ui`]);
 //! like the other reads they need no token (the page's buttons send it with each action).
 //!
 //! It runs on the control runtime, apart from the proxy's workers, so a flood of proxied
 //! traffic never delays a scrape or a health probe. [`run`] takes a bound listener and a
 //! shutdown signal so tests can drive it directly.
+
+mod token;
+mod ui;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -22,11 +25,11 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::controller::Handle;
-use crate::decision_log::DecisionLog;
+pub use token::{check_exposure, Token, TokenError};
+
+use crate::control::{Board, Handle};
 use crate::rollout::Command;
-use crate::status::Board;
-use crate::token::Token;
+use crate::store::DecisionLog;
 
 /// Appends more metrics to a `/metrics` answer.
 pub type MetricsHook = Arc<dyn Fn(&mut String) + Send + Sync>;
@@ -286,7 +289,7 @@ fn read_endpoint(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
                 .map(|v| v.parse::<usize>());
             let limit = match limit {
                 None => 100,
-                Some(Ok(n)) => n.min(crate::decision_log::KEEP),
+                Some(Ok(n)) => n.min(crate::store::KEEP),
                 Some(Err(_)) => {
                     return error(
                         StatusCode::BAD_REQUEST,
@@ -316,19 +319,19 @@ fn read_endpoint(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
 
 /// The status page (`whole`) or its live fragment, with the page's security headers.
 fn status_page(state: &AdminState, whole: bool) -> Response<Full<Bytes>> {
-    use crate::status_page::{fragment, headers, nonce, page, PageData};
+    use ui::{fragment, headers, nonce, page, PageData};
     let status = state.board.status();
     let decisions = state
         .decisions
         .as_ref()
-        .map(|d| d.recent(crate::decision_log::KEEP))
+        .map(|d| d.recent(crate::store::KEEP))
         .unwrap_or_default();
     let data = PageData {
         status: &status,
         decisions: &decisions,
         weight_percent: f64::from(state.plane.table.weight_bp()) / 100.0,
         token_configured: state.token.is_some(),
-        now_ms: crate::controller::wall_ms(),
+        now_ms: crate::control::wall_ms(),
     };
     let nonce = nonce();
     let body = if whole {

@@ -11,7 +11,7 @@ use canaryd_proxy::metrics::escape;
 use serde_json::{json, Value};
 
 use crate::rollout::Phase;
-use crate::rules::Outcome;
+use crate::policy::Outcome;
 
 /// One rule as published.
 #[derive(Debug, Clone, Default)]

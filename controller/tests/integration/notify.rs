@@ -7,8 +7,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use canaryd_controller::config::{Config, NotifyConfig, NotifyFormat};
-use canaryd_controller::notify::{slack_text, Notifier, QUEUE};
+use canaryd_config::{Config, NotifyConfig, NotifyFormat};
+use canaryd_controller::{slack_text, Notifier, NOTIFY_QUEUE as QUEUE};
 use serde_json::{json, Value};
 
 /// What the receiver does with the n-th request (0-based) it gets.

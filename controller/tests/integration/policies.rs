@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use canaryd_controller::policy::{
+use canaryd_controller::{
     Compare, OnFail, OnNoData, Op, Policy, RollbackMode, Rule, Signal, SourceKind, Threshold,
 };
 

@@ -7,7 +7,7 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use canaryd_controller::prometheus::{render, PromClient, Sample};
+use canaryd_controller::{render_query as render, PromClient, Sample};
 use testkit::{FakeGateway, Prometheus};
 
 const TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,5 +1,5 @@
 //! The status page at the admin listener's `/`: one self-contained HTML document (inline CSS
-//! and script, server-rendered SVG charts from [`crate::status_chart`]; nothing is loaded from
+//! and script, server-rendered SVG charts from [`crate::admin::ui::chart`]; nothing is loaded from
 //! elsewhere, machines may have no internet).
 //!
 //! It shows the split, the step timeline with the hold's progress, the canary weight and each
@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::status_chart::{self, clock, escape, fmt_num, parse_ts, History};
+use super::chart::{self as status_chart, clock, escape, fmt_num, parse_ts, History};
 
 /// How often the page fetches the live fragment.
 pub const REFRESH_MS: u32 = 2_000;
@@ -742,156 +742,4 @@ const SCRIPT: &str = r#""use strict";
 "#;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::policy::Policy;
-    use crate::rollout::{Command, Phase, Rollout};
-    use serde_json::json;
-
-    fn status() -> Value {
-        json!({
-            "state": "progressing", "policy": "demo<x>", "step": 1, "steps": [5.0, 25.0, 100.0],
-            "canary_percent": 25.0, "step_hold_s": 60.0, "step_held_s": 15.0,
-            "step_hold_remaining_s": 45.0, "reason": "step 1 held <healthy>",
-            "updated_at": "2024-05-01T12:00:10.000Z",
-            "rules": [{"name": "error-rate", "value": 0.002, "threshold": "> 0.01",
-                       "outcome": "pass", "breaching_for_s": 0.0, "for_s": 0.0,
-                       "source": "local", "on_fail": "rollback", "dry_run": false}],
-        })
-    }
-
-    fn log() -> Vec<Value> {
-        vec![
-            json!({"ts": "2024-05-01T12:00:00.000Z", "kind": "transition", "action": "start",
-                   "by": "operator", "canary_percent": 5.0, "reason": "operator: started",
-                   "rules": [{"name": "error-rate", "value": null, "threshold": "> 0.01", "outcome": null}]}),
-            json!({"ts": "2024-05-01T12:00:05.000Z", "kind": "evaluation", "action": "healthy",
-                   "canary_percent": 5.0, "reason": "operator: started",
-                   "rules": [{"name": "error-rate", "value": 0.001, "threshold": "> 0.01", "outcome": "pass"}]}),
-            json!({"ts": "2024-05-01T12:00:06.000Z", "kind": "evaluation", "action": "healthy",
-                   "canary_percent": 5.0, "reason": "operator: started",
-                   "rules": [{"name": "error-rate", "value": 0.001, "threshold": "> 0.01", "outcome": "pass"}]}),
-            json!({"ts": "2024-05-01T12:00:10.000Z", "kind": "transition", "action": "advance",
-                   "by": "controller", "canary_percent": 25.0, "from_step": 0, "to_step": 1,
-                   "reason": "step 1 held <healthy>",
-                   "rules": [{"name": "error-rate", "value": 0.002, "threshold": "> 0.01", "outcome": "pass"}]}),
-        ]
-    }
-
-    fn data<'a>(s: &'a Value, l: &'a [Value], token: bool) -> PageData<'a> {
-        PageData {
-            status: s,
-            decisions: l,
-            weight_percent: 25.0,
-            token_configured: token,
-            now_ms: 1_714_564_820_000,
-        }
-    }
-
-    #[test]
-    fn page_shows_state_split_steps_charts_and_decisions() {
-        let (s, l) = (status(), log());
-        let html = page(&data(&s, &l, true), "abc123");
-        assert!(html.starts_with("<!doctype html>"));
-        assert!(html.contains("<script nonce=\"abc123\">"));
-        assert!(html.contains("<style nonce=\"abc123\">"));
-        assert!(html.contains("id=\"state\" class=\"badge state-progressing\">progressing<"));
-        assert!(html.contains("<b class=\"canary\">25 %</b> canary"));
-        assert!(html.contains(
-            "<li class=\"step current\"><span class=\"w\">25 %</span><progress id=\"hold\""
-        ));
-        assert!(html.contains("15s of 1m held · 45s left"));
-        assert!(html.contains("class=\"weight-line\""));
-        assert!(html.contains("data-rule=\"error-rate\""));
-        assert!(html.contains("class=\"threshold-line\""));
-        // Newest first; the two identical evaluations are one row.
-        let advance = html.find("action-advance").unwrap();
-        let healthy = html.find("action-healthy").unwrap();
-        assert!(advance < healthy);
-        assert!(html.contains("healthy</span> <small>×2</small>"));
-        assert!(html.contains("step 1 → 2"));
-        // Escaped, never raw.
-        assert!(html.contains("demo&lt;x&gt;") && !html.contains("demo<x>"));
-        assert!(html.contains("held &lt;healthy&gt;"));
-        // No external resources.
-        for bad in ["src=\"http", "href=\"http", "@import", "url(http"] {
-            assert!(!html.contains(bad), "{bad}");
-        }
-        // The phase's buttons.
-        assert!(html.contains("data-action=\"pause\" class=\"act act-pause\">"));
-        assert!(html.contains("data-action=\"resume\" class=\"act act-resume\" disabled>"));
-        assert!(html.contains("data-actions=\"pause promote rollback abort weight\""));
-    }
-
-    #[test]
-    fn without_a_token_file_every_button_is_disabled() {
-        let (s, l) = (status(), log());
-        let html = page(&data(&s, &l, false), "n");
-        assert!(html.contains("no <code>[admin] token_file</code>"));
-        assert!(html.contains("act-pause\" disabled>"));
-        assert!(html.contains("data-actions=\"\""));
-    }
-
-    #[test]
-    fn without_a_policy_the_page_says_so() {
-        let s = json!({"state": "disabled", "hint": "no [rollout] policy"});
-        let html = fragment(&data(&s, &[], true));
-        assert!(html.contains("plain splitting"));
-        assert!(
-            html.contains("<b class=\"canary\">25 %</b>"),
-            "the table's split"
-        );
-        assert!(html.contains("no decisions logged yet"));
-        assert!(!html.contains("class=\"steps\""));
-    }
-
-    #[test]
-    fn headers_lock_the_page_down() {
-        let n = nonce();
-        assert_eq!(n.len(), 32);
-        assert_ne!(n, nonce());
-        let h = headers(&n);
-        let csp = &h[0].1;
-        assert!(csp.contains(&format!("script-src 'nonce-{n}'")));
-        assert!(csp.contains("default-src 'none'") && !csp.contains("unsafe"));
-        assert!(h
-            .iter()
-            .any(|(k, v)| *k == "cache-control" && v == "no-store"));
-        assert!(h
-            .iter()
-            .any(|(k, v)| *k == "x-content-type-options" && v == "nosniff"));
-    }
-
-    /// The buttons' rules are the state machine's: an allowed action is accepted by
-    /// `Rollout::apply`, a disabled one refused.
-    #[test]
-    fn allowed_actions_match_the_state_machine() {
-        let policy = || {
-            Policy::from_source(
-                "p.toml",
-                "name = \"t\"\ninterval = \"1s\"\n[[steps]]\nweight = 5\nhold = \"1m\"\n[[steps]]\nweight = 100\nhold = \"1m\"\n",
-            )
-            .unwrap()
-        };
-        let commands = [
-            ("start", Command::Start),
-            ("pause", Command::Pause),
-            ("resume", Command::Resume),
-            ("promote", Command::Promote),
-            ("rollback", Command::Rollback),
-            ("abort", Command::Abort),
-            ("weight", Command::SetWeight(10.0)),
-        ];
-        for phase in Phase::ALL {
-            for (name, cmd) in &commands {
-                let mut r = Rollout::idle(policy(), 0.0, 0);
-                r.state.phase = phase;
-                let accepted = r.apply(cmd, "", 0).is_ok();
-                let allowed = allowed_actions(phase.as_str()).contains(name);
-                assert_eq!(allowed, accepted, "{name} in {}", phase.as_str());
-            }
-        }
-        assert!(allowed_actions("blocked").is_empty());
-        assert!(allowed_actions("disabled").is_empty());
-    }
-}
+mod tests;

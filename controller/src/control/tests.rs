@@ -1,0 +1,1058 @@
+//! The controller on virtual time: scripted rule values, a real state store, decision log,
+//! routing handle and board. One `tick` per virtual second, as `run` does.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use super::*;
+use crate::rollout::Command;
+use tokio::sync::oneshot;
+use crate::rollout::RolloutState;
+
+type Ctl = Controller<Arc<Scripted>>;
+
+/// Rule values set by the test between ticks.
+#[derive(Debug, Default)]
+struct Scripted {
+    /// Rule name → (canary, stable).
+    values: Mutex<HashMap<String, (Sample, Sample)>>,
+    /// Canary requests in any window.
+    requests: AtomicU64,
+    /// Calls to `sample`.
+    samples: AtomicU64,
+}
+
+impl Scripted {
+    /// `errors` at 0.1 %, `latency` at 20 ms, plenty of requests.
+    fn healthy() -> Arc<Self> {
+        let s = Self::default();
+        s.requests.store(1_000_000, Ordering::Relaxed);
+        s.set("errors", 0.001);
+        s.set("latency", 0.02);
+        Arc::new(s)
+    }
+
+    fn set(&self, rule: &str, v: f64) {
+        self.set_sample(rule, Sample::Value(v));
+    }
+
+    fn set_sample(&self, rule: &str, s: Sample) {
+        self.set_pair(rule, s.clone(), s);
+    }
+
+    fn set_pair(&self, rule: &str, canary: Sample, stable: Sample) {
+        self.values
+            .lock()
+            .unwrap()
+            .insert(rule.to_string(), (canary, stable));
+    }
+
+    fn set_requests(&self, n: u64) {
+        self.requests.store(n, Ordering::Relaxed);
+    }
+
+    fn samples(&self) -> u64 {
+        self.samples.load(Ordering::Relaxed)
+    }
+}
+
+impl Sources for Arc<Scripted> {
+    async fn sample(&self, rule: &Rule, variant: Variant) -> Sample {
+        self.samples.fetch_add(1, Ordering::Relaxed);
+        let values = self.values.lock().unwrap();
+        match (values.get(&rule.name), variant) {
+            (Some((canary, _)), Variant::Canary) => canary.clone(),
+            (Some((_, stable)), Variant::Stable) => stable.clone(),
+            (None, _) => Sample::Error(format!("rule {} is not scripted", rule.name)),
+        }
+    }
+
+    fn requests(&self, _variant: Variant, _window: Duration) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let d = std::env::temp_dir().join(format!(
+            "canaryd-controller-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Self(d)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Everything a controller is built on, kept by the test to look at.
+struct Rig {
+    dir: TempDir,
+    src: Arc<Scripted>,
+    table: RoutingHandle,
+    board: Arc<Board>,
+}
+
+impl Rig {
+    fn new(name: &str) -> Self {
+        Self {
+            dir: TempDir::new(name),
+            src: Scripted::healthy(),
+            table: RoutingHandle::new(0),
+            board: Arc::default(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        &self.dir.0
+    }
+
+    fn boot(&self, policy: Policy, initial_percent: f64, autostart: bool) -> Ctl {
+        boot(
+            self.path(),
+            policy,
+            initial_percent,
+            autostart,
+            &self.table,
+            &self.board,
+            &self.src,
+        )
+    }
+
+    fn persisted(&self) -> Option<RolloutState> {
+        StateStore::new(self.path()).load().unwrap()
+    }
+
+    /// Every line of decisions.ndjson, each parsed as JSON.
+    fn decisions(&self) -> Vec<Value> {
+        let text =
+            std::fs::read_to_string(self.path().join("decisions.ndjson")).unwrap_or_default();
+        text.lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("decision line is not JSON ({e}): {l}"))
+            })
+            .collect()
+    }
+
+    /// Actions of the decision lines of `kind` ("transition" or "evaluation").
+    fn actions(&self, kind: &str) -> Vec<String> {
+        self.decisions()
+            .iter()
+            .filter(|l| l["kind"] == kind)
+            .map(|l| l["action"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// The first decision line with `action`.
+    fn line(&self, action: &str) -> Value {
+        self.decisions()
+            .into_iter()
+            .find(|l| l["action"] == action)
+            .unwrap_or_else(|| panic!("no {action:?} line in {:#?}", self.decisions()))
+    }
+
+    fn metrics(&self) -> String {
+        let mut s = String::new();
+        self.board.render(&mut s);
+        s
+    }
+}
+
+fn boot(
+    dir: &Path,
+    policy: Policy,
+    initial_percent: f64,
+    autostart: bool,
+    table: &RoutingHandle,
+    board: &Arc<Board>,
+    src: &Arc<Scripted>,
+) -> Ctl {
+    Controller::new(
+        policy,
+        Settings {
+            initial_percent,
+            autostart,
+            on_transition: None,
+        },
+        StateStore::new(dir),
+        Arc::new(DecisionLog::open(dir)),
+        table.clone(),
+        Arc::clone(src),
+        Arc::clone(board),
+    )
+}
+
+/// `n` virtual seconds, one tick each.
+async fn secs(ctl: &mut Ctl, n: u64) {
+    for _ in 0..n {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        ctl.tick().await;
+    }
+}
+
+/// One local rule (`errors`) and one PromQL rule (`latency`).
+const RULES: &str = r#"
+[[rules]]
+name = "errors"
+source = "local"
+signal = "error_ratio"
+window = "5s"
+fail_when = "> 0.05"
+
+[[rules]]
+name = "latency"
+source = "prometheus"
+query = 'histogram_quantile(0.99, sum by (le) (rate(canaryd_request_duration_seconds_bucket{variant="canary"}[1m])))'
+fail_when = "> 0.1"
+"#;
+
+/// 5 → 25 → 50 → 100 %, `holds` seconds each, PromQL every 2 s; `top` adds top-level keys.
+fn policy_with(top: &str, holds: [u64; 4], rules: &str) -> Policy {
+    let mut src = format!("name = \"unit\"\ninterval = \"2s\"\n{top}\n");
+    for (weight, hold) in [5, 25, 50, 100].into_iter().zip(holds) {
+        src.push_str(&format!(
+            "[[steps]]\nweight = {weight}\nhold = \"{hold}s\"\n"
+        ));
+    }
+    src.push_str(rules);
+    Policy::from_source("unit.toml", &src).unwrap_or_else(|e| panic!("{e}\n{src}"))
+}
+
+fn policy(top: &str, rules: &str) -> Policy {
+    policy_with(top, [3, 3, 3, 3], rules)
+}
+
+/// The entry for rule `name` in a `rules` array.
+fn rule<'a>(rules: &'a Value, name: &str) -> &'a Value {
+    rules
+        .as_array()
+        .unwrap_or_else(|| panic!("`rules` is not an array: {rules}"))
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no rule {name:?} in {rules}"))
+}
+
+/// Every decision line carries every rule with its value and outcome.
+fn assert_lines_name_rules(lines: &[Value], names: &[&str]) {
+    assert!(!lines.is_empty());
+    for l in lines {
+        let rules = l["rules"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no rules: {l}"));
+        let got: Vec<&str> = rules.iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert_eq!(got, names, "{l}");
+        for r in rules {
+            let r = r.as_object().unwrap();
+            assert!(r.contains_key("value") && r.contains_key("outcome"), "{l}");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn autostart_start_reaches_the_transition_hook() {
+    // The hook is part of the settings, so the start committed at construction is delivered
+    // (it used to be committed before the daemon could install the hook, and never notified).
+    let rig = Rig::new("autostart-hook");
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let heard = Arc::clone(&seen);
+    let hook: DecisionHook = Arc::new(move |line: &Value| {
+        let action = line["action"].as_str().unwrap_or_default().to_string();
+        heard.lock().unwrap().push(action);
+    });
+    let ctl = Controller::new(
+        policy("", RULES),
+        Settings {
+            initial_percent: 0.0,
+            autostart: true,
+            on_transition: Some(hook),
+        },
+        StateStore::new(rig.path()),
+        Arc::new(DecisionLog::open(rig.path())),
+        rig.table.clone(),
+        Arc::clone(&rig.src),
+        Arc::clone(&rig.board),
+    );
+    assert_eq!(ctl.state().phase, Phase::Progressing);
+    assert_eq!(*seen.lock().unwrap(), ["start"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn autostart_walks_every_step_to_promotion() {
+    let rig = Rig::new("promotion");
+    let mut ctl = rig.boot(policy("", RULES), 0.0, true);
+    // Started at construction, persisted and routed before the first tick.
+    assert_eq!(
+        (ctl.state().phase, ctl.state().step),
+        (Phase::Progressing, 0),
+        "{}",
+        ctl.state().reason
+    );
+    assert_eq!(rig.table.weight_bp(), 500);
+    let st = rig.persisted().expect("the start is persisted");
+    assert_eq!(
+        (st.phase, st.step, st.canary_percent),
+        (Phase::Progressing, 0, 5.0)
+    );
+
+    ctl.tick().await;
+    let mut moves = Vec::new();
+    let mut last = (ctl.state().phase, ctl.state().step);
+    for second in 1..=20 {
+        secs(&mut ctl, 1).await;
+        let s = ctl.state();
+        assert_eq!(
+            rig.table.weight_bp(),
+            RoutingHandle::percent_to_bp(s.canary_percent),
+            "second {second}: the routing table follows the rollout"
+        );
+        if (s.phase, s.step) != last {
+            last = (s.phase, s.step);
+            moves.push((second, s.phase, s.step, rig.table.weight_bp()));
+        }
+    }
+    // Each step holds exactly 3 healthy seconds.
+    assert_eq!(
+        moves,
+        [
+            (3, Phase::Progressing, 1, 2_500),
+            (6, Phase::Progressing, 2, 5_000),
+            (9, Phase::Progressing, 3, 10_000),
+            (12, Phase::Promoted, 3, 10_000),
+        ]
+    );
+    assert_eq!(rig.persisted().unwrap().phase, Phase::Promoted);
+    assert_eq!(rig.persisted().unwrap().canary_percent, 100.0);
+
+    let lines = rig.decisions();
+    assert_lines_name_rules(&lines, &["errors", "latency"]);
+    assert_eq!(
+        rig.actions("transition"),
+        ["start", "advance", "advance", "advance", "promote"]
+    );
+    assert!(rig.actions("evaluation").iter().all(|a| a == "healthy"));
+    let advances: Vec<_> = lines.iter().filter(|l| l["action"] == "advance").collect();
+    for (i, (l, percent)) in advances.iter().zip([25.0, 50.0, 100.0]).enumerate() {
+        assert_eq!(
+            (&l["from_step"], &l["to_step"]),
+            (&json!(i), &json!(i + 1)),
+            "{l}"
+        );
+        assert_eq!(l["canary_percent"], percent, "{l}");
+        assert_eq!(l["policy"], "unit");
+    }
+    let promote = rig.line("promote");
+    assert_eq!(promote["state"], "promoted");
+    for l in advances.into_iter().chain([&promote]) {
+        let errors = rule(&l["rules"], "errors");
+        assert_eq!(
+            (&errors["value"], &errors["outcome"]),
+            (&json!(0.001), &json!("pass"))
+        );
+        let latency = rule(&l["rules"], "latency");
+        assert_eq!(
+            (&latency["value"], &latency["outcome"]),
+            (&json!(0.02), &json!("pass"))
+        );
+    }
+
+    // Nothing moves a promoted rollout, and nothing is judged any more.
+    let samples = rig.src.samples();
+    rig.src.set("errors", 0.9);
+    secs(&mut ctl, 10).await;
+    assert_eq!(rig.table.weight_bp(), 10_000);
+    assert_eq!(rig.src.samples(), samples);
+    assert_eq!(rig.decisions().len(), lines.len());
+}
+
+#[tokio::test(start_paused = true)]
+async fn state_survives_a_restart_and_the_persisted_split_wins() {
+    let rig = Rig::new("persistence");
+    let pol = || policy_with("", [3, 20, 3, 3], RULES);
+    let mut ctl = rig.boot(pol(), 0.0, true);
+    ctl.tick().await;
+    secs(&mut ctl, 3).await;
+    assert_eq!((ctl.state().step, rig.table.weight_bp()), (1, 2_500));
+    secs(&mut ctl, 7).await;
+    assert_eq!(ctl.state().held_ms, 7_000);
+    let st = rig.persisted().unwrap();
+    assert_eq!(
+        (st.phase, st.step, st.canary_percent),
+        (Phase::Progressing, 1, 25.0)
+    );
+    // Persisted at least once per interval (2 s).
+    assert!(
+        st.held_ms <= 7_000 && 7_000 - st.held_ms <= 2_000,
+        "persisted held_ms {} for 7 s held",
+        st.held_ms
+    );
+    drop(ctl);
+
+    // A new daemon: another initial_percent, no autostart, a fresh routing table.
+    let table = RoutingHandle::new(0);
+    let board = Arc::new(Board::default());
+    let mut ctl = boot(rig.path(), pol(), 50.0, false, &table, &board, &rig.src);
+    assert_eq!(
+        (ctl.state().phase, ctl.state().step, ctl.state().held_ms),
+        (Phase::Progressing, 1, st.held_ms)
+    );
+    assert_eq!(
+        table.weight_bp(),
+        2_500,
+        "the persisted split wins over initial_percent"
+    );
+    let remaining_s = (20_000 - st.held_ms) / 1_000;
+    assert_eq!(
+        board.status()["step_hold_remaining_s"],
+        json!(remaining_s as f64)
+    );
+    assert_eq!(board.status()["state"], "progressing");
+    assert_eq!(
+        rig.actions("transition")
+            .iter()
+            .filter(|a| *a == "start")
+            .count(),
+        1
+    );
+
+    // It goes on from the held time: step 1 completes after the remaining seconds.
+    ctl.tick().await;
+    let mut advanced_at = None;
+    for second in 1..=30 {
+        secs(&mut ctl, 1).await;
+        if ctl.state().step == 2 {
+            advanced_at = Some(second);
+            break;
+        }
+    }
+    assert_eq!(advanced_at, Some(remaining_s));
+    assert_eq!(table.weight_bp(), 5_000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_autostart_it_stays_idle_at_initial_percent() {
+    let rig = Rig::new("idle");
+    let mut ctl = rig.boot(policy("", RULES), 12.5, false);
+    ctl.tick().await;
+    secs(&mut ctl, 30).await;
+    assert_eq!(ctl.state().phase, Phase::Idle);
+    assert_eq!(rig.table.weight_bp(), 1_250);
+    assert_eq!(rig.src.samples(), 0, "an idle rollout judges nothing");
+    assert_eq!(rig.persisted(), None);
+    assert!(rig.decisions().is_empty());
+    let status = rig.board.status();
+    assert_eq!(status["state"], "idle");
+    assert_eq!(status["canary_percent"], 12.5);
+    assert!(rig
+        .metrics()
+        .contains("canaryd_rollout_state{state=\"idle\"} 1\n"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn prometheus_no_data_holds_until_data_comes() {
+    let rig = Rig::new("nodata");
+    rig.src.set_sample("latency", Sample::NoData);
+    let mut ctl = rig.boot(policy("", RULES), 0.0, true);
+    ctl.tick().await;
+    secs(&mut ctl, 20).await;
+    assert_eq!((ctl.state().step, ctl.state().held_ms), (0, 0));
+    assert_eq!(rig.table.weight_bp(), 500);
+    assert_eq!(rig.actions("transition"), ["start", "hold"]);
+    let hold = rig.line("hold");
+    assert_eq!(hold["hold_reasons"], json!(["latency no_data"]));
+    let evaluations = rig.actions("evaluation");
+    assert_eq!(evaluations.len(), 10, "one evaluation per interval");
+    assert!(evaluations.iter().all(|a| a == "hold"), "{evaluations:?}");
+    let latency = rule(&rig.board.status()["rules"], "latency").clone();
+    assert_eq!(
+        (&latency["value"], &latency["outcome"]),
+        (&Value::Null, &json!("no_data"))
+    );
+
+    // Data again: judged at the next evaluation (t = 22), then 3 healthy seconds.
+    rig.src.set("latency", 0.02);
+    secs(&mut ctl, 4).await;
+    assert_eq!(ctl.state().step, 0);
+    secs(&mut ctl, 1).await;
+    assert_eq!((ctl.state().step, rig.table.weight_bp()), (1, 2_500));
+    assert_eq!(
+        rig.actions("transition"),
+        ["start", "hold", "hold_end", "advance"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_data_passes_when_the_rule_says_so() {
+    let rig = Rig::new("nodata-pass");
+    rig.src.set_sample("latency", Sample::NoData);
+    let rules = RULES.replace(
+        "fail_when = \"> 0.1\"",
+        "fail_when = \"> 0.1\"\non_no_data = \"pass\"",
+    );
+    let mut ctl = rig.boot(policy("", &rules), 0.0, true);
+    ctl.tick().await;
+    secs(&mut ctl, 3).await;
+    assert_eq!((ctl.state().step, rig.table.weight_bp()), (1, 2_500));
+    secs(&mut ctl, 9).await;
+    assert_eq!(ctl.state().phase, Phase::Promoted);
+    let advance = rig.line("advance");
+    assert_eq!(rule(&advance["rules"], "latency")["outcome"], "no_data");
+}
+
+#[tokio::test(start_paused = true)]
+async fn too_few_requests_is_no_data_and_holds() {
+    let rig = Rig::new("min-requests");
+    rig.src.set_requests(10);
+    let mut ctl = rig.boot(policy("min_requests = 100", RULES), 0.0, true);
+    ctl.tick().await;
+    secs(&mut ctl, 10).await;
+    assert_eq!((ctl.state().step, ctl.state().held_ms), (0, 0));
+    let status = rig.board.status();
+    for name in ["errors", "latency"] {
+        let r = rule(&status["rules"], name);
+        assert_eq!(
+            (&r["value"], &r["outcome"]),
+            (&Value::Null, &json!("no_data")),
+            "{r}"
+        );
+    }
+    assert_eq!(rig.actions("transition"), ["start", "hold"]);
+    assert_eq!(
+        rig.src.samples(),
+        0,
+        "below min_requests the sources are not even asked"
+    );
+
+    rig.src.set_requests(100);
+    secs(&mut ctl, 5).await;
+    assert_eq!((ctl.state().step, rig.table.weight_bp()), (1, 2_500));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_rule_rolls_back_for_good() {
+    let rig = Rig::new("rollback");
+    let mut ctl = rig.boot(policy("", RULES), 0.0, true);
+    ctl.tick().await;
+    secs(&mut ctl, 3).await;
+    assert_eq!(rig.table.weight_bp(), 2_500);
+    rig.src.set("errors", 0.5);
+    secs(&mut ctl, 1).await;
+    assert_eq!(rig.table.weight_bp(), 0);
+    assert_eq!(
+        (ctl.state().phase, ctl.state().canary_percent),
+        (Phase::RolledBack, 0.0)
+    );
+    assert!(
+        ctl.state().reason.contains("errors"),
+        "{}",
+        ctl.state().reason
+    );
+
+    let rollback = rig.line("rollback");
+    assert_eq!(rollback["failed_rules"], json!(["errors"]));
+    assert_eq!(rollback["gradual"], false);
+    let errors = rule(&rollback["rules"], "errors");
+    assert_eq!(
+        (&errors["value"], &errors["outcome"]),
+        (&json!(0.5), &json!("fail"))
+    );
+    assert_eq!(
+        rig.actions("transition"),
+        ["start", "advance", "rollback", "rolled_back"]
+    );
+    assert_lines_name_rules(&rig.decisions(), &["errors", "latency"]);
+    let st = rig.persisted().unwrap();
+    assert_eq!((st.phase, st.canary_percent), (Phase::RolledBack, 0.0));
+    assert_eq!(rig.board.status()["state"], "rolled_back");
+    drop(ctl);
+
+    // A restart (even with autostart and another initial_percent) stays on stable.
+    rig.src.set("errors", 0.0);
+    let table = RoutingHandle::new(5_000);
+    let board = Arc::new(Board::default());
+    let mut ctl = boot(
+        rig.path(),
+        policy("", RULES),
+        50.0,
+        true,
+        &table,
+        &board,
+        &rig.src,
+    );
+    assert_eq!(table.weight_bp(), 0);
+    assert_eq!(ctl.state().phase, Phase::RolledBack);
+    let lines = rig.decisions().len();
+    ctl.tick().await;
+    secs(&mut ctl, 10).await;
+    assert_eq!(
+        (table.weight_bp(), ctl.state().phase),
+        (0, Phase::RolledBack)
+    );
+    assert_eq!(rig.decisions().len(), lines);
+}
+
+#[tokio::test(start_paused = true)]
+async fn consecutive_errors_turn_into_on_fail() {
+    let rig = Rig::new("errors");
+    rig.src
+        .set_sample("latency", Sample::Error("connection refused".into()));
+    let mut ctl = rig.boot(policy("max_consecutive_errors = 3", RULES), 0.0, true);
+    // PromQL is evaluated at t = 0, 2, 4: two errors hold ...
+    ctl.tick().await;
+    secs(&mut ctl, 3).await;
+    assert_eq!(
+        (ctl.state().phase, ctl.state().held_ms),
+        (Phase::Progressing, 0)
+    );
+    assert_eq!(rig.table.weight_bp(), 500);
+    let latency = rule(&rig.board.status()["rules"], "latency").clone();
+    assert_eq!(latency["outcome"], "error");
+    assert!(
+        latency["error"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"),
+        "{latency}"
+    );
+    assert_eq!(rig.line("hold")["hold_reasons"], json!(["latency error"]));
+    // Errors hold *and* alert (DESIGN), once per streak of errors.
+    let alert = rig.line("alert")["alert_rule"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        alert.contains("latency") && alert.contains("connection refused"),
+        "{alert}"
+    );
+    // ... the third applies on_fail (rollback).
+    secs(&mut ctl, 1).await;
+    assert_eq!(
+        (ctl.state().phase, rig.table.weight_bp()),
+        (Phase::RolledBack, 0)
+    );
+    assert_eq!(rig.line("rollback")["failed_rules"], json!(["latency"]));
+    assert_eq!(
+        rig.actions("transition"),
+        ["start", "alert", "hold", "rollback", "rolled_back"]
+    );
+}
+
+const BASELINE: &str = r#"
+[[rules]]
+name = "errors"
+source = "local"
+signal = "error_ratio"
+fail_when = "> 0.05"
+
+[[rules]]
+name = "auth"
+source = "prometheus"
+query = 'sum(rate(auth_failures_total{variant="{{variant}}"}[1m]))'
+compare = "baseline"
+fail_when = "> 2.0"
+on_fail = "rollback"
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn baseline_three_times_stable_rolls_back() {
+    let rig = Rig::new("baseline-fail");
+    rig.src
+        .set_pair("auth", Sample::Value(3.0), Sample::Value(1.0));
+    let mut ctl = rig.boot(policy("", BASELINE), 0.0, true);
+    ctl.tick().await;
+    assert_eq!(
+        (ctl.state().phase, rig.table.weight_bp()),
+        (Phase::RolledBack, 0)
+    );
+    let rollback = rig.line("rollback");
+    assert_eq!(rollback["failed_rules"], json!(["auth"]));
+    let auth = rule(&rollback["rules"], "auth");
+    assert_eq!(auth["value"], 3.0);
+    assert_eq!(
+        (&auth["canary_value"], &auth["stable_value"]),
+        (&json!(3.0), &json!(1.0))
+    );
+    assert_eq!(auth["outcome"], "fail");
+    let m = rig.metrics();
+    for line in [
+        "canaryd_rule_value{rule=\"auth\",variant=\"canary\"} 3\n",
+        "canaryd_rule_value{rule=\"auth\",variant=\"stable\"} 1\n",
+        "canaryd_rule_value{rule=\"auth\",variant=\"ratio\"} 3\n",
+    ] {
+        assert!(m.contains(line), "{line} missing in\n{m}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn baseline_both_zero_passes() {
+    let rig = Rig::new("baseline-zero");
+    rig.src
+        .set_pair("auth", Sample::Value(0.0), Sample::Value(0.0));
+    let mut ctl = rig.boot(policy("", BASELINE), 0.0, true);
+    ctl.tick().await;
+    let auth = rule(&rig.board.status()["rules"], "auth").clone();
+    assert_eq!(
+        (&auth["value"], &auth["outcome"]),
+        (&json!(1.0), &json!("pass"))
+    );
+    secs(&mut ctl, 3).await;
+    assert_eq!((ctl.state().step, rig.table.weight_bp()), (1, 2_500));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dry_run_rule_never_acts() {
+    let rig = Rig::new("dry-run");
+    rig.src.set("watch", 1_000.0);
+    let rules = format!(
+        "{RULES}\n[[rules]]\nname = \"watch\"\nsource = \"local\"\nsignal = \"rps\"\nfail_when = \"> 1\"\non_fail = \"rollback\"\ndry_run = true\n"
+    );
+    let mut ctl = rig.boot(policy("", &rules), 0.0, true);
+    ctl.tick().await;
+    secs(&mut ctl, 12).await;
+    assert_eq!(
+        (ctl.state().phase, rig.table.weight_bp()),
+        (Phase::Promoted, 10_000)
+    );
+    assert_eq!(
+        rig.actions("transition"),
+        ["start", "advance", "advance", "advance", "promote"]
+    );
+    assert!(rig.actions("evaluation").iter().all(|a| a == "healthy"));
+    let watch = rule(&rig.board.status()["rules"], "watch").clone();
+    assert_eq!(
+        (&watch["outcome"], &watch["dry_run"]),
+        (&json!("fail"), &json!(true))
+    );
+    assert_eq!(
+        rule(&rig.line("promote")["rules"], "watch")["value"],
+        1_000.0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_alert_rule_notifies_once_and_does_not_hold() {
+    let rig = Rig::new("alert");
+    rig.src.set("cpu", 0.95);
+    let rules = format!(
+        "{RULES}\n[[rules]]\nname = \"cpu\"\nsource = \"prometheus\"\nquery = 'max(rate(process_cpu_seconds_total[1m]))'\nfail_when = \"> 0.8\"\non_fail = \"alert\"\n"
+    );
+    let mut ctl = rig.boot(policy("", &rules), 0.0, true);
+    ctl.tick().await;
+    secs(&mut ctl, 12).await;
+    assert_eq!(ctl.state().phase, Phase::Promoted);
+    assert_eq!(
+        rig.actions("transition"),
+        ["start", "alert", "advance", "advance", "advance", "promote"]
+    );
+    assert_eq!(rig.line("alert")["alert_rule"], "cpu");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreadable_state_file_blocks_on_stable() {
+    let rig = Rig::new("blocked");
+    let state_file = rig.path().join("state.json");
+    std::fs::write(&state_file, "garbage").unwrap();
+    let table = RoutingHandle::new(5_000);
+    let mut ctl = boot(
+        rig.path(),
+        policy("", RULES),
+        50.0,
+        true,
+        &table,
+        &rig.board,
+        &rig.src,
+    );
+    assert_eq!(table.weight_bp(), 0);
+    let status = rig.board.status();
+    assert_eq!(status["state"], "blocked");
+    assert_eq!(status["canary_percent"], 0.0);
+    let error = status["error"].as_str().unwrap();
+    assert!(error.contains(&state_file.display().to_string()), "{error}");
+
+    ctl.tick().await;
+    secs(&mut ctl, 10).await;
+    assert_eq!(table.weight_bp(), 0);
+    assert_eq!(rig.src.samples(), 0);
+    assert_eq!(std::fs::read_to_string(&state_file).unwrap(), "garbage");
+    assert!(rig.decisions().is_empty());
+    assert_eq!(rig.board.status()["state"], "blocked");
+    let m = rig.metrics();
+    assert!(
+        m.contains("canaryd_rollout_state{state=\"blocked\"} 1\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("canaryd_rollout_state{state=\"idle\"} 0\n"),
+        "{m}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_persisted_step_the_policy_lacks_blocks_on_stable() {
+    let rig = Rig::new("blocked-step");
+    let mut st = Rollout::idle(policy("", RULES), 0.0, 0).state;
+    (st.phase, st.step, st.canary_percent) = (Phase::Progressing, 7, 50.0);
+    StateStore::new(rig.path()).save(&st).unwrap();
+    let mut ctl = rig.boot(policy("", RULES), 0.0, true);
+    ctl.tick().await;
+    secs(&mut ctl, 5).await;
+    assert_eq!(rig.table.weight_bp(), 0);
+    let status = rig.board.status();
+    assert_eq!(status["state"], "blocked");
+    let error = status["error"].as_str().unwrap();
+    assert!(
+        error.contains(&rig.path().join("state.json").display().to_string()),
+        "{error}"
+    );
+    assert_eq!(
+        rig.persisted().unwrap().step,
+        7,
+        "the operator's file is left alone"
+    );
+}
+
+/// Advances to step 1, then `slow` breaches (for 30 s) from t = 4 to t = 7.
+async fn breaching_at_step_1(rig: &Rig) -> Ctl {
+    rig.src.set("slow", 0.1);
+    let rules = format!(
+        "{RULES}\n[[rules]]\nname = \"slow\"\nsource = \"local\"\nsignal = \"latency_p99\"\nfail_when = \"> 0.5\"\nfor = \"30s\"\n"
+    );
+    let mut ctl = rig.boot(policy("", &rules), 0.0, true);
+    ctl.tick().await;
+    secs(&mut ctl, 3).await;
+    assert_eq!(ctl.state().step, 1);
+    rig.src.set("slow", 0.9);
+    secs(&mut ctl, 4).await;
+    ctl
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_document_has_the_design_fields() {
+    let rig = Rig::new("status");
+    let ctl = breaching_at_step_1(&rig).await;
+    let s = rig.board.status();
+    assert_eq!(s["state"], "progressing");
+    assert_eq!(s["policy"], "unit");
+    assert_eq!(s["step"], 1);
+    assert_eq!(s["steps"], json!([5.0, 25.0, 50.0, 100.0]));
+    assert_eq!(s["canary_percent"], 25.0);
+    let started = s["step_started_at"].as_str().unwrap();
+    humantime::parse_rfc3339(started).unwrap_or_else(|e| panic!("{started}: {e}"));
+    // The breach holds: nothing of the 3 s hold has been served.
+    assert_eq!(s["step_hold_remaining_s"], 3.0);
+    assert_eq!(ctl.state().held_ms, 0);
+    let rules = s["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 3);
+    for r in rules {
+        let o = r.as_object().unwrap();
+        for key in ["name", "value", "outcome", "breaching_for_s"] {
+            assert!(o.contains_key(key), "{key} missing in {r}");
+        }
+    }
+    let slow = rule(&s["rules"], "slow");
+    assert_eq!(
+        (&slow["value"], &slow["outcome"]),
+        (&json!(0.9), &json!("fail"))
+    );
+    assert_eq!(slow["breaching_for_s"], 3.0);
+    let errors = rule(&s["rules"], "errors");
+    assert_eq!(
+        (&errors["outcome"], &errors["breaching_for_s"]),
+        (&json!("pass"), &json!(0.0))
+    );
+    // The last decision is the evaluation at t = 6.
+    let last = &s["last_decision"];
+    assert_eq!(
+        (&last["kind"], &last["action"]),
+        (&json!("evaluation"), &json!("hold"))
+    );
+    assert_eq!(*last, *rig.decisions().last().unwrap());
+}
+
+#[tokio::test(start_paused = true)]
+async fn metrics_describe_the_rollout() {
+    let rig = Rig::new("metrics");
+    let _ctl = breaching_at_step_1(&rig).await;
+    let m = rig.metrics();
+    for line in [
+        "canaryd_rollout_state{state=\"progressing\"} 1\n",
+        "canaryd_rollout_state{state=\"idle\"} 0\n",
+        "canaryd_rollout_state{state=\"blocked\"} 0\n",
+        "canaryd_rollout_step 1\n",
+        "canaryd_decisions_total{action=\"start\"} 1\n",
+        "canaryd_decisions_total{action=\"advance\"} 1\n",
+        "canaryd_rule_value{rule=\"slow\",variant=\"canary\"} 0.9\n",
+        "canaryd_rule_outcome{rule=\"slow\",outcome=\"fail\"} 1\n",
+        "canaryd_rule_outcome{rule=\"slow\",outcome=\"pass\"} 0\n",
+        "canaryd_rule_outcome{rule=\"errors\",outcome=\"pass\"} 1\n",
+    ] {
+        assert!(m.contains(line), "{line} missing in\n{m}");
+    }
+    assert!(
+        m.contains("canaryd_decisions_total{action=\"hold\"} "),
+        "{m}"
+    );
+}
+
+/// Steps 50 % then 100 %, long holds, PromQL every 5 s, rollback 20 points every 3 s.
+fn gradual() -> Policy {
+    let src = format!(
+        "name = \"gradual\"\ninterval = \"5s\"\nrollback = {{ gradual = {{ step = 20, every = \"3s\" }} }}\n[[steps]]\nweight = 50\nhold = \"1h\"\n[[steps]]\nweight = 100\nhold = \"1h\"\n{RULES}"
+    );
+    Policy::from_source("gradual.toml", &src).unwrap()
+}
+
+/// Weight in bp after each of the next `n` seconds.
+async fn weights(ctl: &mut Ctl, table: &RoutingHandle, n: u64) -> Vec<u16> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        secs(ctl, 1).await;
+        out.push(table.weight_bp());
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn gradual_rollback_by_a_local_rule_drains_the_routing_table() {
+    let rig = Rig::new("gradual-local");
+    let mut ctl = rig.boot(gradual(), 0.0, true);
+    ctl.tick().await;
+    assert_eq!(rig.table.weight_bp(), 5_000);
+    rig.src.set("errors", 0.5);
+    secs(&mut ctl, 1).await;
+    assert_eq!(
+        (ctl.state().phase, rig.table.weight_bp()),
+        (Phase::RollingBack, 3_000)
+    );
+    let st = rig.persisted().unwrap();
+    assert_eq!((st.phase, st.canary_percent), (Phase::RollingBack, 30.0));
+    assert_eq!(rig.line("rollback")["gradual"], true);
+    // Recovered within a second: the drain goes on, one step every 3 s.
+    rig.src.set("errors", 0.001);
+    assert_eq!(
+        weights(&mut ctl, &rig.table, 6).await,
+        [3_000, 3_000, 1_000, 1_000, 1_000, 0]
+    );
+    assert_eq!(ctl.state().phase, Phase::RolledBack);
+    assert_eq!(
+        rig.actions("transition"),
+        [
+            "start",
+            "rollback",
+            "rollback_step",
+            "rollback_step",
+            "rolled_back"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn gradual_rollback_by_a_promql_rule_is_not_rejudged_on_a_stale_verdict() {
+    let rig = Rig::new("gradual-prom");
+    let mut ctl = rig.boot(gradual(), 0.0, true);
+    ctl.tick().await;
+    rig.src.set("latency", 0.9);
+    // The next PromQL evaluation (t = 5) fails and starts the drain.
+    secs(&mut ctl, 5).await;
+    assert_eq!(
+        (ctl.state().phase, rig.table.weight_bp()),
+        (Phase::RollingBack, 3_000)
+    );
+    // The metric recovers; the next evaluation (t = 10) will see it healthy. Until then
+    // nothing new has been judged, so the drain keeps its pace: 3 s a step.
+    rig.src.set("latency", 0.02);
+    assert_eq!(
+        weights(&mut ctl, &rig.table, 6).await,
+        [3_000, 3_000, 1_000, 1_000, 1_000, 0]
+    );
+    assert_eq!(ctl.state().phase, Phase::RolledBack);
+    assert_eq!(
+        rig.actions("transition"),
+        [
+            "start",
+            "rollback",
+            "rollback_step",
+            "rollback_step",
+            "rolled_back"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn low_traffic_alone_never_rolls_back_gateway_migration() {
+    let rig = Rig::new("low-traffic");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/gateway-migration.toml");
+    let pol = Policy::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pol.min_requests, 100);
+    // Every rule healthy, the canary up; only the request count is low (a quiet night).
+    for (name, v) in [
+        ("error-rate", 0.0),
+        ("p99-latency", 0.002),
+        ("auth-failures-vs-baseline", 1.0),
+        ("health-check", 1.0),
+        ("canary-5xx-fast", 0.0),
+        ("memory-growth", 0.0),
+        ("p99-above-1ms", 0.0005),
+        ("cpu-above-80pct", 0.1),
+    ] {
+        rig.src.set(name, v);
+    }
+    rig.src.set_requests(99);
+    let mut ctl = rig.boot(pol, 0.0, true);
+    ctl.tick().await;
+    secs(&mut ctl, 600).await;
+    // Silence holds (never advance on it), it does not roll back.
+    assert_eq!(
+        (ctl.state().phase, ctl.state().step),
+        (Phase::Progressing, 0),
+        "{}",
+        ctl.state().reason
+    );
+    assert_eq!(rig.table.weight_bp(), 500);
+    assert!(!rig.actions("transition").contains(&"rollback".to_string()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_run_is_not_rolled_back_on_the_last_runs_promql_verdict() {
+    let rig = Rig::new("restart-after-prom-rollback");
+    let pol = policy_with("", [60, 60, 60, 60], RULES);
+    let mut ctl = rig.boot(pol, 0.0, true);
+    ctl.tick().await;
+    rig.src.set("latency", 0.9);
+    for _ in 0..5 {
+        if ctl.state().phase == Phase::RolledBack {
+            break;
+        }
+        secs(&mut ctl, 1).await;
+    }
+    assert_eq!(ctl.state().phase, Phase::RolledBack);
+    // Fixed; the operator starts again at once, before the next 2 s PromQL evaluation
+    // would have been due.
+    rig.src.set("latency", 0.02);
+    let (reply, rx) = oneshot::channel();
+    ctl.command(Request {
+        ask: Ask::Operator(Command::Start),
+        reason: "fixed".into(),
+        reply,
+    });
+    assert!(rx.await.unwrap().is_ok());
+    secs(&mut ctl, 1).await;
+    assert_eq!(
+        (ctl.state().phase, rig.table.weight_bp()),
+        (Phase::Progressing, 500),
+        "{}",
+        ctl.state().reason
+    );
+}
