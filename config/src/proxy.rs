@@ -14,8 +14,12 @@ use ipnet::IpNet;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use crate::check::is_header_name;
+use crate::de::{cidrs, duration, opt_duration};
+use crate::problem::Invalid;
+
 /// The three data-plane sections, as they appear in the file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataPlaneConfig {
     #[serde(default)]
@@ -26,7 +30,7 @@ pub struct DataPlaneConfig {
 }
 
 /// `[proxy]`: listeners, timeouts, connection handling.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyConfig {
     pub listen: Vec<String>,
@@ -80,7 +84,7 @@ impl Default for ProxyConfig {
 }
 
 /// `[[proxy.routes]]`: per-prefix overrides; the longest matching prefix wins.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub prefix: String,
@@ -93,7 +97,7 @@ pub struct RouteConfig {
 }
 
 /// `[backends]`: the two pools.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendsConfig {
     pub stable: PoolConfig,
@@ -101,7 +105,7 @@ pub struct BackendsConfig {
 }
 
 /// `[backends.stable]` / `[backends.canary]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolConfig {
     pub servers: Vec<ServerEntry>,
@@ -131,7 +135,7 @@ pub struct ServerEntry {
 }
 
 /// Active health check of every server in a pool.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthConfig {
     pub path: String,
@@ -161,7 +165,7 @@ fn default_passes() -> u32 {
 }
 
 /// `[routing]`: header override, stickiness, canary-error retries.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoutingConfig {
     pub header: Option<String>,
@@ -190,7 +194,7 @@ impl Default for RoutingConfig {
 }
 
 /// `[routing] sticky = { key = "cookie", cookie = "canaryd_bucket", max_age = "24h" }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StickyConfig {
     pub key: StickyKey,
@@ -213,19 +217,6 @@ pub enum StickyKey {
     Cookie,
     Header(String),
     Ip,
-}
-
-/// A problem found by [`DataPlaneConfig::validate`]: the dotted key and what was expected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid {
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for Invalid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "key `{}`: {}", self.key, self.message)
-    }
 }
 
 // === impl DataPlaneConfig ===
@@ -332,7 +323,7 @@ impl DataPlaneConfig {
         }
         let r = &self.routing;
         if let Some(h) = &r.header {
-            if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+            if !is_header_name(h) {
                 bad(
                     "routing.header".into(),
                     format!("expected an HTTP header name, found {h:?}"),
@@ -352,7 +343,7 @@ impl DataPlaneConfig {
         }
         if let Some(s) = &r.sticky {
             if let StickyKey::Header(h) = &s.key {
-                if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                if !is_header_name(h) {
                     bad(
                         "routing.sticky.key".into(),
                         format!("expected \"header:NAME\" with a valid header name, found {h:?}"),
@@ -382,47 +373,6 @@ impl DataPlaneConfig {
 pub fn resolve(addr: &str) -> Option<SocketAddr> {
     use std::net::ToSocketAddrs;
     addr.to_socket_addrs().ok()?.next()
-}
-
-// === serde helpers ===
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|_| format!("expected a duration like \"30s\", \"5m\" or \"1h\", found {s:?}"))
-}
-
-/// Durations are written as strings: "250ms", "30s", "5m", "24h".
-pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    struct V;
-    impl Visitor<'_> for V {
-        type Value = Duration;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a duration string like \"30s\", \"5m\" or \"1h\"")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-            parse_duration(v).map_err(E::custom)
-        }
-    }
-    d.deserialize_str(V)
-}
-
-fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    duration(d).map(Some)
-}
-
-fn cidrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
-    let raw = Vec::<String>::deserialize(d)?;
-    raw.iter()
-        .map(|s| {
-            s.parse::<IpNet>()
-                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| {
-                    de::Error::custom(format!(
-                        "expected CIDRs like \"10.0.0.0/8\" or addresses, found {s:?}"
-                    ))
-                })
-        })
-        .collect()
 }
 
 impl<'de> Deserialize<'de> for ServerEntry {
@@ -476,96 +426,4 @@ impl<'de> Deserialize<'de> for StickyKey {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(toml_src: &str) -> Result<DataPlaneConfig, String> {
-        toml::from_str(toml_src).map_err(|e| e.to_string())
-    }
-
-    const MIN: &str = r#"
-        [backends.stable]
-        servers = ["127.0.0.1:8080"]
-        [backends.canary]
-        servers = [{ addr = "127.0.0.1:8081", weight = 2 }]
-    "#;
-
-    #[test]
-    fn defaults_match_nginx_front() {
-        let c = parse(MIN).unwrap();
-        assert!(c.validate().is_empty());
-        assert_eq!(c.proxy.keepalive_timeout, Duration::from_secs(75));
-        assert_eq!(c.proxy.shutdown_grace, Duration::from_secs(30));
-        assert_eq!(c.backends.canary.servers[0].weight, 2);
-        assert_eq!(c.backends.stable.max_fails, 1);
-    }
-
-    #[test]
-    fn unknown_key_is_an_error() {
-        let e = parse(&format!("{MIN}\n[proxy]\nlisten_on = []\n")).unwrap_err();
-        assert!(e.contains("unknown field `listen_on`"), "{e}");
-    }
-
-    #[test]
-    fn bad_duration_says_what_was_expected() {
-        let e = parse(&format!("{MIN}\n[proxy]\nread_timeout = \"soon\"\n")).unwrap_err();
-        assert!(e.contains("expected a duration like"), "{e}");
-    }
-
-    #[test]
-    fn validation_names_keys() {
-        let c = parse(
-            r#"
-            [proxy]
-            listen = ["nowhere"]
-            [[proxy.routes]]
-            prefix = "api"
-            [backends.stable]
-            servers = []
-            [backends.canary]
-            servers = [{ addr = "127.0.0.1:1", weight = 0 }]
-            [routing]
-            canary_values = ["x"]
-            sticky = { key = "header:" }
-        "#,
-        );
-        assert!(c.is_err(), "header: with no name must fail to parse");
-        let c = parse(
-            r#"
-            [proxy]
-            listen = ["nowhere"]
-            [[proxy.routes]]
-            prefix = "api"
-            [backends.stable]
-            servers = []
-            [backends.canary]
-            servers = [{ addr = "127.0.0.1:1", weight = 0 }]
-            [routing]
-            canary_values = ["x"]
-        "#,
-        )
-        .unwrap();
-        let keys: Vec<_> = c.validate().into_iter().map(|i| i.key).collect();
-        assert_eq!(
-            keys,
-            [
-                "proxy.listen[0]",
-                "proxy.routes[0].prefix",
-                "backends.stable.servers",
-                "backends.canary.servers[0].weight",
-                "routing.header"
-            ]
-        );
-    }
-
-    #[test]
-    fn sticky_keys() {
-        let c = parse(&format!(
-            "{MIN}\n[routing]\nsticky = {{ key = \"header:X-User\" }}\n"
-        ))
-        .unwrap();
-        let s = c.routing.sticky.unwrap();
-        assert_eq!(s.key, StickyKey::Header("X-User".into()));
-        assert_eq!(s.cookie, "canaryd_bucket");
-    }
-}
+mod tests;

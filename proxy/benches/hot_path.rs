@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use canaryd_proxy::config::{
+use canaryd_config::{
     PoolConfig, ProxyConfig, RouteConfig, RoutingConfig, ServerEntry, StickyConfig, StickyKey,
 };
 use canaryd_proxy::pool::Pool;

@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use canaryd_config::HealthConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::config::HealthConfig;
 use crate::pool::Pool;
 
 /// Spawns a checker per server of `pool` (if the pool has a `health` section) on the current

@@ -1,9 +1,11 @@
 //! canaryd data plane: a Pingora reverse proxy that splits traffic between a stable and a canary
 //! pool.
 //!
+//! Its configuration (`[proxy]`, `[backends]`, `[routing]`: [`DataPlaneConfig`]) is parsed and
+//! validated by the `canaryd-config` crate; this crate builds the data plane from it.
+//!
 //! # Layout
 //!
-//! - [`config`]: the `[proxy]`, `[backends]` and `[routing]` sections, parsed and validated.
 //! - [`routing`]: the per-request decision (header override → sticky bucket → weighted random)
 //!   and the atomically swapped [`routing::RoutingTable`] the controller writes.
 //! - [`sticky`]: bucket hashing and the sticky cookie.
@@ -21,7 +23,6 @@
 //! - [`clock`]: a cheap monotonic millisecond clock.
 
 pub mod clock;
-pub mod config;
 pub mod forwarding;
 pub mod health;
 pub mod listener;
@@ -37,11 +38,17 @@ pub mod windows;
 
 use std::sync::Arc;
 
-pub use config::DataPlaneConfig;
+use canaryd_config::DataPlaneConfig;
 pub use metrics::Metrics;
 pub use routing::{RoutingHandle, RoutingTable, Variant};
 pub use server::ProxyServer;
 pub use service::{DataPlane, Drain, Upstreams};
+
+/// The configuration model moved to `canaryd-config`; this alias keeps
+/// `canaryd_proxy::config::{duration, ServerEntry}` (the controller's policy loader, the
+/// import-nginx end-to-end test) resolving until they import `canaryd_config` directly.
+#[doc(hidden)]
+pub use canaryd_config as config;
 
 /// Builds the shared data plane from validated configuration and a routing handle.
 pub fn build_data_plane(

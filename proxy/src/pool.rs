@@ -10,10 +10,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use canaryd_config::{resolve, PoolConfig};
 use pingora_core::upstreams::peer::HttpPeer;
 
 use crate::clock::now_ms;
-use crate::config::{resolve, PoolConfig};
 use crate::routes::Routes;
 use crate::routing::Variant;
 
@@ -200,7 +200,7 @@ fn smooth_wrr_schedule(weights: &[u32]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ProxyConfig, ServerEntry};
+    use canaryd_config::{ProxyConfig, ServerEntry};
 
     fn pool(weights: &[u32], max_fails: u32) -> Pool {
         let cfg = PoolConfig {

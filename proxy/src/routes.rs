@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::config::ProxyConfig;
+use canaryd_config::ProxyConfig;
 
 /// Upstream timeouts in force for one route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +83,7 @@ impl Routes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RouteConfig;
+    use canaryd_config::RouteConfig;
 
     #[test]
     fn longest_prefix_wins() {

@@ -9,10 +9,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use canaryd_config::{RoutingConfig, StickyKey};
 use http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
 
-use crate::config::{RoutingConfig, StickyKey};
 use crate::sticky::{self, BUCKETS};
 
 /// The two backend pools.
@@ -295,7 +295,7 @@ fn trim(s: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::StickyConfig;
+    use canaryd_config::StickyConfig;
     use std::time::Duration;
 
     fn router(cfg: RoutingConfig) -> Router {

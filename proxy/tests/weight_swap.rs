@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use canaryd_proxy::{build_data_plane, DataPlaneConfig, ProxyServer, RoutingHandle};
+use canaryd_config::DataPlaneConfig;
+use canaryd_proxy::{build_data_plane, ProxyServer, RoutingHandle};
 use testkit::{free_addr, wait_for_port, Client, FakeGateway};
 
 #[test]

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use canaryd_proxy::config::{
+use canaryd_config::{
     PoolConfig, ProxyConfig, RouteConfig, RoutingConfig, ServerEntry, StickyConfig, StickyKey,
 };
 use canaryd_proxy::pool::Pool;

@@ -1,0 +1,36 @@
+//! `canaryd.toml`: the typed configuration model, its validation, and errors that name file,
+//! line, key and expectation.
+//!
+//! A crate of its own so that what only reads a configuration (`canaryd check`,
+//! `canaryd import-nginx`, tests) does not compile the daemon: it depends on serde, figment,
+//! toml_edit, humantime, ipnet, thiserror and url, and on nothing of Pingora, tokio or TLS.
+//!
+//! # Layout
+//!
+//! - `file`: [`Config`], the whole file (the data-plane sections plus `[admin]`,
+//!   `[prometheus]`, `[rollout]`, `[[notify]]`): loading, environment overrides, validation.
+//! - `proxy`: the data-plane sections `[proxy]`, `[backends]`, `[routing]`
+//!   ([`DataPlaneConfig`]) and their validation; the proxy crate builds from these.
+//! - `problem`: what is wrong and where — [`Invalid`], [`Problem`], [`ConfigError`], and
+//!   figment's errors as problems ([`figment_problems`], also used by the policy loader).
+//! - `location`: [`line_of`], a dotted key's line in TOML source.
+//! - `check`: value checks shared with the daemon's clients — header names, webhook and
+//!   Prometheus URLs — written without their HTTP stack.
+//! - `de`: serde helpers for values written as strings ([`duration`], CIDRs).
+
+mod check;
+mod de;
+mod file;
+mod location;
+mod problem;
+mod proxy;
+
+pub use check::{check_prometheus_url, check_url, is_header_name};
+pub use de::duration;
+pub use file::{AdminConfig, Config, NotifyConfig, NotifyFormat, PrometheusConfig, RolloutConfig};
+pub use location::line_of;
+pub use problem::{figment_problems, ConfigError, Invalid, Problem};
+pub use proxy::{
+    resolve, BackendsConfig, DataPlaneConfig, HealthConfig, PoolConfig, ProxyConfig, RouteConfig,
+    RoutingConfig, ServerEntry, StickyConfig, StickyKey,
+};
