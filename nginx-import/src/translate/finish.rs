@@ -1,0 +1,282 @@
+//! The second pass: from everything collected to the [`Plan`]. [`Tx::finish`] runs the steps in
+//! order — the front server block, nginx's inheritance of its settings, its main `proxy_pass`,
+//! the upstreams behind it split into stable and canary, `[routing]`, `[proxy]` and routes,
+//! notes on behaviour that differs, and the blocks the front leaves unused. The order matters:
+//! notes are shown as they were added, and a finding's place among equal lines too.
+
+use super::plan::Plan;
+use super::{Key, Level, LocKind, ServerBlock, Src, Tx};
+use crate::parser::Directive;
+use crate::ImportError;
+
+impl Tx<'_> {
+    pub(super) fn finish(mut self, directives: &[Directive]) -> Result<Plan, ImportError> {
+        let srv = self.take_front(directives)?;
+        let (srv_eff, eff) = self.effective_levels(&srv);
+
+        // The main location and what it proxies to.
+        let slash = srv
+            .locs
+            .iter()
+            .position(|l| l.kind == LocKind::Prefix("/".into()));
+        let (main_key, main_src) = self.main_target(&srv, slash)?;
+        self.other_targets(&srv, &main_key, &main_src)?;
+
+        // The upstreams of the front: the default one first.
+        let (default_up, map_ups) = self.front_upstreams(&main_key)?;
+        let used = used_upstreams(default_up, &map_ups);
+        let members = self.members(&used)?;
+
+        // Which servers are the canary.
+        let canary = self.canary_set(&members, default_up, &map_ups, &main_src)?;
+        let (stable, canary_pool) = self.pools(&members, &canary)?;
+
+        // The split before any rollout: the canary's share of the default upstream.
+        let initial_percent = self.initial_percent(default_up, &members, &canary, &main_key);
+        let routing = match &main_key {
+            Key::Map { map, .. } => self.routing(*map, &map_ups, &members, &canary),
+            Key::Upstream(_) => None,
+        };
+
+        // [proxy] and routes.
+        let base = slash
+            .map(|i| eff[i].clone())
+            .unwrap_or_else(|| srv_eff.clone());
+        let routes = self.routes(&srv, &eff, &base);
+        let proxy = self.proxy_plan(&srv, &base, &used);
+
+        self.behaviour_notes(&srv, &eff, slash);
+        let health_path = health_path(&srv);
+
+        // Blocks the front does not use, and the findings of those it does.
+        self.report_unused(&used, &main_key);
+        if !self.body_size_set {
+            self.notes.push(
+                "nginx refused request bodies over 1 MB with 413 (`client_max_body_size` default); canaryd has no body size limit".into(),
+            );
+        }
+
+        Ok(Plan {
+            proxy,
+            routes,
+            stable,
+            canary: canary_pool,
+            routing,
+            initial_percent,
+            health_path,
+            handled: self.sink.handled,
+            untranslated: self.sink.untranslated,
+            notes: self.notes,
+        })
+    }
+
+    /// The front: the first server block with a `proxy_pass`. The others are reported; the
+    /// front's own findings join the translation's.
+    fn take_front(&mut self, directives: &[Directive]) -> Result<ServerBlock, ImportError> {
+        let Some(front) = self
+            .servers
+            .iter()
+            .position(|s| s.locs.iter().any(|l| !l.targets.is_empty()))
+        else {
+            let file = directives
+                .first()
+                .map(|d| d.file.to_string())
+                .unwrap_or_default();
+            return Err(ImportError::Nothing {
+                file,
+                why: "no `server` block has a `location` with `proxy_pass http://…`".into(),
+            });
+        };
+        let servers = std::mem::take(&mut self.servers);
+        let front_at = servers[front].src.at();
+        let mut srv = None;
+        for (i, s) in servers.into_iter().enumerate() {
+            if i == front {
+                srv = Some(s);
+                continue;
+            }
+            let proxies = s.locs.iter().any(|l| !l.targets.is_empty());
+            let reason = if proxies {
+                format!("canaryd has one front (one set of listeners and routes); only the server block at {front_at} is translated")
+            } else {
+                "this server block proxies nothing; canaryd has no equivalent (it proxies every request)".to_string()
+            };
+            self.sink.untranslated.push(s.src.finding(reason));
+        }
+        let Some(mut srv) = srv else {
+            return Err(ImportError::Nothing {
+                file: front_at,
+                why: "no front server block".into(),
+            });
+        };
+        let sink = std::mem::take(&mut srv.sink);
+        self.sink.append(sink);
+        Ok(srv)
+    }
+
+    /// Effective levels, nginx-style inheritance: the server's (under http), and each
+    /// location's (under its enclosing location, else the server), in `srv.locs` order.
+    fn effective_levels(&self, srv: &ServerBlock) -> (Level, Vec<Level>) {
+        let http = self.http.clone();
+        let srv_eff = srv.own.under(&http);
+        let mut eff: Vec<Level> = Vec::with_capacity(srv.locs.len());
+        for loc in &srv.locs {
+            let parent = loc.parent.and_then(|p| eff.get(p)).unwrap_or(&srv_eff);
+            let e = loc.own.under(parent);
+            eff.push(e);
+        }
+        (srv_eff, eff)
+    }
+
+    /// The main `proxy_pass` (of `location /`, else the first that proxies), resolved.
+    fn main_target(
+        &mut self,
+        srv: &ServerBlock,
+        slash: Option<usize>,
+    ) -> Result<(Key, Src), ImportError> {
+        let Some(main_target) = slash
+            .and_then(|i| srv.locs.get(i))
+            .and_then(|l| l.targets.first())
+            .or_else(|| srv.locs.iter().find_map(|l| l.targets.first()))
+        else {
+            return Err(ImportError::Nothing {
+                file: srv.src.file.to_string(),
+                why: "no `location` with `proxy_pass http://…`".into(),
+            });
+        };
+        let main_key = self.key(main_target)?;
+        let main_src = main_target.src.clone();
+        Ok((main_key, main_src))
+    }
+
+    /// Reports every `proxy_pass` of the front that goes elsewhere than the main one, or that
+    /// cannot be resolved.
+    fn other_targets(
+        &mut self,
+        srv: &ServerBlock,
+        main_key: &Key,
+        main_src: &Src,
+    ) -> Result<(), ImportError> {
+        for loc in &srv.locs {
+            for t in &loc.targets {
+                let key = match self.key(t) {
+                    Ok(key) => key,
+                    Err(ImportError::Invalid { message, .. }) => {
+                        self.sink.untranslated.push(t.src.finding(message));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                if key != *main_key {
+                    let why = format!(
+                        "this location proxies to `{}`, the main one ({}) to `{}`; canaryd sends every path through the same stable/canary split",
+                        self.describe(&key),
+                        main_src.at(),
+                        self.describe(main_key)
+                    );
+                    self.sink.untranslated.push(t.src.finding(why));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The default upstream (of the main `proxy_pass`, or of the map's default value) and
+    /// `(map entry index, upstream)` for every map entry.
+    fn front_upstreams(
+        &mut self,
+        main_key: &Key,
+    ) -> Result<(usize, Vec<(usize, usize)>), ImportError> {
+        Ok(match main_key {
+            Key::Upstream(i) => (*i, Vec::new()),
+            Key::Map {
+                map,
+                prefix,
+                suffix,
+            } => self.map_upstreams(*map, prefix, suffix)?,
+        })
+    }
+
+    /// Every upstream and map not used by the front is reported; the findings inside the
+    /// upstreams it uses join the translation's.
+    fn report_unused(&mut self, used: &[usize], main_key: &Key) {
+        let upstreams = std::mem::take(&mut self.upstreams);
+        for (i, mut u) in upstreams.into_iter().enumerate() {
+            if used.contains(&i) {
+                let sink = std::mem::take(&mut u.sink);
+                self.sink.append(sink);
+            } else if let Some(src) = &u.src {
+                self.sink.untranslated.push(src.finding(
+                    "upstream not used by the translated front (no translated proxy_pass reaches it)",
+                ));
+            }
+        }
+        let used_map = match main_key {
+            Key::Map { map, .. } => Some(*map),
+            Key::Upstream(_) => None,
+        };
+        for (i, m) in self.maps.iter().enumerate() {
+            if Some(i) != used_map {
+                self.sink.untranslated.push(m.src.finding(
+                    "map not used by the translated front (no translated proxy_pass reads its variable)",
+                ));
+            }
+        }
+    }
+
+    fn behaviour_notes(&mut self, srv: &ServerBlock, eff: &[Level], slash: Option<usize>) {
+        if slash.is_none() {
+            let prefixes: Vec<String> = srv
+                .locs
+                .iter()
+                .map(|l| {
+                    l.src
+                        .text
+                        .trim_start_matches("location ")
+                        .replace(" { … }", "")
+                })
+                .collect();
+            self.notes.push(format!(
+                "nginx answered 404 to paths outside its locations ({}); canaryd proxies every path",
+                prefixes.join(", ")
+            ));
+        }
+        let no_host: Vec<String> = srv
+            .locs
+            .iter()
+            .enumerate()
+            .filter(|(i, l)| !l.targets.is_empty() && eff[*i].sets_host != Some(true))
+            .map(|(_, l)| l.src.text.replace(" { … }", ""))
+            .collect();
+        if !no_host.is_empty() {
+            self.notes.push(format!(
+                "nginx sent the upstream name as Host (its default `$proxy_host`) for {}; canaryd forwards the client's Host",
+                no_host.join(", ")
+            ));
+        }
+    }
+}
+
+/// The upstreams of the front: the default one first, then those of the map's values.
+fn used_upstreams(default_up: usize, map_ups: &[(usize, usize)]) -> Vec<usize> {
+    let mut used = vec![default_up];
+    for (_, up) in map_ups {
+        if !used.contains(up) {
+            used.push(*up);
+        }
+    }
+    used
+}
+
+/// A proxied health path to suggest for active checks.
+fn health_path(srv: &ServerBlock) -> Option<String> {
+    srv.locs
+        .iter()
+        .filter(|l| !l.targets.is_empty())
+        .find_map(|l| match &l.kind {
+            LocKind::Prefix(p) if ["/health", "/healthz", "/ready"].contains(&p.as_str()) => {
+                Some(p.clone())
+            }
+            _ => None,
+        })
+}

@@ -1,0 +1,82 @@
+//! The translation's output: every canaryd setting with the nginx directive it came from (its
+//! comment in the rendered file), grouped as `canaryd.toml` groups them. `render` writes it.
+
+use crate::units::Ms;
+use crate::Finding;
+
+/// A value for a canaryd key and where it came from (shown as a comment).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting<T> {
+    pub value: T,
+    pub comment: String,
+}
+
+/// Everything the rendered `canaryd.toml` says.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub proxy: ProxyPlan,
+    pub routes: Vec<RoutePlan>,
+    pub stable: PoolPlan,
+    pub canary: PoolPlan,
+    pub routing: Option<RoutingPlan>,
+    pub initial_percent: Setting<f64>,
+    /// A proxied health path to suggest for active checks (nginx open source has none).
+    pub health_path: Option<String>,
+    /// Directives canaryd implements without a setting.
+    pub handled: Vec<Finding>,
+    /// Directives canaryd cannot implement.
+    pub untranslated: Vec<Finding>,
+    /// Behaviour that differs without a directive to point at.
+    pub notes: Vec<String>,
+}
+
+/// `[proxy]`.
+#[derive(Debug, Clone)]
+pub struct ProxyPlan {
+    pub listen: Vec<Setting<String>>,
+    pub threads: Option<Setting<usize>>,
+    pub connect_timeout: Setting<Ms>,
+    pub read_timeout: Setting<Ms>,
+    pub write_timeout: Setting<Ms>,
+    pub upstream_idle_timeout: Option<Setting<Ms>>,
+    pub keepalive_pool: Option<Setting<usize>>,
+    pub keepalive_timeout: Option<Setting<Ms>>,
+    pub keepalive_requests: Option<Setting<u64>>,
+    pub client_timeout: Option<Setting<Ms>>,
+}
+
+/// `[[proxy.routes]]`.
+#[derive(Debug, Clone)]
+pub struct RoutePlan {
+    pub prefix: String,
+    pub comment: String,
+    pub connect_timeout: Option<Setting<Ms>>,
+    pub read_timeout: Option<Setting<Ms>>,
+    pub write_timeout: Option<Setting<Ms>>,
+}
+
+/// `[backends.stable]` / `[backends.canary]`.
+#[derive(Debug, Clone)]
+pub struct PoolPlan {
+    pub comment: String,
+    pub servers: Vec<Setting<ServerOut>>,
+    /// Servers of different weights: written as `{ addr, weight }`.
+    pub weighted: bool,
+    pub max_fails: Setting<u32>,
+    pub fail_timeout: Setting<Ms>,
+}
+
+/// One server of a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerOut {
+    pub addr: String,
+    pub weight: u32,
+}
+
+/// `[routing]` header override.
+#[derive(Debug, Clone)]
+pub struct RoutingPlan {
+    pub header: Setting<String>,
+    pub canary_values: Vec<String>,
+    pub stable_values: Vec<String>,
+}

@@ -1,0 +1,204 @@
+//! `[proxy]` and `[[proxy.routes]]` from the front server block: the main location's
+//! timeouts (else the server's), listeners, client-connection settings and upstream
+//! keepalive; a route for each prefix location whose timeouts differ or that streams.
+
+use super::plan::{ProxyPlan, RoutePlan, Setting};
+use super::{Level, LocKind, ServerBlock, Tx};
+use crate::units::{self, Ms};
+
+impl Tx<'_> {
+    /// `[proxy]`: the base level's upstream timeouts, the front's listeners and client
+    /// connection settings, and the keepalive of the upstreams it uses.
+    pub(super) fn proxy_plan(
+        &mut self,
+        srv: &ServerBlock,
+        base: &Level,
+        used: &[usize],
+    ) -> ProxyPlan {
+        let [connect_timeout, read_timeout, write_timeout] = base_timeouts(base);
+        let wide = srv.wide.under(&self.http_wide);
+        let keepalive_pool = self.keepalive_pool(used);
+        let upstream_idle_timeout = used
+            .iter()
+            .find_map(|&u| self.upstreams[u].idle_timeout.as_ref())
+            .map(|v| Setting {
+                value: v.value,
+                comment: v.src.cite(),
+            });
+        let listen = self.listen_settings(srv);
+        ProxyPlan {
+            listen,
+            threads: self.threads.clone(),
+            connect_timeout,
+            read_timeout,
+            write_timeout,
+            upstream_idle_timeout,
+            keepalive_pool,
+            keepalive_timeout: wide.keepalive_timeout.map(|v| Setting {
+                value: v.value,
+                comment: v.src.cite(),
+            }),
+            keepalive_requests: wide.keepalive_requests.map(|v| Setting {
+                value: v.value,
+                comment: v.src.cite(),
+            }),
+            client_timeout: wide.client_timeout.map(|v| Setting {
+                value: v.value,
+                comment: v.src.cite(),
+            }),
+        }
+    }
+
+    /// The largest `keepalive` of the used upstreams; without one, a note (nginx kept none).
+    fn keepalive_pool(&mut self, used: &[usize]) -> Option<Setting<usize>> {
+        let keepalive_pool = used
+            .iter()
+            .filter_map(|&u| self.upstreams[u].keepalive.as_ref())
+            .max_by_key(|v| v.value)
+            .map(|v| Setting {
+                value: v.value,
+                comment: v.src.cite(),
+            });
+        if keepalive_pool.is_none() {
+            self.notes.push(
+                "nginx kept no idle upstream connections (no `keepalive` in the upstream); canaryd reuses up to `[proxy] keepalive_pool` (256) of them".into(),
+            );
+        }
+        keepalive_pool
+    }
+
+    /// The front's listeners, each address once; nginx's default when it has none.
+    fn listen_settings(&self, srv: &ServerBlock) -> Vec<Setting<String>> {
+        let mut listen: Vec<Setting<String>> = Vec::new();
+        for l in &srv.listens {
+            if !listen.iter().any(|s| s.value == l.value) {
+                listen.push(Setting {
+                    value: l.value.clone(),
+                    comment: l.src.cite(),
+                });
+            }
+        }
+        if listen.is_empty() {
+            let comment = if !self.has_listen_findings() {
+                "nginx default `listen *:80`".to_string()
+            } else {
+                "REVIEW: no nginx listener could be translated (see untranslated above); canaryd's default".to_string()
+            };
+            listen.push(Setting {
+                value: "0.0.0.0:80".into(),
+                comment,
+            });
+        }
+        listen
+    }
+
+    /// `[[proxy.routes]]` for the prefix locations canaryd must treat differently from
+    /// `[proxy]`; settings of other locations that would need one are untranslated.
+    pub(super) fn routes(
+        &mut self,
+        srv: &ServerBlock,
+        eff: &[Level],
+        base: &Level,
+    ) -> Vec<RoutePlan> {
+        let base_t = base.timeouts();
+        let mut order: Vec<usize> = (0..srv.locs.len())
+            .filter(|&i| matches!(&srv.locs[i].kind, LocKind::Prefix(p) if p != "/"))
+            .collect();
+        order.sort_by_key(|&i| match &srv.locs[i].kind {
+            LocKind::Prefix(p) => p.len(),
+            LocKind::Other => 0,
+        });
+        let mut emitted: Vec<(String, [Ms; 3])> = Vec::new();
+        let mut routes = Vec::new();
+        for i in order {
+            let loc = &srv.locs[i];
+            let LocKind::Prefix(prefix) = &loc.kind else {
+                continue;
+            };
+            if emitted.iter().any(|(p, _)| p == prefix) {
+                continue;
+            }
+            let t = eff[i].timeouts();
+            let cover = emitted
+                .iter()
+                .filter(|(p, _)| prefix.starts_with(p.as_str()))
+                .max_by_key(|(p, _)| p.len())
+                .map_or(base_t, |(_, t)| *t);
+            let streaming = loc.own.streaming.is_some();
+            if t == cover && !streaming {
+                continue;
+            }
+            let vals = eff[i].timeout_vals();
+            let field = |k: usize| {
+                (t[k] != base_t[k] || (k == 1 && streaming)).then(|| Setting {
+                    value: t[k],
+                    comment: match vals[k] {
+                        Some(v) => v.src.cite(),
+                        None => "nginx default".to_string(),
+                    },
+                })
+            };
+            let mut comment = loc.src.cite();
+            if streaming {
+                comment.push_str(" (proxy_buffering off: streamed, as every canaryd response)");
+            }
+            routes.push(RoutePlan {
+                prefix: prefix.clone(),
+                comment,
+                connect_timeout: field(0),
+                read_timeout: field(1),
+                write_timeout: field(2),
+            });
+            emitted.push((prefix.clone(), t));
+        }
+        // Exact and regex locations: their own timeouts cannot be given a route.
+        let mut findings = Vec::new();
+        for (i, loc) in srv.locs.iter().enumerate() {
+            if loc.kind != LocKind::Other {
+                continue;
+            }
+            for (k, v) in loc.own.timeout_vals().iter().enumerate() {
+                if let Some(v) = v {
+                    if eff[i].timeouts()[k] != base_t[k] {
+                        findings.push(v.src.finding(format!(
+                            "canaryd routes by path prefix only, so `{}` ({}) has no route; its requests get the [proxy] value {}",
+                            loc.src.text,
+                            loc.src.at(),
+                            units::duration(base_t[k])
+                        )));
+                    }
+                }
+            }
+        }
+        self.sink.untranslated.extend(findings);
+        routes
+    }
+
+    fn has_listen_findings(&self) -> bool {
+        self.sink
+            .untranslated
+            .iter()
+            .any(|f| f.directive.starts_with("listen "))
+    }
+}
+
+/// connect, read and write timeouts of `[proxy]`: the base level's, nginx's default where
+/// unset (said in the comment, since canaryd's own defaults differ).
+fn base_timeouts(base: &Level) -> [Setting<Ms>; 3] {
+    let base_t = base.timeouts();
+    let names = [
+        ("proxy_connect_timeout", "5s"),
+        ("proxy_read_timeout", "30s"),
+        ("proxy_send_timeout", "30s"),
+    ];
+    [0, 1, 2].map(|k| Setting {
+        value: base_t[k],
+        comment: match base.timeout_vals()[k] {
+            Some(v) => v.src.cite(),
+            None => format!(
+                "nginx default {} (canaryd's own default is {})",
+                names[k].0, names[k].1
+            ),
+        },
+    })
+}
