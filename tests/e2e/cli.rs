@@ -1,11 +1,9 @@
 //! The command line: `canaryd check` names file, line, key and expectation for every mistake;
 //! `canaryd serve` refuses to start on a bad config or a busy port, with a clear message.
 
-mod common;
-
 use std::process::Command;
 
-use common::{binary, TempDir};
+use crate::common::{binary, TempDir};
 
 const GOOD: &str = r#"[proxy]
 listen = ["127.0.0.1:0"]

@@ -1,8 +1,6 @@
 //! Shared helpers for the whole-binary tests: start `canaryd serve` as a real process with a
 //! generated config, wait until it is ready, read its metrics, stop it with a signal.
 
-#![allow(dead_code, unused_imports)]
-
 use std::collections::HashMap;
 use std::fs;
 use std::net::SocketAddr;

@@ -1,13 +1,11 @@
 //! Connection handling as nginx does it: the downstream keepalive request limit and idle
 //! timeout, and per-route upstream timeouts answered with 504.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Canaryd, FakeGateway, Setup};
+use crate::common::{Canaryd, FakeGateway, Setup};
 
 fn stable_only(proxy: &str, tail: &str) -> (FakeGateway, FakeGateway, Canaryd) {
     let stable = FakeGateway::spawn("stable", &[]);

@@ -3,15 +3,14 @@
 //! carrying traffic, so a typo in a metric, label or function fails here. The alerts' firing
 //! logic is unit-tested by promtool (`dashboards/alerts_test.yml`, run by scripts/test).
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{count_served_by, Canaryd, FakeGateway, Setup};
 use serde_json::Value;
 use testkit::Prometheus;
+
+use crate::common::{count_served_by, Canaryd, FakeGateway, Setup};
 
 /// Grafana's variables and what the test puts in their place (the dashboard's `All` value
 /// for the label filters).

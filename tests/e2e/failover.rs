@@ -1,11 +1,9 @@
 //! Failures of the canary cost users nothing: a killed canary process, a canary answering
 //! 503, a canary failing its health check. Fallbacks and the canary's own failures are counted.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{count_served_by, wait_until, Canaryd, FakeGateway, Setup};
+use crate::common::{self, count_served_by, wait_until, Canaryd, FakeGateway, Setup};
 
 #[test]
 fn killed_canary_causes_no_client_errors_for_gets() {

@@ -2,9 +2,7 @@
 //! $host; X-Real-IP $remote_addr; X-Forwarded-For $proxy_add_x_forwarded_for;
 //! X-Forwarded-Proto $scheme`), and the override header stripped when asked.
 
-mod common;
-
-use common::{Canaryd, FakeGateway, Setup};
+use crate::common::{Canaryd, FakeGateway, Setup};
 
 #[test]
 fn forwarding_headers_match_nginx() {

@@ -3,14 +3,13 @@
 //! and `canaryd check` accept, with nginx's values; every directive canaryd cannot translate is
 //! listed on stderr and in the output with its file and line.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use canaryd_controller::Config;
-use common::{binary, TempDir};
+use canaryd_config::{Config, ServerEntry};
+
+use crate::common::{binary, TempDir};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -158,7 +157,7 @@ fn translate(path: &Path, whole: bool, extra: &[&str]) -> (Config, Run) {
     (cfg, run)
 }
 
-fn addrs(servers: &[canaryd_proxy::config::ServerEntry]) -> Vec<&str> {
+fn addrs(servers: &[ServerEntry]) -> Vec<&str> {
     servers.iter().map(|s| s.addr.as_str()).collect()
 }
 

@@ -4,13 +4,11 @@
 //! connection), keep serving everyone else, and turn a broken upstream into a 502 unless it
 //! falls back to stable.
 
-mod common;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Canaryd, Client, FakeGateway, Setup};
+use crate::common::{self, Canaryd, Client, FakeGateway, Setup};
 
 /// What came back on a raw connection.
 #[derive(Debug)]

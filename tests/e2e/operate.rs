@@ -2,15 +2,14 @@
 //! action, the CLI against a running daemon, the admin token's file rules, reload on SIGHUP
 //! (valid and invalid) and a SIGTERM in the middle of a rollout.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{binary, Canaryd, FakeGateway, Setup};
 use serde_json::{json, Value};
+
+use crate::common::{self, binary, Canaryd, FakeGateway, Setup};
 
 const POLICY: &str = r#"
 name = "manual"

@@ -4,14 +4,13 @@
 //! path, PromQL path, latency), the memory rule, a Prometheus outage, `kill -9` mid-step and
 //! an unreadable state file.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{free_addr, Canaryd, FakeGateway, Setup, Traffic};
 use serde_json::Value;
 use testkit::Prometheus;
+
+use crate::common::{self, free_addr, Canaryd, FakeGateway, Setup, Traffic};
 
 fn demo_policy() -> String {
     format!("{}/policies/demo.toml", env!("CARGO_MANIFEST_DIR"))

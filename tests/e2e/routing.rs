@@ -1,11 +1,9 @@
 //! The routing decision through the real binary: split accuracy, exact 0 % and 100 %, header
 //! override (and `trusted_cidrs`), sticky buckets across weight changes.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::{count_served_by, Canaryd, FakeGateway, Setup};
+use crate::common::{count_served_by, Canaryd, FakeGateway, Setup};
 
 fn gateways() -> (FakeGateway, FakeGateway) {
     (

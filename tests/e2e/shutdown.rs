@@ -2,14 +2,12 @@
 //! `shutdown_grace` bounds how long that may take, an idle daemon stops at once on SIGTERM, and
 //! SIGINT stops at once even with requests in flight. After the exit the listener is gone.
 
-mod common;
-
 use std::fs;
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use common::{free_addr, wait_until, Canaryd, Client, FakeGateway, Setup, TempDir};
+use crate::common::{self, free_addr, wait_until, Canaryd, Client, FakeGateway, Setup, TempDir};
 
 /// Starts `GET path` on its own thread; returns the join handle of its result.
 fn request_in_background(

@@ -6,14 +6,13 @@
 //! without a reload, and the operator buttons (401 without a token, a real pause with it).
 //! A screenshot is saved to `target/status-page.png`.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Canaryd, FakeGateway, Setup, Traffic};
 use serde_json::{json, Value};
 use testkit::webdriver::{self, Browser};
+
+use crate::common::{self, Canaryd, FakeGateway, Setup, Traffic};
 
 const TOKEN: &str = "page-t0ken-for-tests";
 

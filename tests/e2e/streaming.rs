@@ -2,15 +2,14 @@
 //! sends them (nothing buffers the whole response), WebSocket upgrades are tunnelled both ways,
 //! and a large request body is streamed to the upstream without being held in canaryd's memory.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Canaryd, FakeGateway, Setup};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::common::{Canaryd, FakeGateway, Setup};
 
 /// Resident set size of process `pid`, in bytes (`VmRSS` of `/proc/PID/status`).
 fn rss_bytes(pid: u32) -> u64 {

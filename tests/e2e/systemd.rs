@@ -5,8 +5,6 @@
 //! `STOPPING=1`. The shipped `deploy/canaryd.toml` passes `canaryd check`, and agrees with
 //! `deploy/canaryd.service` (stop timeout above the drain bound, state directory, token).
 
-mod common;
-
 use std::cell::RefCell;
 use std::fs;
 use std::net::{SocketAddr, TcpStream};
@@ -15,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{binary, free_addr, ChildGuard, FakeGateway, Setup, TempDir};
+use crate::common::{self, binary, free_addr, ChildGuard, FakeGateway, Setup, TempDir};
 
 /// The service manager's end of `$NOTIFY_SOCKET`: every datagram canaryd sends, in order.
 struct Manager {
@@ -426,7 +424,7 @@ fn deploy_unit_agrees_with_the_deploy_config() {
         vs[0]
     };
     let src = fs::read_to_string(repo("deploy/canaryd.toml")).unwrap();
-    let cfg = canaryd_controller::Config::from_source("deploy/canaryd.toml", &src, false)
+    let cfg = canaryd_config::Config::from_source("deploy/canaryd.toml", &src, false)
         .unwrap_or_else(|e| panic!("{e}"));
 
     assert_eq!(one("Type"), "notify");

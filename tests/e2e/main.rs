@@ -1,0 +1,48 @@
+//! The end-to-end suite: whole-binary tests, one test binary (one link) for all. Each test runs
+//! the built `canaryd` as a real process, on a generated config, against real processes: fake
+//! gateways (`testkit`'s `fake-gateway`), a real Prometheus, the real `nginx -t`, a headless
+//! Chromium over WebDriver, a stand-in systemd notify socket. Helpers shared by every area are
+//! in [`common`]; tests needing Prometheus or Chromium skip when it is missing, unless
+//! `CANARYD_REQUIRE_TOOLS` is set (as `scripts/test` does).
+//!
+//! - [`cli`]: `canaryd check` locates every mistake; `canaryd serve` refuses a bad config or a
+//!   busy port.
+//! - [`connections`]: downstream keepalive request limit and idle timeout, per-route upstream
+//!   timeouts (504).
+//! - [`dashboards`]: every PromQL expression of the Grafana dashboard and the alerting rules runs
+//!   against a real Prometheus scraping canaryd.
+//! - [`failover`]: a killed, failing or unhealthy canary costs clients nothing; fallbacks are
+//!   counted.
+//! - [`forwarding`]: forwarding headers as the seed's nginx front sets them; the override header
+//!   stripped.
+//! - [`import_nginx`]: `canaryd import-nginx` on nginx fronts that the real `nginx -t` accepts.
+//! - [`malformed`]: garbage, huge and slowloris requests, and a non-HTTP upstream.
+//! - [`operate`]: the admin API's authentication and actions, the CLI against a running daemon,
+//!   the token file's rules, reload on SIGHUP, SIGTERM mid-rollout.
+//! - [`rollout`]: the rollout controller with a real Prometheus: promotion, rollbacks, the memory
+//!   rule, a Prometheus outage, `kill -9` mid-step, an unreadable state file.
+//! - [`routing`]: split accuracy, exact 0 % and 100 %, header override, sticky buckets.
+//! - [`shutdown`]: SIGTERM drains in-flight requests within `shutdown_grace`; SIGINT stops at
+//!   once.
+//! - [`status_page`]: the admin status page in a real headless Chromium, checked against
+//!   `/api/v1/status`.
+//! - [`streaming`]: server-sent events, WebSocket upgrades and large request bodies stream
+//!   through.
+//! - [`systemd`]: `sd_notify` readiness, watchdog, reload and stop; the shipped `deploy/` files.
+
+mod common;
+
+mod cli;
+mod connections;
+mod dashboards;
+mod failover;
+mod forwarding;
+mod import_nginx;
+mod malformed;
+mod operate;
+mod rollout;
+mod routing;
+mod shutdown;
+mod status_page;
+mod streaming;
+mod systemd;
