@@ -78,10 +78,11 @@ pub struct RequestCtx {
     moved: bool,
     new_cookie: Option<u16>,
     client_ip: Option<IpAddr>,
-    /// For a stream (SSE, an upgraded connection): the time its response header arrived, which
-    /// is what its latency means (the stream's length is how long the user stayed). Set once the
-    /// stream has been recorded, so `logging` does not record it again.
-    header_latency: Option<Duration>,
+    /// The request's outcome is already in the metrics, so `logging` does not record it again:
+    /// a stream (SSE, an upgraded connection) is recorded when its response header arrives
+    /// (its length is how long the user stayed, not its latency), and a final connect failure
+    /// when it happens.
+    recorded: bool,
     _inflight: InflightGuard,
 }
 
@@ -230,7 +231,7 @@ impl ProxyHttp for CanaryProxy {
             up: self.plane.upstreams(),
             start: now,
             attempt_start: now,
-            header_latency: None,
+            recorded: false,
             variant: Variant::Stable,
             route: 0,
             server: None,
@@ -313,6 +314,8 @@ impl ProxyHttp for CanaryProxy {
             }
         }
         let retry = self.move_to_other_pool(ctx, FallbackReason::ConnectError);
+        // Without a retry this attempt's 502 is the request's answer, already recorded above.
+        ctx.recorded = !retry;
         e.set_retry(retry);
         e
     }
@@ -380,13 +383,12 @@ impl ProxyHttp for CanaryProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let status = resp.status.as_u16();
-        if is_stream(status, resp) && ctx.header_latency.is_none() {
+        if is_stream(status, resp) && !ctx.recorded {
             // Recorded now, in the second it belongs to, not when the stream ends.
-            let latency = ctx.start.elapsed();
-            ctx.header_latency = Some(latency);
+            ctx.recorded = true;
             self.plane
                 .metrics
-                .record(ctx.variant, ctx.route, status, latency);
+                .record(ctx.variant, ctx.route, status, ctx.start.elapsed());
         }
         if ctx.variant == Variant::Canary
             && matches!(status, 502..=504)
@@ -435,7 +437,7 @@ impl ProxyHttp for CanaryProxy {
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
         // A stream was recorded when its header arrived.
-        if status != 0 && ctx.header_latency.is_none() {
+        if status != 0 && !ctx.recorded {
             m.record(ctx.variant, ctx.route, status, ctx.start.elapsed());
         }
         if let Some(e) = e {

@@ -129,3 +129,51 @@ fn both_pools_down_is_a_502() {
     assert_eq!(r.status, 502);
     assert_eq!(testkit::get(d.admin, "/healthz").unwrap().status, 200);
 }
+
+#[test]
+fn a_final_connect_failure_is_counted_once() {
+    // Every failed connect attempt is one 5xx of its variant: the attempt that moved the
+    // request to the other pool, and the last one, whose 502 is the client's answer (that one
+    // used to be recorded again when the request was logged).
+    let mut stable = FakeGateway::spawn("stable", &[]);
+    let mut canary = FakeGateway::spawn("canary", &[]);
+    let d = Canaryd::start(&Setup::new(&stable, &canary, 0.0));
+    stable.kill();
+    canary.kill();
+    assert_eq!(d.client().get("/").unwrap().status, 502);
+    let counts = || {
+        let m = d.metrics();
+        let sum = |prefix: &str| -> f64 {
+            m.iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .map(|(_, v)| v)
+                .sum()
+        };
+        ["stable", "canary"].map(|v| {
+            (
+                sum(&format!(
+                    "canaryd_requests_total{{variant=\"{v}\",code=\"5xx\""
+                )),
+                sum(&format!(
+                    "canaryd_upstream_failures_total{{variant=\"{v}\",kind=\"connect\""
+                )),
+            )
+        })
+    };
+    // Recorded just after the client has its answer: wait for the attempts, then check the
+    // counts stay equal (a second record of the same 502 would land within microseconds).
+    wait_until("a connect failure recorded", Duration::from_secs(5), || {
+        counts().iter().map(|(_, f)| f).sum::<f64>() >= 1.0
+    });
+    let deadline = std::time::Instant::now() + Duration::from_millis(500);
+    while std::time::Instant::now() < deadline {
+        for (requests, failures) in counts() {
+            assert_eq!(
+                requests,
+                failures,
+                "5xx recorded vs failed attempts: {:?}",
+                counts()
+            );
+        }
+    }
+}
