@@ -25,6 +25,7 @@
 //! Modules are private; what the binary and the tests use is re-exported below.
 
 mod admin;
+mod api;
 mod control;
 mod notify;
 mod policy;
@@ -32,6 +33,10 @@ mod rollout;
 mod store;
 
 pub use admin::{check_exposure, run as run_admin, AdminState, MetricsHook, Token, TokenError};
+pub use api::{
+    Action, ActionRequest, ApiError, By, Decision, DecisionList, Kind, RolloutStatus, RuleCompare,
+    RuleOnFail, RuleSource, RuleStatus, State, Status,
+};
 pub use control::{
     render as render_query, wall_ms, Board, Controller, DecisionHook, Handle, LiveSources,
     PromClient, PromError, Settings, Sources,

@@ -7,8 +7,8 @@
 //! after [`backoff`] (0.5 s, 1 s, 2 s, …). A slow or dead target only fills its own queue; when
 //! the queue is full new events for it are dropped (counted, and logged once per overflow).
 //!
-//! Formats: `json` sends the decision object as is; `slack` sends `{"text": ...}` with a one-line
-//! summary ([`slack_text`]).
+//! Formats: `json` sends the decision line ([`Decision`]) as it is logged; `slack` sends
+//! `{"text": ...}` with a one-line summary ([`slack_text`]).
 //!
 //! Counters per target (by its index in `[[notify]]`): `canaryd_notifications_total`
 //! `{target, result="sent|failed|dropped"}`, see [`Notifier::render`].
@@ -18,10 +18,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use canaryd_config::{NotifyConfig, NotifyFormat};
+
+use crate::api::Decision;
 
 /// Events waiting per target; beyond this new events are dropped.
 pub const QUEUE: usize = 256;
@@ -41,7 +42,7 @@ struct Target {
     index: usize,
     /// For logs: scheme, host and first path segment only (webhook URLs carry secrets).
     url: String,
-    tx: mpsc::Sender<Arc<Value>>,
+    tx: mpsc::Sender<Arc<Decision>>,
     counts: Arc<Counts>,
     /// Events dropped since the queue last accepted one (0: not overflowing).
     overflow: AtomicU64,
@@ -124,11 +125,9 @@ impl Notifier {
         }
     }
 
-    /// Queues `decision` (a decision-log JSON object with at least "action", "state",
-    /// "policy", "step", "canary_percent", "reason", "ts") for every target. Never blocks and
-    /// never fails: when a target's queue ([`QUEUE`]) is full the event is dropped, counted
-    /// and logged.
-    pub fn notify(&self, decision: &Value) {
+    /// Queues `decision` for every target. Never blocks and never fails: when a target's
+    /// queue ([`QUEUE`]) is full the event is dropped, counted and logged.
+    pub fn notify(&self, decision: &Decision) {
         if self.targets.is_empty() {
             return;
         }
@@ -197,16 +196,26 @@ impl Notifier {
 // === impl Delivery ===
 
 impl Delivery {
-    async fn run(self, mut rx: mpsc::Receiver<Arc<Value>>) {
+    async fn run(self, mut rx: mpsc::Receiver<Arc<Decision>>) {
+        #[derive(serde::Serialize)]
+        struct Slack {
+            text: String,
+        }
         while let Some(event) = rx.recv().await {
             let body = match self.format {
-                NotifyFormat::Json => event.to_string(),
-                NotifyFormat::Slack => {
-                    serde_json::json!({ "text": slack_text(&event) }).to_string()
-                }
+                NotifyFormat::Json => serde_json::to_string(&*event),
+                NotifyFormat::Slack => serde_json::to_string(&Slack {
+                    text: slack_text(&event),
+                }),
             };
             drop(event);
-            self.deliver(body).await;
+            match body {
+                Ok(body) => self.deliver(body).await,
+                Err(e) => {
+                    self.counts.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(notify_target = self.index, error = %e, "cannot encode a webhook body");
+                }
+            }
         }
     }
 
@@ -291,50 +300,43 @@ pub fn backoff(retry: u32) -> Duration {
 /// `canaryd gateway-migration: rollback at step 1 (25 % → 0 %): rule(s) error-rate failed`.
 ///
 /// Built from the decision's fields; `from_percent` (the split before the decision) is used
-/// when present, otherwise the current split is shown as `(0 % canary)`. `&`, `<` and `>` are
-/// escaped as Slack requires.
-pub fn slack_text(decision: &Value) -> String {
-    let str_of = |key: &str| {
-        decision
-            .get(key)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-    };
+/// when present, otherwise the current split is shown as `(0 % canary)`. A decision whose state
+/// could not be saved says so at the end. `&`, `<` and `>` are escaped as Slack requires.
+pub fn slack_text(decision: &Decision) -> String {
+    let non_empty = |s: &str| !s.is_empty();
     let mut text = String::from("canaryd");
-    if let Some(policy) = str_of("policy") {
-        let _ = write!(text, " {policy}");
+    if non_empty(&decision.policy) {
+        let _ = write!(text, " {}", decision.policy);
     }
-    let action = str_of("action").unwrap_or("decision");
-    let _ = write!(text, ": {action}");
-    let from_step = decision.get("from_step").and_then(Value::as_u64);
-    let to_step = decision.get("to_step").and_then(Value::as_u64);
-    match (
-        from_step,
-        to_step,
-        decision.get("step").and_then(Value::as_u64),
-    ) {
-        (Some(from), Some(to), _) => {
+    let _ = write!(text, ": {}", decision.action);
+    match (decision.from_step, decision.to_step) {
+        (Some(from), Some(to)) => {
             let _ = write!(text, " from step {from} to step {to}");
         }
-        (_, _, Some(step)) => {
-            let _ = write!(text, " at step {step}");
+        _ => {
+            let _ = write!(text, " at step {}", decision.step);
         }
-        _ => {}
     }
-    let to = decision.get("canary_percent").and_then(Value::as_f64);
-    let from = decision.get("from_percent").and_then(Value::as_f64);
-    match (from, to) {
-        (Some(from), Some(to)) if from != to => {
+    let to = decision.canary_percent;
+    match decision.from_percent {
+        Some(from) if from != to => {
             let _ = write!(text, " ({} % → {} %)", percent(from), percent(to));
         }
-        (_, Some(to)) => {
+        _ => {
             let _ = write!(text, " ({} % canary)", percent(to));
         }
-        _ => {}
     }
     // An alert names its rule (and error); otherwise the state's reason says why.
-    if let Some(detail) = str_of("alert_rule").or_else(|| str_of("reason")) {
+    let detail = decision
+        .alert_rule
+        .as_deref()
+        .filter(|s| non_empty(s))
+        .or_else(|| Some(decision.reason.as_str()).filter(|s| non_empty(s)));
+    if let Some(detail) = detail {
         let _ = write!(text, ": {detail}");
+    }
+    if let Some(e) = &decision.save_error {
+        let _ = write!(text, " (state not saved: {e})");
     }
     text.replace('&', "&amp;")
         .replace('<', "&lt;")

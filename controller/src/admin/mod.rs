@@ -27,6 +27,7 @@ use tokio::sync::watch;
 
 pub use token::{check_exposure, Token, TokenError};
 
+use crate::api::{ActionRequest, ApiError, DecisionList};
 use crate::control::{Board, Handle};
 use crate::rollout::Command;
 use crate::store::DecisionLog;
@@ -133,8 +134,26 @@ fn error(
     error: impl Into<String>,
     hint: impl Into<String>,
 ) -> Response<Full<Bytes>> {
-    let body = serde_json::json!({ "error": error.into(), "hint": hint.into() });
-    respond(code, "application/json", body.to_string())
+    let body = ApiError {
+        error: error.into(),
+        hint: hint.into(),
+    };
+    json(code, &body)
+}
+
+/// `value` as a JSON answer.
+fn json(code: StatusCode, value: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    match serde_json::to_string(value) {
+        Ok(body) => respond(code, "application/json", body),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode an admin API answer");
+            respond(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "application/json",
+                r#"{"error":"cannot encode the answer","hint":"see canaryd's log"}"#.into(),
+            )
+        }
+    }
 }
 
 /// `/api/v1/*`, reads and operator actions; `None` for unknown paths.
@@ -210,24 +229,33 @@ async fn api(
             ))
         }
     };
-    let json: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
-        serde_json::json!({})
+    let request: ActionRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ActionRequest::default()
     } else {
         match serde_json::from_slice(&body) {
             Ok(v) => v,
             Err(e) => {
-                return Some(error(
-                    StatusCode::BAD_REQUEST,
-                    format!("the body is not JSON: {e}"),
-                    r#"e.g. {"reason": "canary looks good"}"#,
-                ))
+                // Valid JSON of the wrong shape (`{"reason": 5}`) is a data error.
+                return Some(if e.is_data() {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        format!("the body is not an action request: {e}"),
+                        r#"{"reason": "…"}, and "percent" (a number) for /api/v1/weight"#,
+                    )
+                } else {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        format!("the body is not JSON: {e}"),
+                        r#"e.g. {"reason": "canary looks good"}"#,
+                    )
+                });
             }
         }
     };
-    let reason = json["reason"].as_str().unwrap_or_default().to_string();
+    let reason = request.reason;
     let cmd = match cmd {
         Some(c) => c,
-        None => match json["percent"].as_f64() {
+        None => match request.percent {
             Some(p) => Command::SetWeight(p),
             None => {
                 return Some(error(
@@ -239,7 +267,7 @@ async fn api(
         },
     };
     Some(match controller.send(cmd, reason).await {
-        Ok(status) => respond(StatusCode::OK, "application/json", status.to_string()),
+        Ok(status) => json(StatusCode::OK, &status),
         Err(r) => error(StatusCode::CONFLICT, r.error, r.hint),
     })
 }
@@ -276,11 +304,7 @@ fn read_endpoint(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
             };
             respond(code, "application/json", body.to_string())
         }
-        (&Method::GET, "/api/v1/status") => respond(
-            StatusCode::OK,
-            "application/json",
-            state.board.status().to_string(),
-        ),
+        (&Method::GET, "/api/v1/status") => json(StatusCode::OK, &state.board.status()),
         (&Method::GET, "/api/v1/decisions") => {
             let limit = req
                 .uri()
@@ -298,16 +322,12 @@ fn read_endpoint(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
                     )
                 }
             };
-            let lines = state
+            let decisions = state
                 .decisions
                 .as_ref()
                 .map(|d| d.recent(limit))
                 .unwrap_or_default();
-            respond(
-                StatusCode::OK,
-                "application/json",
-                serde_json::json!({ "decisions": lines }).to_string(),
-            )
+            json(StatusCode::OK, &DecisionList { decisions })
         }
         _ => error(
             StatusCode::NOT_FOUND,

@@ -8,31 +8,15 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 
 use canaryd_proxy::metrics::escape;
-use serde_json::{json, Value};
 
-use crate::rollout::Phase;
+use crate::api::{Action, State, Status};
 use crate::policy::Outcome;
-
-/// One rule as published.
-#[derive(Debug, Clone, Default)]
-pub struct RuleView {
-    pub name: String,
-    pub value: Option<f64>,
-    /// Baseline rules: raw canary and stable values.
-    pub canary: Option<f64>,
-    pub stable: Option<f64>,
-    pub outcome: Option<Outcome>,
-    pub breaching_for_s: f64,
-    pub json: Value,
-}
+use crate::rollout::Phase;
 
 #[derive(Debug, Default)]
 struct Inner {
-    status: Value,
-    phase: Option<Phase>,
-    blocked: bool,
-    step: usize,
-    rules: Vec<RuleView>,
+    /// `None` until the controller publishes (and for good without a policy).
+    status: Option<Status>,
     decisions: BTreeMap<&'static str, u64>,
 }
 
@@ -43,55 +27,46 @@ pub struct Board {
 }
 
 impl Board {
-    pub fn publish(
-        &self,
-        status: Value,
-        phase: Option<Phase>,
-        blocked: bool,
-        step: usize,
-        rules: Vec<RuleView>,
-    ) {
+    pub fn publish(&self, status: Status) {
         if let Ok(mut i) = self.inner.lock() {
-            i.status = status;
-            i.phase = phase;
-            i.blocked = blocked;
-            i.step = step;
-            i.rules = rules;
+            i.status = Some(status);
         }
     }
 
-    pub fn count_decision(&self, action: &'static str) {
+    pub fn count_decision(&self, action: Action) {
         if let Ok(mut i) = self.inner.lock() {
-            *i.decisions.entry(action).or_default() += 1;
+            *i.decisions.entry(action.as_str()).or_default() += 1;
         }
     }
 
-    /// The status document; `{"state": "disabled"}` without a policy.
-    pub fn status(&self) -> Value {
+    /// The status document; [`Status::disabled`] without a policy.
+    pub fn status(&self) -> Status {
         self.inner
             .lock()
             .ok()
-            .map(|i| i.status.clone())
-            .filter(|s| !s.is_null())
-            .unwrap_or_else(|| json!({"state": "disabled", "hint": "no [rollout] policy configured: canaryd is a plain splitting proxy"}))
+            .and_then(|i| i.status.clone())
+            .unwrap_or_else(Status::disabled)
     }
 
     /// Appends the controller's metrics.
     pub fn render(&self, out: &mut String) {
         let Ok(i) = self.inner.lock() else { return };
+        let rollout = i.status.as_ref().and_then(Status::rollout);
+        let state = rollout.map(|r| r.state);
         out.push_str("# HELP canaryd_rollout_state 1 for the rollout's current state.\n# TYPE canaryd_rollout_state gauge\n");
         for p in Phase::ALL {
-            let v = u8::from(i.phase == Some(p) && !i.blocked);
+            let v = u8::from(state == Some(State::from(p)));
             let _ = writeln!(out, "canaryd_rollout_state{{state=\"{}\"}} {v}", p.as_str());
         }
         let _ = writeln!(
             out,
             "canaryd_rollout_state{{state=\"blocked\"}} {}",
-            u8::from(i.blocked)
+            u8::from(state == Some(State::Blocked))
         );
-        let _ = writeln!(out, "# HELP canaryd_rollout_step Index of the current step.\n# TYPE canaryd_rollout_step gauge\ncanaryd_rollout_step {}", i.step);
+        let _ = writeln!(out, "# HELP canaryd_rollout_step Index of the current step.\n# TYPE canaryd_rollout_step gauge\ncanaryd_rollout_step {}", rollout.map_or(0, |r| r.step));
+        let rules = rollout.map_or(&[][..], |r| &r.rules);
         out.push_str("# HELP canaryd_rule_value Last value of each rule (baseline rules: canary, stable and their ratio).\n# TYPE canaryd_rule_value gauge\n");
-        for r in &i.rules {
+        for r in rules {
             let name = escape(&r.name);
             let mut put = |variant: &str, v: Option<f64>| {
                 if let Some(v) = v {
@@ -102,16 +77,16 @@ impl Board {
                     );
                 }
             };
-            if r.canary.is_some() || r.stable.is_some() {
-                put("canary", r.canary);
-                put("stable", r.stable);
+            if r.canary().is_some() || r.stable().is_some() {
+                put("canary", r.canary());
+                put("stable", r.stable());
                 put("ratio", r.value);
             } else {
                 put("canary", r.value);
             }
         }
         out.push_str("# HELP canaryd_rule_outcome 1 for each rule's last outcome.\n# TYPE canaryd_rule_outcome gauge\n");
-        for r in &i.rules {
+        for r in rules {
             for o in Outcome::ALL {
                 let _ = writeln!(
                     out,

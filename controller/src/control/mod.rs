@@ -14,17 +14,18 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use canaryd_proxy::{RoutingHandle, Variant};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Duration, Instant, MissedTickBehavior};
 
-pub use board::{Board, RuleView};
+pub use board::Board;
 pub use handle::{Ask, Handle, Request};
 pub use prometheus::{render, PromClient, PromError};
 pub use sources::{LiveSources, Sources};
 
+use crate::api::{Action, By, Decision, Kind, RolloutStatus, RuleStatus, State, Status};
 use crate::policy::{baseline_ratio, Compare, Policy, Rule, Sample, SourceKind};
-use crate::rollout::{Phase, Refusal, Rollout, Transition};
+use crate::rollout::{Phase, Refusal, Rollout, RolloutState, Transition};
 use crate::store::{DecisionLog, StateStore};
 
 /// Start-up settings: `[rollout]`'s and who hears about transitions.
@@ -48,7 +49,7 @@ impl std::fmt::Debug for Settings {
 }
 
 /// Called with every transition's decision line (webhooks).
-pub type DecisionHook = Arc<dyn Fn(&Value) + Send + Sync>;
+pub type DecisionHook = Arc<dyn Fn(&Decision) + Send + Sync>;
 
 /// The controller: owns the rollout, writes state, routing table and decision log.
 pub struct Controller<S> {
@@ -64,6 +65,12 @@ pub struct Controller<S> {
     commands: mpsc::Receiver<Request>,
     handle: Handle,
     on_transition: Option<DecisionHook>,
+    /// Set while the rollout's state is not on disk: why the last save failed (and whether
+    /// its decision was applied). Published as `save_error`; cleared by the next good save.
+    save_error: Option<String>,
+    /// Automatic moves towards the canary already logged as not applied during the current
+    /// run of failed saves: the rollout retries them every tick, they are logged once.
+    unapplied_logged: Vec<Action>,
 }
 
 impl<S> std::fmt::Debug for Controller<S> {
@@ -71,6 +78,7 @@ impl<S> std::fmt::Debug for Controller<S> {
         f.debug_struct("Controller")
             .field("state", &self.rollout.state)
             .field("blocked", &self.blocked)
+            .field("save_error", &self.save_error)
             .finish_non_exhaustive()
     }
 }
@@ -139,6 +147,8 @@ impl<S: Sources> Controller<S> {
             commands,
             handle: Handle { tx },
             on_transition: settings.on_transition,
+            save_error: None,
+            unapplied_logged: Vec::new(),
         };
         if let Some(reason) = &me.blocked {
             tracing::error!(%reason, "rollout blocked");
@@ -149,8 +159,9 @@ impl<S: Sources> Controller<S> {
                 me.rollout.state.canary_percent,
             ));
             if settings.autostart && me.rollout.state.phase == Phase::Idle {
+                let before = me.rollout.state.clone();
                 let t = me.rollout.start(wall);
-                me.commit(vec![t], false, None);
+                me.commit(before, vec![t], false, None);
             }
         }
         me.publish(Instant::now());
@@ -194,35 +205,56 @@ impl<S: Sources> Controller<S> {
             }),
             None => match req.ask {
                 Ask::Operator(ref cmd) => {
+                    let before = self.rollout.state.clone();
                     self.rollout
                         .apply(cmd, &req.reason, wall_ms())
-                        .map(|transitions| {
-                            if transitions.contains(&Transition::Started) {
+                        .and_then(|transitions| {
+                            let started = transitions.contains(&Transition::Started);
+                            let applied =
+                                self.commit(before, transitions, false, Some(&req.reason));
+                            self.publish(Instant::now());
+                            if !applied {
+                                return Err(self.not_applied());
+                            }
+                            if started {
                                 // Query Prometheus at the next tick, not an interval later.
                                 self.last_prom_eval = None;
                             }
-                            self.commit(transitions, false, Some(&req.reason));
-                            self.publish(Instant::now());
-                            self.board.status()
+                            self.status_json()
                         })
                 }
                 Ask::ReplacePolicy(policy) => {
                     let name = policy.name.clone();
-                    self.rollout.replace_policy(*policy).map(|()| {
+                    self.rollout.replace_policy(*policy).and_then(|()| {
                         tracing::info!(policy = %name, "policy reloaded");
-                        self.log.append(json!({
-                            "ts": rfc3339(wall_ms()),
-                            "kind": "transition",
-                            "action": "reload",
-                            "policy": name,
-                            "state": self.rollout.state.phase.as_str(),
-                            "step": self.rollout.state.step,
-                            "canary_percent": self.rollout.state.canary_percent,
-                            "reason": "configuration reloaded (SIGHUP)",
-                        }));
-                        self.board.count_decision("reload");
+                        let s = &self.rollout.state;
+                        // A reload line carries neither `held_s` nor `rules` nor `by`.
+                        self.log.append(&Decision {
+                            action: Action::Reload,
+                            alert_rule: None,
+                            by: None,
+                            canary_percent: s.canary_percent,
+                            failed_rules: None,
+                            from_percent: None,
+                            from_step: None,
+                            gradual: None,
+                            held_s: None,
+                            hold_reasons: None,
+                            kind: Kind::Transition,
+                            operator_reason: None,
+                            percent: None,
+                            policy: name,
+                            reason: "configuration reloaded (SIGHUP)".into(),
+                            rules: None,
+                            save_error: None,
+                            state: s.phase,
+                            step: s.step,
+                            to_step: None,
+                            ts: rfc3339(wall_ms()),
+                        });
+                        self.board.count_decision(Action::Reload);
                         self.publish(Instant::now());
-                        self.board.status()
+                        self.status_json()
                     })
                 }
             },
@@ -233,12 +265,37 @@ impl<S: Sources> Controller<S> {
         let _ = req.reply.send(result);
     }
 
+    /// The answer to an operator command that would have moved traffic towards the canary
+    /// when the state could not be saved.
+    fn not_applied(&self) -> Refusal {
+        Refusal {
+            error: self
+                .save_error
+                .clone()
+                .unwrap_or_else(|| "the rollout state could not be saved: not applied".into()),
+            hint: "make state_dir writable again (disk space, permissions, mount), then repeat \
+                   the command; `canaryd status` shows `save_error` until a save succeeds"
+                .into(),
+        }
+    }
+
+    /// The published status as the JSON a [`Request`] is answered with.
+    fn status_json(&self) -> Result<Value, Refusal> {
+        serde_json::to_value(self.board.status()).map_err(|e| Refusal {
+            error: format!("cannot encode the status: {e}"),
+            hint: "see canaryd's log".into(),
+        })
+    }
+
     /// One evaluation round.
     pub async fn tick(&mut self) {
         let now = Instant::now();
         if self.blocked.is_some() {
             self.publish(now);
             return;
+        }
+        if self.save_error.is_some() {
+            self.retry_save();
         }
         let live = self.rollout.state.phase.is_live();
         let interval = self.rollout.policy.interval;
@@ -261,11 +318,24 @@ impl<S: Sources> Controller<S> {
         if prom_due {
             self.last_prom_eval = Some(now);
         }
+        let before = self.rollout.state.clone();
         let transitions = self.rollout.on_tick(now, wall_ms());
         if !transitions.is_empty() || (live && prom_due) {
-            self.commit(transitions, live && prom_due, None);
+            self.commit(before, transitions, live && prom_due, None);
         }
         self.publish(now);
+    }
+
+    /// While the state in force is not on disk, every tick tries to save it again.
+    fn retry_save(&mut self) {
+        match self.store.save(&self.rollout.state) {
+            Ok(()) => {
+                tracing::info!("rollout state saved again");
+                self.save_error = None;
+                self.unapplied_logged.clear();
+            }
+            Err(e) => tracing::debug!(error = %e, "rollout state still cannot be saved"),
+        }
     }
 
     /// Samples one rule (both variants for baseline rules), applying `min_requests`.
@@ -294,146 +364,199 @@ impl<S: Sources> Controller<S> {
     }
 
     /// Makes transitions durable and visible: persist, then swap, then log and notify.
-    /// `operator` carries the operator's reason for operator actions.
-    fn commit(&mut self, transitions: Vec<Transition>, evaluation: bool, operator: Option<&str>) {
-        let state = &self.rollout.state;
-        if let Err(e) = self.store.save(state) {
-            // Without a durable state we must not move traffic towards the canary; moving
-            // it away (rollback) is always safe.
-            tracing::error!(error = %e, "could not persist the rollout state");
-            let current = self.table.weight_bp();
-            let wanted = RoutingHandle::percent_to_bp(state.canary_percent);
-            if wanted < current {
-                self.table.set_weight_bp(wanted);
+    /// `before` is the state before the transitions; `operator` carries the operator's reason
+    /// for operator actions. Answers whether the move was applied.
+    ///
+    /// When the state cannot be saved, traffic may still move towards stable (always safe) but
+    /// never towards the canary: such a move is not applied, and the rollout's state goes back
+    /// to `before` — what is in force — so that nothing (status, decision line, webhook, the
+    /// next tick's hold clock) takes a split for real that no request sees. An automatic
+    /// advance or promotion is then retried by the next tick, as if it had not been due yet,
+    /// and goes through once a save succeeds; an operator's command is refused and must be
+    /// repeated. Keeping the wanted state instead would let its step's hold run (and the
+    /// rollout advance further) at a split the canary never served, then jump there at once
+    /// when the disk came back. Either way `save_error` says what happened, in the status
+    /// until a save succeeds (retried every tick) and in the decision lines of the commit.
+    fn commit(
+        &mut self,
+        before: RolloutState,
+        transitions: Vec<Transition>,
+        evaluation: bool,
+        operator: Option<&str>,
+    ) -> bool {
+        let current = self.table.weight_bp();
+        let wanted = RoutingHandle::percent_to_bp(self.rollout.state.canary_percent);
+        let applied = match self.store.save(&self.rollout.state) {
+            Ok(()) => {
+                if self.save_error.take().is_some() {
+                    tracing::info!("rollout state saved again");
+                }
+                self.unapplied_logged.clear();
+                if current != wanted {
+                    self.table.set_weight_bp(wanted);
+                }
+                true
             }
-        } else {
-            let wanted = RoutingHandle::percent_to_bp(state.canary_percent);
-            if self.table.weight_bp() != wanted {
-                self.table.set_weight_bp(wanted);
+            Err(e) if wanted <= current => {
+                if wanted < current {
+                    self.table.set_weight_bp(wanted);
+                }
+                tracing::error!(error = %e, "could not persist the rollout state; the decision is in force, not saved");
+                self.save_error = Some(format!(
+                    "{e}; in force but not saved: a restart now would resume the state saved last"
+                ));
+                true
             }
-        }
+            Err(e) => {
+                self.rollout.state = before;
+                if transitions
+                    .iter()
+                    .any(|t| matches!(t, Transition::Advanced { .. } | Transition::Promoted))
+                {
+                    // The step's hold was served: say so rather than the second before it.
+                    let hold = self.rollout.current_hold().as_millis() as u64;
+                    let held = &mut self.rollout.state.held_ms;
+                    *held = (*held).max(hold);
+                }
+                let in_force = f64::from(current) / 100.0;
+                if RoutingHandle::percent_to_bp(self.rollout.state.canary_percent) != current {
+                    self.rollout.state.canary_percent = in_force;
+                }
+                tracing::error!(error = %e, canary_percent = in_force, "could not persist the rollout state; the move towards the canary is not applied");
+                self.save_error =
+                    Some(format!("{e}; not applied: the split stays at {in_force} %"));
+                false
+            }
+        };
         let now = Instant::now();
-        let rules = self.rules_json(now);
+        let rules = self.rule_statuses(now);
         for t in &transitions {
-            let mut line = self.decision_line("transition", t.action(), Some(t), &rules);
-            line["by"] = json!(if operator.is_some() {
-                "operator"
-            } else {
-                "controller"
-            });
-            if let Some(reason) = operator {
-                line["operator_reason"] = json!(reason);
+            let action = action_of(t);
+            // An automatic move the rollout retries every tick is logged once per failure.
+            let retried = !applied
+                && operator.is_none()
+                && matches!(action, Action::Advance | Action::Promote);
+            if retried {
+                if self.unapplied_logged.contains(&action) {
+                    continue;
+                }
+                self.unapplied_logged.push(action);
             }
+            let mut line = self.decision_line(Kind::Transition, action, Some(t), &rules);
+            line.by = Some(if operator.is_some() {
+                By::Operator
+            } else {
+                By::Controller
+            });
+            line.operator_reason = operator.map(str::to_string);
             if let Some(hook) = &self.on_transition {
                 hook(&line);
             }
             tracing::info!(
-                action = t.action(),
+                action = action.as_str(),
                 phase = self.rollout.state.phase.as_str(),
                 step = self.rollout.state.step,
                 canary_percent = self.rollout.state.canary_percent,
                 reason = %self.rollout.state.reason,
+                save_error = self.save_error.as_deref(),
                 "rollout decision"
             );
-            self.board.count_decision(t.action());
-            self.log.append(line);
+            self.board.count_decision(action);
+            self.log.append(&line);
         }
         if evaluation && transitions.is_empty() {
             let action = self.evaluation_action();
             self.board.count_decision(action);
             self.log
-                .append(self.decision_line("evaluation", action, None, &rules));
+                .append(&self.decision_line(Kind::Evaluation, action, None, &rules));
         }
+        applied
     }
 
     /// What an evaluation without a transition amounts to.
-    fn evaluation_action(&self) -> &'static str {
+    fn evaluation_action(&self) -> Action {
         match self.rollout.state.phase {
-            Phase::Progressing if self.rollout.is_holding() => "hold",
-            Phase::Progressing => "healthy",
-            Phase::Paused => "paused",
-            Phase::RollingBack => "rolling_back",
-            _ => "none",
+            Phase::Progressing if self.rollout.is_holding() => Action::Hold,
+            Phase::Progressing => Action::Healthy,
+            Phase::Paused => Action::Paused,
+            Phase::RollingBack => Action::RollingBack,
+            _ => Action::None,
         }
     }
 
+    /// A decision line for the rollout as it is (in force) now; `save_error` is the commit's.
     fn decision_line(
         &self,
-        kind: &str,
-        action: &str,
+        kind: Kind,
+        action: Action,
         t: Option<&Transition>,
-        rules: &Value,
-    ) -> Value {
+        rules: &[RuleStatus],
+    ) -> Decision {
         let s = &self.rollout.state;
-        let mut line = json!({
-            "ts": rfc3339(wall_ms()),
-            "kind": kind,
-            "action": action,
-            "state": s.phase.as_str(),
-            "policy": s.policy,
-            "step": s.step,
-            "canary_percent": s.canary_percent,
-            "held_s": s.held_ms as f64 / 1000.0,
-            "reason": s.reason,
-            "rules": rules,
-        });
+        let mut line = Decision {
+            action,
+            alert_rule: None,
+            by: None,
+            canary_percent: s.canary_percent,
+            failed_rules: None,
+            from_percent: None,
+            from_step: None,
+            gradual: None,
+            held_s: Some(s.held_ms as f64 / 1000.0),
+            hold_reasons: None,
+            kind,
+            operator_reason: None,
+            percent: None,
+            policy: s.policy.clone(),
+            reason: s.reason.clone(),
+            rules: Some(rules.to_vec()),
+            save_error: self.save_error.clone(),
+            state: s.phase,
+            step: s.step,
+            to_step: None,
+            ts: rfc3339(wall_ms()),
+        };
         match t {
             Some(Transition::Advanced { from, to }) => {
-                line["from_step"] = json!(from);
-                line["to_step"] = json!(to);
+                line.from_step = Some(*from);
+                line.to_step = Some(*to);
             }
             Some(Transition::RollbackStarted { rules, gradual }) => {
-                line["failed_rules"] = json!(rules);
-                line["gradual"] = json!(gradual);
+                line.failed_rules = Some(rules.clone());
+                line.gradual = Some(*gradual);
             }
-            Some(Transition::HoldBegin { reasons }) => line["hold_reasons"] = json!(reasons),
-            Some(Transition::Alert { rule }) => line["alert_rule"] = json!(rule),
-            Some(Transition::WeightSet { percent }) => line["percent"] = json!(percent),
+            Some(Transition::HoldBegin { reasons }) => line.hold_reasons = Some(reasons.clone()),
+            Some(Transition::Alert { rule }) => line.alert_rule = Some(rule.clone()),
+            Some(Transition::WeightSet { percent }) => line.percent = Some(*percent),
             _ => {}
         }
         line
     }
 
-    fn rules_json(&self, now: Instant) -> Value {
-        Value::Array(self.rule_views(now).into_iter().map(|v| v.json).collect())
-    }
-
-    fn rule_views(&self, now: Instant) -> Vec<RuleView> {
+    /// Every rule of the policy as published, in the policy's order.
+    fn rule_statuses(&self, now: Instant) -> Vec<RuleStatus> {
         self.rollout
             .policy
             .rules
             .iter()
             .zip(&self.rollout.rules)
             .map(|(r, s)| {
+                let baseline = r.compare.is_some();
                 let (canary, stable) = s.baseline.unwrap_or((None, None));
-                let breaching = s.breaching_for(now).as_secs_f64();
-                let mut json = json!({
-                    "name": r.name,
-                    "source": match r.source { SourceKind::Local => "local", SourceKind::Prometheus => "prometheus" },
-                    "value": s.value,
-                    "threshold": r.fail_when.to_string(),
-                    "outcome": s.outcome.map(|o| o.as_str()),
-                    "breaching_for_s": breaching,
-                    "for_s": r.for_.as_secs_f64(),
-                    "on_fail": format!("{:?}", r.on_fail).to_lowercase(),
-                    "dry_run": r.dry_run,
-                });
-                if r.compare.is_some() {
-                    json["compare"] = json!("baseline");
-                    json["canary_value"] = json!(canary);
-                    json["stable_value"] = json!(stable);
-                }
-                if let Some(e) = &s.error {
-                    json["error"] = json!(e);
-                }
-                RuleView {
+                RuleStatus {
+                    breaching_for_s: s.breaching_for(now).as_secs_f64(),
+                    canary_value: baseline.then_some(canary),
+                    compare: r.compare.map(Into::into),
+                    dry_run: r.dry_run,
+                    error: s.error.clone(),
+                    for_s: r.for_.as_secs_f64(),
                     name: r.name.clone(),
-                    value: s.value,
-                    canary,
-                    stable,
+                    on_fail: r.on_fail.into(),
                     outcome: s.outcome,
-                    breaching_for_s: breaching,
-                    json,
+                    source: r.source.into(),
+                    stable_value: baseline.then_some(stable),
+                    threshold: r.fail_when.to_string(),
+                    value: s.value,
                 }
             })
             .collect()
@@ -442,35 +565,50 @@ impl<S: Sources> Controller<S> {
     fn publish(&self, now: Instant) {
         let r = &self.rollout;
         let s = &r.state;
-        let state = if self.blocked.is_some() {
-            "blocked"
-        } else {
-            s.phase.as_str()
+        let status = RolloutStatus {
+            canary_percent: s.canary_percent,
+            error: self.blocked.clone(),
+            last_decision: self.log.last(),
+            policy: r.policy.name.clone(),
+            reason: s.reason.clone(),
+            rules: self.rule_statuses(now),
+            save_error: self.save_error.clone(),
+            state: if self.blocked.is_some() {
+                State::Blocked
+            } else {
+                s.phase.into()
+            },
+            step: s.step,
+            step_held_s: s.held_ms as f64 / 1000.0,
+            step_hold_remaining_s: r.hold_remaining().as_secs_f64(),
+            step_hold_s: r.current_hold().as_secs_f64(),
+            step_started_at: rfc3339(s.step_started_at_ms),
+            steps: r.policy.weights(),
+            updated_at: rfc3339(s.updated_at_ms),
         };
-        let status = json!({
-            "state": state,
-            "error": self.blocked,
-            "policy": r.policy.name,
-            "step": s.step,
-            "steps": r.policy.weights(),
-            "canary_percent": s.canary_percent,
-            "step_started_at": rfc3339(s.step_started_at_ms),
-            "step_hold_s": r.current_hold().as_secs_f64(),
-            "step_held_s": s.held_ms as f64 / 1000.0,
-            "step_hold_remaining_s": r.hold_remaining().as_secs_f64(),
-            "reason": s.reason,
-            "updated_at": rfc3339(s.updated_at_ms),
-            "rules": self.rules_json(now),
-            "last_decision": self.log.last(),
-        });
-        self.board.publish(
-            status,
-            Some(s.phase),
-            self.blocked.is_some(),
-            s.step,
-            self.rule_views(now),
-        );
+        self.board.publish(Status::from(status));
     }
+}
+
+/// The decision-log action of a transition (`Transition::action` names the same).
+fn action_of(t: &Transition) -> Action {
+    let action = match t {
+        Transition::Started => Action::Start,
+        Transition::Advanced { .. } => Action::Advance,
+        Transition::Promoted => Action::Promote,
+        Transition::HoldBegin { .. } => Action::Hold,
+        Transition::HoldEnd => Action::HoldEnd,
+        Transition::Alert { .. } => Action::Alert,
+        Transition::RollbackStarted { .. } => Action::Rollback,
+        Transition::RollbackStep => Action::RollbackStep,
+        Transition::RolledBack => Action::RolledBack,
+        Transition::Paused => Action::Pause,
+        Transition::Resumed => Action::Resume,
+        Transition::Aborted => Action::Abort,
+        Transition::WeightSet { .. } => Action::SetWeight,
+    };
+    debug_assert_eq!(action.as_str(), t.action());
+    action
 }
 
 #[cfg(test)]

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::*;
+use crate::policy::Outcome;
 use crate::rollout::Command;
 use tokio::sync::oneshot;
-use crate::rollout::RolloutState;
 
 type Ctl = Controller<Arc<Scripted>>;
 
@@ -135,14 +135,14 @@ impl Rig {
         StateStore::new(self.path()).load().unwrap()
     }
 
-    /// Every line of decisions.ndjson, each parsed as JSON.
-    fn decisions(&self) -> Vec<Value> {
+    /// Every line of decisions.ndjson, each read as a decision.
+    fn decisions(&self) -> Vec<Decision> {
         let text =
             std::fs::read_to_string(self.path().join("decisions.ndjson")).unwrap_or_default();
         text.lines()
             .map(|l| {
                 serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("decision line is not JSON ({e}): {l}"))
+                    .unwrap_or_else(|e| panic!("decision line is not a decision ({e}): {l}"))
             })
             .collect()
     }
@@ -151,17 +151,22 @@ impl Rig {
     fn actions(&self, kind: &str) -> Vec<String> {
         self.decisions()
             .iter()
-            .filter(|l| l["kind"] == kind)
-            .map(|l| l["action"].as_str().unwrap().to_string())
+            .filter(|l| l.kind.as_str() == kind)
+            .map(|l| l.action.as_str().to_string())
             .collect()
     }
 
     /// The first decision line with `action`.
-    fn line(&self, action: &str) -> Value {
+    fn line(&self, action: &str) -> Decision {
         self.decisions()
             .into_iter()
-            .find(|l| l["action"] == action)
+            .find(|l| l.action.as_str() == action)
             .unwrap_or_else(|| panic!("no {action:?} line in {:#?}", self.decisions()))
+    }
+
+    /// The published status document.
+    fn status(&self) -> RolloutStatus {
+        rollout_of(self.board.status())
     }
 
     fn metrics(&self) -> String {
@@ -235,28 +240,37 @@ fn policy(top: &str, rules: &str) -> Policy {
     policy_with(top, [3, 3, 3, 3], rules)
 }
 
+/// The rollout's document (not the disabled one).
+fn rollout_of(status: Status) -> RolloutStatus {
+    match status {
+        Status::Rollout(r) => *r,
+        Status::Disabled { .. } => panic!("the status is `disabled`"),
+    }
+}
+
 /// The entry for rule `name` in a `rules` array.
-fn rule<'a>(rules: &'a Value, name: &str) -> &'a Value {
+fn rule<'a>(rules: &'a [RuleStatus], name: &str) -> &'a RuleStatus {
     rules
-        .as_array()
-        .unwrap_or_else(|| panic!("`rules` is not an array: {rules}"))
         .iter()
-        .find(|r| r["name"] == name)
-        .unwrap_or_else(|| panic!("no rule {name:?} in {rules}"))
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("no rule {name:?} in {rules:?}"))
 }
 
 /// Every decision line carries every rule with its value and outcome.
-fn assert_lines_name_rules(lines: &[Value], names: &[&str]) {
+fn assert_lines_name_rules(lines: &[Decision], names: &[&str]) {
     assert!(!lines.is_empty());
     for l in lines {
-        let rules = l["rules"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no rules: {l}"));
-        let got: Vec<&str> = rules.iter().map(|r| r["name"].as_str().unwrap()).collect();
-        assert_eq!(got, names, "{l}");
-        for r in rules {
+        let rules = l
+            .rules
+            .as_ref()
+            .unwrap_or_else(|| panic!("no rules: {l:?}"));
+        let got: Vec<&str> = rules.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(got, names, "{l:?}");
+        // On the wire too: the keys are there even when null.
+        let v = serde_json::to_value(l).unwrap();
+        for r in v["rules"].as_array().unwrap() {
             let r = r.as_object().unwrap();
-            assert!(r.contains_key("value") && r.contains_key("outcome"), "{l}");
+            assert!(r.contains_key("value") && r.contains_key("outcome"), "{v}");
         }
     }
 }
@@ -268,8 +282,8 @@ async fn autostart_start_reaches_the_transition_hook() {
     let rig = Rig::new("autostart-hook");
     let seen = Arc::new(Mutex::new(Vec::<String>::new()));
     let heard = Arc::clone(&seen);
-    let hook: DecisionHook = Arc::new(move |line: &Value| {
-        let action = line["action"].as_str().unwrap_or_default().to_string();
+    let hook: DecisionHook = Arc::new(move |line: &Decision| {
+        let action = line.action.as_str().to_string();
         heard.lock().unwrap().push(action);
     });
     let ctl = Controller::new(
@@ -343,28 +357,27 @@ async fn autostart_walks_every_step_to_promotion() {
         ["start", "advance", "advance", "advance", "promote"]
     );
     assert!(rig.actions("evaluation").iter().all(|a| a == "healthy"));
-    let advances: Vec<_> = lines.iter().filter(|l| l["action"] == "advance").collect();
+    let advances: Vec<_> = lines
+        .iter()
+        .filter(|l| l.action == Action::Advance)
+        .collect();
     for (i, (l, percent)) in advances.iter().zip([25.0, 50.0, 100.0]).enumerate() {
-        assert_eq!(
-            (&l["from_step"], &l["to_step"]),
-            (&json!(i), &json!(i + 1)),
-            "{l}"
-        );
-        assert_eq!(l["canary_percent"], percent, "{l}");
-        assert_eq!(l["policy"], "unit");
+        assert_eq!((l.from_step, l.to_step), (Some(i), Some(i + 1)), "{l:?}");
+        assert_eq!(l.canary_percent, percent, "{l:?}");
+        assert_eq!(l.policy, "unit");
     }
     let promote = rig.line("promote");
-    assert_eq!(promote["state"], "promoted");
+    assert_eq!(promote.state, Phase::Promoted);
     for l in advances.into_iter().chain([&promote]) {
-        let errors = rule(&l["rules"], "errors");
+        let errors = rule(l.rules(), "errors");
         assert_eq!(
-            (&errors["value"], &errors["outcome"]),
-            (&json!(0.001), &json!("pass"))
+            (errors.value, errors.outcome),
+            (Some(0.001), Some(Outcome::Pass))
         );
-        let latency = rule(&l["rules"], "latency");
+        let latency = rule(l.rules(), "latency");
         assert_eq!(
-            (&latency["value"], &latency["outcome"]),
-            (&json!(0.02), &json!("pass"))
+            (latency.value, latency.outcome),
+            (Some(0.02), Some(Outcome::Pass))
         );
     }
 
@@ -415,10 +428,10 @@ async fn state_survives_a_restart_and_the_persisted_split_wins() {
     );
     let remaining_s = (20_000 - st.held_ms) / 1_000;
     assert_eq!(
-        board.status()["step_hold_remaining_s"],
-        json!(remaining_s as f64)
+        rollout_of(board.status()).step_hold_remaining_s,
+        remaining_s as f64
     );
-    assert_eq!(board.status()["state"], "progressing");
+    assert_eq!(rollout_of(board.status()).state, State::Progressing);
     assert_eq!(
         rig.actions("transition")
             .iter()
@@ -452,9 +465,9 @@ async fn without_autostart_it_stays_idle_at_initial_percent() {
     assert_eq!(rig.src.samples(), 0, "an idle rollout judges nothing");
     assert_eq!(rig.persisted(), None);
     assert!(rig.decisions().is_empty());
-    let status = rig.board.status();
-    assert_eq!(status["state"], "idle");
-    assert_eq!(status["canary_percent"], 12.5);
+    let status = rig.status();
+    assert_eq!(status.state, State::Idle);
+    assert_eq!(status.canary_percent, 12.5);
     assert!(rig
         .metrics()
         .contains("canaryd_rollout_state{state=\"idle\"} 1\n"));
@@ -471,14 +484,14 @@ async fn prometheus_no_data_holds_until_data_comes() {
     assert_eq!(rig.table.weight_bp(), 500);
     assert_eq!(rig.actions("transition"), ["start", "hold"]);
     let hold = rig.line("hold");
-    assert_eq!(hold["hold_reasons"], json!(["latency no_data"]));
+    assert_eq!(hold.hold_reasons, Some(vec!["latency no_data".to_string()]));
     let evaluations = rig.actions("evaluation");
     assert_eq!(evaluations.len(), 10, "one evaluation per interval");
     assert!(evaluations.iter().all(|a| a == "hold"), "{evaluations:?}");
-    let latency = rule(&rig.board.status()["rules"], "latency").clone();
+    let latency = rule(&rig.status().rules, "latency").clone();
     assert_eq!(
-        (&latency["value"], &latency["outcome"]),
-        (&Value::Null, &json!("no_data"))
+        (latency.value, latency.outcome),
+        (None, Some(Outcome::NoData))
     );
 
     // Data again: judged at the next evaluation (t = 22), then 3 healthy seconds.
@@ -508,7 +521,10 @@ async fn no_data_passes_when_the_rule_says_so() {
     secs(&mut ctl, 9).await;
     assert_eq!(ctl.state().phase, Phase::Promoted);
     let advance = rig.line("advance");
-    assert_eq!(rule(&advance["rules"], "latency")["outcome"], "no_data");
+    assert_eq!(
+        rule(advance.rules(), "latency").outcome,
+        Some(Outcome::NoData)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -519,14 +535,10 @@ async fn too_few_requests_is_no_data_and_holds() {
     ctl.tick().await;
     secs(&mut ctl, 10).await;
     assert_eq!((ctl.state().step, ctl.state().held_ms), (0, 0));
-    let status = rig.board.status();
+    let status = rig.status();
     for name in ["errors", "latency"] {
-        let r = rule(&status["rules"], name);
-        assert_eq!(
-            (&r["value"], &r["outcome"]),
-            (&Value::Null, &json!("no_data")),
-            "{r}"
-        );
+        let r = rule(&status.rules, name);
+        assert_eq!((r.value, r.outcome), (None, Some(Outcome::NoData)), "{r:?}");
     }
     assert_eq!(rig.actions("transition"), ["start", "hold"]);
     assert_eq!(
@@ -561,12 +573,12 @@ async fn a_failing_rule_rolls_back_for_good() {
     );
 
     let rollback = rig.line("rollback");
-    assert_eq!(rollback["failed_rules"], json!(["errors"]));
-    assert_eq!(rollback["gradual"], false);
-    let errors = rule(&rollback["rules"], "errors");
+    assert_eq!(rollback.failed_rules, Some(vec!["errors".to_string()]));
+    assert_eq!(rollback.gradual, Some(false));
+    let errors = rule(rollback.rules(), "errors");
     assert_eq!(
-        (&errors["value"], &errors["outcome"]),
-        (&json!(0.5), &json!("fail"))
+        (errors.value, errors.outcome),
+        (Some(0.5), Some(Outcome::Fail))
     );
     assert_eq!(
         rig.actions("transition"),
@@ -575,7 +587,7 @@ async fn a_failing_rule_rolls_back_for_good() {
     assert_lines_name_rules(&rig.decisions(), &["errors", "latency"]);
     let st = rig.persisted().unwrap();
     assert_eq!((st.phase, st.canary_percent), (Phase::RolledBack, 0.0));
-    assert_eq!(rig.board.status()["state"], "rolled_back");
+    assert_eq!(rig.status().state, State::RolledBack);
     drop(ctl);
 
     // A restart (even with autostart and another initial_percent) stays on stable.
@@ -617,21 +629,22 @@ async fn consecutive_errors_turn_into_on_fail() {
         (Phase::Progressing, 0)
     );
     assert_eq!(rig.table.weight_bp(), 500);
-    let latency = rule(&rig.board.status()["rules"], "latency").clone();
-    assert_eq!(latency["outcome"], "error");
+    let latency = rule(&rig.status().rules, "latency").clone();
+    assert_eq!(latency.outcome, Some(Outcome::Error));
     assert!(
-        latency["error"]
-            .as_str()
+        latency
+            .error
+            .as_deref()
             .unwrap()
             .contains("connection refused"),
-        "{latency}"
+        "{latency:?}"
     );
-    assert_eq!(rig.line("hold")["hold_reasons"], json!(["latency error"]));
+    assert_eq!(
+        rig.line("hold").hold_reasons,
+        Some(vec!["latency error".to_string()])
+    );
     // Errors hold *and* alert (DESIGN), once per streak of errors.
-    let alert = rig.line("alert")["alert_rule"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let alert = rig.line("alert").alert_rule.unwrap();
     assert!(
         alert.contains("latency") && alert.contains("connection refused"),
         "{alert}"
@@ -642,7 +655,10 @@ async fn consecutive_errors_turn_into_on_fail() {
         (ctl.state().phase, rig.table.weight_bp()),
         (Phase::RolledBack, 0)
     );
-    assert_eq!(rig.line("rollback")["failed_rules"], json!(["latency"]));
+    assert_eq!(
+        rig.line("rollback").failed_rules,
+        Some(vec!["latency".to_string()])
+    );
     assert_eq!(
         rig.actions("transition"),
         ["start", "alert", "hold", "rollback", "rolled_back"]
@@ -677,14 +693,14 @@ async fn baseline_three_times_stable_rolls_back() {
         (Phase::RolledBack, 0)
     );
     let rollback = rig.line("rollback");
-    assert_eq!(rollback["failed_rules"], json!(["auth"]));
-    let auth = rule(&rollback["rules"], "auth");
-    assert_eq!(auth["value"], 3.0);
+    assert_eq!(rollback.failed_rules, Some(vec!["auth".to_string()]));
+    let auth = rule(rollback.rules(), "auth");
+    assert_eq!(auth.value, Some(3.0));
     assert_eq!(
-        (&auth["canary_value"], &auth["stable_value"]),
-        (&json!(3.0), &json!(1.0))
+        (auth.canary_value, auth.stable_value),
+        (Some(Some(3.0)), Some(Some(1.0)))
     );
-    assert_eq!(auth["outcome"], "fail");
+    assert_eq!(auth.outcome, Some(Outcome::Fail));
     let m = rig.metrics();
     for line in [
         "canaryd_rule_value{rule=\"auth\",variant=\"canary\"} 3\n",
@@ -702,11 +718,8 @@ async fn baseline_both_zero_passes() {
         .set_pair("auth", Sample::Value(0.0), Sample::Value(0.0));
     let mut ctl = rig.boot(policy("", BASELINE), 0.0, true);
     ctl.tick().await;
-    let auth = rule(&rig.board.status()["rules"], "auth").clone();
-    assert_eq!(
-        (&auth["value"], &auth["outcome"]),
-        (&json!(1.0), &json!("pass"))
-    );
+    let auth = rule(&rig.status().rules, "auth").clone();
+    assert_eq!((auth.value, auth.outcome), (Some(1.0), Some(Outcome::Pass)));
     secs(&mut ctl, 3).await;
     assert_eq!((ctl.state().step, rig.table.weight_bp()), (1, 2_500));
 }
@@ -730,14 +743,11 @@ async fn a_dry_run_rule_never_acts() {
         ["start", "advance", "advance", "advance", "promote"]
     );
     assert!(rig.actions("evaluation").iter().all(|a| a == "healthy"));
-    let watch = rule(&rig.board.status()["rules"], "watch").clone();
+    let watch = rule(&rig.status().rules, "watch").clone();
+    assert_eq!((watch.outcome, watch.dry_run), (Some(Outcome::Fail), true));
     assert_eq!(
-        (&watch["outcome"], &watch["dry_run"]),
-        (&json!("fail"), &json!(true))
-    );
-    assert_eq!(
-        rule(&rig.line("promote")["rules"], "watch")["value"],
-        1_000.0
+        rule(rig.line("promote").rules(), "watch").value,
+        Some(1_000.0)
     );
 }
 
@@ -756,7 +766,7 @@ async fn an_alert_rule_notifies_once_and_does_not_hold() {
         rig.actions("transition"),
         ["start", "alert", "advance", "advance", "advance", "promote"]
     );
-    assert_eq!(rig.line("alert")["alert_rule"], "cpu");
+    assert_eq!(rig.line("alert").alert_rule.as_deref(), Some("cpu"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -775,10 +785,10 @@ async fn an_unreadable_state_file_blocks_on_stable() {
         &rig.src,
     );
     assert_eq!(table.weight_bp(), 0);
-    let status = rig.board.status();
-    assert_eq!(status["state"], "blocked");
-    assert_eq!(status["canary_percent"], 0.0);
-    let error = status["error"].as_str().unwrap();
+    let status = rig.status();
+    assert_eq!(status.state, State::Blocked);
+    assert_eq!(status.canary_percent, 0.0);
+    let error = status.error.as_deref().unwrap();
     assert!(error.contains(&state_file.display().to_string()), "{error}");
 
     ctl.tick().await;
@@ -787,7 +797,7 @@ async fn an_unreadable_state_file_blocks_on_stable() {
     assert_eq!(rig.src.samples(), 0);
     assert_eq!(std::fs::read_to_string(&state_file).unwrap(), "garbage");
     assert!(rig.decisions().is_empty());
-    assert_eq!(rig.board.status()["state"], "blocked");
+    assert_eq!(rig.status().state, State::Blocked);
     let m = rig.metrics();
     assert!(
         m.contains("canaryd_rollout_state{state=\"blocked\"} 1\n"),
@@ -809,9 +819,9 @@ async fn a_persisted_step_the_policy_lacks_blocks_on_stable() {
     ctl.tick().await;
     secs(&mut ctl, 5).await;
     assert_eq!(rig.table.weight_bp(), 0);
-    let status = rig.board.status();
-    assert_eq!(status["state"], "blocked");
-    let error = status["error"].as_str().unwrap();
+    let status = rig.status();
+    assert_eq!(status.state, State::Blocked);
+    let error = status.error.as_deref().unwrap();
     assert!(
         error.contains(&rig.path().join("state.json").display().to_string()),
         "{error}"
@@ -842,42 +852,37 @@ async fn breaching_at_step_1(rig: &Rig) -> Ctl {
 async fn status_document_has_the_design_fields() {
     let rig = Rig::new("status");
     let ctl = breaching_at_step_1(&rig).await;
-    let s = rig.board.status();
-    assert_eq!(s["state"], "progressing");
-    assert_eq!(s["policy"], "unit");
-    assert_eq!(s["step"], 1);
-    assert_eq!(s["steps"], json!([5.0, 25.0, 50.0, 100.0]));
-    assert_eq!(s["canary_percent"], 25.0);
-    let started = s["step_started_at"].as_str().unwrap();
+    let s = rig.status();
+    assert_eq!(s.state, State::Progressing);
+    assert_eq!(s.policy, "unit");
+    assert_eq!(s.step, 1);
+    assert_eq!(s.steps, [5.0, 25.0, 50.0, 100.0]);
+    assert_eq!(s.canary_percent, 25.0);
+    let started = &s.step_started_at;
     humantime::parse_rfc3339(started).unwrap_or_else(|e| panic!("{started}: {e}"));
     // The breach holds: nothing of the 3 s hold has been served.
-    assert_eq!(s["step_hold_remaining_s"], 3.0);
+    assert_eq!(s.step_hold_remaining_s, 3.0);
     assert_eq!(ctl.state().held_ms, 0);
-    let rules = s["rules"].as_array().unwrap();
+    let rules = &s.rules;
     assert_eq!(rules.len(), 3);
     for r in rules {
-        let o = r.as_object().unwrap();
+        let json = serde_json::to_value(r).unwrap();
+        let o = json.as_object().unwrap();
         for key in ["name", "value", "outcome", "breaching_for_s"] {
-            assert!(o.contains_key(key), "{key} missing in {r}");
+            assert!(o.contains_key(key), "{key} missing in {json}");
         }
     }
-    let slow = rule(&s["rules"], "slow");
+    let slow = rule(&s.rules, "slow");
+    assert_eq!((slow.value, slow.outcome), (Some(0.9), Some(Outcome::Fail)));
+    assert_eq!(slow.breaching_for_s, 3.0);
+    let errors = rule(&s.rules, "errors");
     assert_eq!(
-        (&slow["value"], &slow["outcome"]),
-        (&json!(0.9), &json!("fail"))
-    );
-    assert_eq!(slow["breaching_for_s"], 3.0);
-    let errors = rule(&s["rules"], "errors");
-    assert_eq!(
-        (&errors["outcome"], &errors["breaching_for_s"]),
-        (&json!("pass"), &json!(0.0))
+        (errors.outcome, errors.breaching_for_s),
+        (Some(Outcome::Pass), 0.0)
     );
     // The last decision is the evaluation at t = 6.
-    let last = &s["last_decision"];
-    assert_eq!(
-        (&last["kind"], &last["action"]),
-        (&json!("evaluation"), &json!("hold"))
-    );
+    let last = s.last_decision.as_ref().expect("a last decision");
+    assert_eq!((last.kind, last.action), (Kind::Evaluation, Action::Hold));
     assert_eq!(*last, *rig.decisions().last().unwrap());
 }
 
@@ -938,7 +943,7 @@ async fn gradual_rollback_by_a_local_rule_drains_the_routing_table() {
     );
     let st = rig.persisted().unwrap();
     assert_eq!((st.phase, st.canary_percent), (Phase::RollingBack, 30.0));
-    assert_eq!(rig.line("rollback")["gradual"], true);
+    assert_eq!(rig.line("rollback").gradual, Some(true));
     // Recovered within a second: the drain goes on, one step every 3 s.
     rig.src.set("errors", 0.001);
     assert_eq!(
@@ -1055,4 +1060,244 @@ async fn a_new_run_is_not_rolled_back_on_the_last_runs_promql_verdict() {
         "{}",
         ctl.state().reason
     );
+}
+
+/// Makes every save of `state.json` fail (a directory where the temp file goes: fails even
+/// for root), or lets saves through again.
+fn break_saves(rig: &Rig, broken: bool) {
+    let tmp = rig.path().join("state.json.tmp");
+    if broken {
+        let _ = std::fs::remove_file(&tmp);
+        std::fs::create_dir_all(tmp.join("in-the-way")).unwrap();
+    } else {
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+}
+
+/// A controller whose transition hook (webhooks) records every line it is given.
+fn boot_with_hook(rig: &Rig, policy: Policy, autostart: bool) -> (Ctl, Arc<Mutex<Vec<Decision>>>) {
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&heard);
+    let hook: DecisionHook =
+        Arc::new(move |line: &Decision| sink.lock().unwrap().push(line.clone()));
+    let ctl = Controller::new(
+        policy,
+        Settings {
+            initial_percent: 0.0,
+            autostart,
+            on_transition: Some(hook),
+        },
+        StateStore::new(rig.path()),
+        Arc::new(DecisionLog::open(rig.path())),
+        rig.table.clone(),
+        Arc::clone(&rig.src),
+        Arc::clone(&rig.board),
+    );
+    (ctl, heard)
+}
+
+fn command(ctl: &mut Ctl, cmd: Command, reason: &str) -> Result<Value, Refusal> {
+    let (reply, mut rx) = oneshot::channel();
+    ctl.command(Request {
+        ask: Ask::Operator(cmd),
+        reason: reason.into(),
+        reply,
+    });
+    rx.try_recv().expect("answered at once")
+}
+
+/// The bug: the advance was kept from the routing table (no durable state, no move towards
+/// the canary), but status, decision line and webhook all said 25 %. Now the rollout stays
+/// where traffic is, says why, retries, and advances once the state can be saved.
+#[tokio::test(start_paused = true)]
+async fn an_advance_that_cannot_be_saved_is_not_applied_nor_reported_as_applied() {
+    let rig = Rig::new("save-fails-advance");
+    let (mut ctl, heard) = boot_with_hook(&rig, policy("", RULES), true);
+    ctl.tick().await;
+    break_saves(&rig, true);
+    secs(&mut ctl, 3).await;
+
+    // Traffic, rollout, status, log and webhook agree: still step 0 at 5 %.
+    assert_eq!(rig.table.weight_bp(), 500);
+    assert_eq!((ctl.state().step, ctl.state().canary_percent), (0, 5.0));
+    let s = rig.status();
+    assert_eq!(
+        (s.state, s.step, s.canary_percent),
+        (State::Progressing, 0, 5.0)
+    );
+    // Step 0's hold was served; the advance waits for a save.
+    assert_eq!((s.step_held_s, s.step_hold_remaining_s), (3.0, 0.0));
+    let save_error = s
+        .save_error
+        .clone()
+        .expect("the status says the save failed");
+    assert!(
+        save_error.contains("cannot write rollout state"),
+        "{save_error}"
+    );
+    assert!(save_error.contains("not applied"), "{save_error}");
+    let advance = rig.line("advance");
+    assert_eq!(
+        (advance.step, advance.canary_percent, advance.to_step),
+        (0, 5.0, Some(1)),
+        "{advance:?}"
+    );
+    assert_eq!(advance.save_error.as_deref(), Some(save_error.as_str()));
+    let notified = heard.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(notified, advance, "the webhook gets the same line");
+    // On the wire: the key is there only now.
+    let wire = serde_json::to_value(rig.board.status()).unwrap();
+    assert_eq!(wire["canary_percent"], 5.0);
+    assert!(wire["save_error"].is_string(), "{wire}");
+
+    // Retried every tick, logged (and notified) once; evaluations say the state is not saved.
+    secs(&mut ctl, 5).await;
+    assert_eq!(rig.table.weight_bp(), 500);
+    assert_eq!(rig.actions("transition"), ["start", "advance"]);
+    assert_eq!(heard.lock().unwrap().len(), 2);
+    assert!(rig
+        .decisions()
+        .iter()
+        .rfind(|l| l.kind == Kind::Evaluation)
+        .is_some_and(|l| l.save_error.is_some() && l.canary_percent == 5.0));
+    assert_eq!(rig.persisted().unwrap().step, 0);
+
+    // The disk is back: the next tick saves, advances and moves traffic.
+    break_saves(&rig, false);
+    secs(&mut ctl, 1).await;
+    assert_eq!(rig.table.weight_bp(), 2_500);
+    let s = rig.status();
+    assert_eq!((s.step, s.canary_percent, s.save_error), (1, 25.0, None));
+    assert_eq!(rig.persisted().unwrap().step, 1);
+    let applied = rig
+        .decisions()
+        .into_iter()
+        .rfind(|l| l.action == Action::Advance)
+        .unwrap();
+    assert_eq!(
+        (applied.step, applied.canary_percent, applied.save_error),
+        (1, 25.0, None)
+    );
+    assert!(!serde_json::to_value(rig.board.status())
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .contains_key("save_error"));
+}
+
+/// Towards stable a move is always applied, saved or not; the status says it is not saved
+/// until a retry succeeds, so a restart in between would resume the old state.
+#[tokio::test(start_paused = true)]
+async fn a_rollback_that_cannot_be_saved_is_applied_and_saved_later() {
+    let rig = Rig::new("save-fails-rollback");
+    let (mut ctl, heard) = boot_with_hook(&rig, policy("", RULES), true);
+    ctl.tick().await;
+    secs(&mut ctl, 3).await;
+    assert_eq!(rig.table.weight_bp(), 2_500);
+    break_saves(&rig, true);
+    rig.src.set("errors", 0.5);
+    secs(&mut ctl, 1).await;
+
+    assert_eq!(rig.table.weight_bp(), 0);
+    let s = rig.status();
+    assert_eq!((s.state, s.canary_percent), (State::RolledBack, 0.0));
+    let save_error = s.save_error.expect("not saved");
+    assert!(
+        save_error.contains("in force but not saved"),
+        "{save_error}"
+    );
+    for action in ["rollback", "rolled_back"] {
+        let l = rig.line(action);
+        assert_eq!((l.state, l.canary_percent), (Phase::RolledBack, 0.0));
+        assert_eq!(l.save_error.as_deref(), Some(save_error.as_str()));
+    }
+    assert!(heard
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.action == Action::RolledBack && l.save_error.is_some()));
+    let on_disk = rig.persisted().unwrap();
+    assert_eq!((on_disk.phase, on_disk.step), (Phase::Progressing, 1));
+
+    // Nothing else happens in a rolled-back rollout, but the state is saved as soon as it can.
+    secs(&mut ctl, 3).await;
+    assert!(rig.status().save_error.is_some());
+    break_saves(&rig, false);
+    secs(&mut ctl, 1).await;
+    assert_eq!(rig.status().save_error, None);
+    let on_disk = rig.persisted().unwrap();
+    assert_eq!(
+        (on_disk.phase, on_disk.canary_percent),
+        (Phase::RolledBack, 0.0)
+    );
+}
+
+/// An operator's move towards the canary is refused as not applied; one that moves nothing
+/// goes through, unsaved, and says so.
+#[tokio::test(start_paused = true)]
+async fn operator_commands_when_the_state_cannot_be_saved() {
+    let rig = Rig::new("save-fails-operator");
+    let mut ctl = rig.boot(policy("", RULES), 0.0, false);
+    break_saves(&rig, true);
+    let refused = command(&mut ctl, Command::Start, "ship it").unwrap_err();
+    assert!(refused.error.contains("not applied"), "{}", refused.error);
+    assert!(refused.hint.contains("state_dir"), "{}", refused.hint);
+    assert_eq!(rig.table.weight_bp(), 0);
+    let s = rig.status();
+    assert_eq!((s.state, s.canary_percent), (State::Idle, 0.0));
+    assert!(s.save_error.is_some());
+    let start = rig.line("start");
+    assert_eq!((start.state, start.canary_percent), (Phase::Idle, 0.0));
+    assert_eq!(
+        (start.by, start.operator_reason.as_deref()),
+        (Some(By::Operator), Some("ship it"))
+    );
+    assert!(start.save_error.is_some());
+
+    // Saves work again: the same command goes through.
+    break_saves(&rig, false);
+    let answer = command(&mut ctl, Command::Start, "ship it").unwrap();
+    assert_eq!(answer["state"], "progressing");
+    assert!(answer.get("save_error").is_none(), "{answer}");
+    assert_eq!(rig.table.weight_bp(), 500);
+
+    // Pausing moves no traffic: applied, not saved, and the answer says so.
+    break_saves(&rig, true);
+    let answer = command(&mut ctl, Command::Pause, "").unwrap();
+    assert_eq!(answer["state"], "paused");
+    assert!(answer["save_error"].is_string(), "{answer}");
+    assert_eq!(rig.persisted().unwrap().phase, Phase::Progressing);
+    // Asking for more canary while saves fail is refused; the split stays.
+    let refused = command(&mut ctl, Command::SetWeight(50.0), "").unwrap_err();
+    assert!(refused.error.contains("not applied"), "{}", refused.error);
+    assert_eq!(rig.table.weight_bp(), 500);
+    assert_eq!(rig.status().canary_percent, 5.0);
+    break_saves(&rig, false);
+    ctl.tick().await;
+    assert_eq!(rig.persisted().unwrap().phase, Phase::Paused);
+}
+
+#[test]
+fn every_transition_logs_the_action_the_rollout_names() {
+    let transitions = [
+        Transition::Started,
+        Transition::Advanced { from: 0, to: 1 },
+        Transition::Promoted,
+        Transition::HoldBegin { reasons: vec![] },
+        Transition::HoldEnd,
+        Transition::Alert { rule: "r".into() },
+        Transition::RollbackStarted {
+            rules: vec![],
+            gradual: false,
+        },
+        Transition::RollbackStep,
+        Transition::RolledBack,
+        Transition::Paused,
+        Transition::Resumed,
+        Transition::Aborted,
+        Transition::WeightSet { percent: 1.0 },
+    ];
+    for t in &transitions {
+        assert_eq!(action_of(t).as_str(), t.action(), "{t:?}");
+    }
 }

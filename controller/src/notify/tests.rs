@@ -1,10 +1,15 @@
 //! Unit tests of `notify.rs`.
 
 use super::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
-fn decision() -> Value {
-    json!({
+/// A decision from its JSON line.
+fn line(v: Value) -> Decision {
+    serde_json::from_value(v).unwrap_or_else(|e| panic!("not a decision ({e})"))
+}
+
+fn decision() -> Decision {
+    line(json!({
         "ts": "2025-01-01T00:00:00Z",
         "kind": "transition",
         "action": "rollback",
@@ -17,13 +22,13 @@ fn decision() -> Value {
         "rules": [],
         "failed_rules": ["error-rate"],
         "gradual": false,
-    })
+    }))
 }
 
 #[test]
 fn slack_text_rollback_with_previous_split() {
     let mut d = decision();
-    d["from_percent"] = json!(25.0);
+    d.from_percent = Some(25.0);
     assert_eq!(
         slack_text(&d),
         "canaryd gateway-migration: rollback at step 1 (25 % → 0 %): rule(s) error-rate failed"
@@ -40,30 +45,34 @@ fn slack_text_rollback_without_previous_split() {
 
 #[test]
 fn slack_text_advance_alert_and_escaping() {
-    let advance = json!({
+    let advance = line(json!({
+        "kind": "transition",
         "action": "advance", "state": "progressing", "policy": "p", "step": 2,
         "from_step": 1, "to_step": 2, "canary_percent": 50.0,
         "reason": "step 1 held healthy for 4days", "ts": "t",
-    });
+    }));
     assert_eq!(
         slack_text(&advance),
         "canaryd p: advance from step 1 to step 2 (50 % canary): step 1 held healthy for 4days"
     );
-    let alert = json!({
+    let alert = line(json!({
+        "kind": "transition",
         "action": "alert", "state": "progressing", "policy": "p", "step": 0,
         "canary_percent": 2.5, "reason": "holding: x", "alert_rule": "p99 <fast> & fine",
         "ts": "t",
-    });
+    }));
     assert_eq!(
         slack_text(&alert),
         "canaryd p: alert at step 0 (2.5 % canary): p99 &lt;fast&gt; &amp; fine"
     );
-    // Whatever is missing is left out, never a panic.
-    assert_eq!(slack_text(&json!({})), "canaryd: decision");
+    // Whatever is missing is left out, never a panic. (An empty object is no decision any
+    // more: it does not deserialize, so it never reaches slack_text; the decision log skips
+    // such lines.)
+    assert!(serde_json::from_value::<Decision>(json!({})).is_err());
     assert_eq!(
-        slack_text(
-            &json!({"action": "paused", "state": "paused", "policy": "p", "step": 3, "canary_percent": 25, "reason": ""})
-        ),
+        slack_text(&line(
+            json!({"kind": "evaluation", "ts": "t", "action": "paused", "state": "paused", "policy": "p", "step": 3, "canary_percent": 25, "reason": ""})
+        )),
         "canaryd p: paused at step 3 (25 % canary)"
     );
 }

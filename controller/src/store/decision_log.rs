@@ -1,6 +1,6 @@
 //! The decision log: one NDJSON line per evaluation and per transition, with every rule's
 //! value and outcome, appended to `state_dir/decisions.ndjson` and kept in memory (the last
-//! [`KEEP`] lines) for `GET /api/v1/decisions`.
+//! [`KEEP`] lines) for `GET /api/v1/decisions`. Each line is a [`Decision`].
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -8,15 +8,16 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
-use serde_json::Value;
+use crate::api::Decision;
 
 /// Bytes read from the end of an existing log to recover recent decisions.
 const TAIL_BYTES: u64 = 4 << 20;
 
 /// The last [`KEEP`] decisions of an existing log (read from its last few MB only, however long
-/// the file has grown), so the API shows history across restarts. Lines that are not JSON (a
-/// line cut by a crash, or the first, partial line of the tail) are skipped.
-fn load_tail(path: &Path) -> VecDeque<Value> {
+/// the file has grown), so the API shows history across restarts. Lines that are not a
+/// decision (a line cut by a crash, the first, partial line of the tail, a line edited by
+/// hand or written by a newer canaryd with an action this one does not know) are skipped.
+fn load_tail(path: &Path) -> VecDeque<Decision> {
     use std::io::{Read, Seek, SeekFrom};
     let mut recent = VecDeque::with_capacity(KEEP);
     let Ok(mut f) = File::open(path) else {
@@ -36,7 +37,7 @@ fn load_tail(path: &Path) -> VecDeque<Value> {
     for v in text
         .lines()
         .rev()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|l| serde_json::from_str::<Decision>(l).ok())
         .take(KEEP)
     {
         recent.push_front(v);
@@ -50,7 +51,7 @@ pub const KEEP: usize = 1_000;
 #[derive(Debug)]
 pub struct DecisionLog {
     file: Mutex<Option<File>>,
-    recent: Mutex<VecDeque<Value>>,
+    recent: Mutex<VecDeque<Decision>>,
 }
 
 impl DecisionLog {
@@ -75,13 +76,17 @@ impl DecisionLog {
     }
 
     /// Appends one decision.
-    pub fn append(&self, line: Value) {
+    pub fn append(&self, line: &Decision) {
         if let Ok(mut guard) = self.file.lock() {
             if let Some(f) = guard.as_mut() {
-                let mut bytes = line.to_string().into_bytes();
-                bytes.push(b'\n');
-                if let Err(e) = f.write_all(&bytes) {
-                    tracing::error!(error = %e, "cannot append to the decision log");
+                match serde_json::to_vec(line) {
+                    Ok(mut bytes) => {
+                        bytes.push(b'\n');
+                        if let Err(e) = f.write_all(&bytes) {
+                            tracing::error!(error = %e, "cannot append to the decision log");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot encode a decision line"),
                 }
             }
         }
@@ -89,12 +94,12 @@ impl DecisionLog {
             if recent.len() == KEEP {
                 recent.pop_front();
             }
-            recent.push_back(line);
+            recent.push_back(line.clone());
         }
     }
 
     /// The last `limit` decisions, oldest first.
-    pub fn recent(&self, limit: usize) -> Vec<Value> {
+    pub fn recent(&self, limit: usize) -> Vec<Decision> {
         self.recent
             .lock()
             .map(|r| {
@@ -106,7 +111,8 @@ impl DecisionLog {
             .unwrap_or_default()
     }
 
-    pub fn last(&self) -> Option<Value> {
+    /// The newest decision.
+    pub fn last(&self) -> Option<Decision> {
         self.recent.lock().ok().and_then(|r| r.back().cloned())
     }
 }

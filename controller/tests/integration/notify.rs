@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use canaryd_config::{Config, NotifyConfig, NotifyFormat};
-use canaryd_controller::{slack_text, Notifier, NOTIFY_QUEUE as QUEUE};
+use canaryd_controller::{slack_text, Decision, Notifier, NOTIFY_QUEUE as QUEUE};
 use serde_json::{json, Value};
 
 /// What the receiver does with the n-th request (0-based) it gets.
@@ -125,8 +125,8 @@ fn json_target(url: String) -> NotifyConfig {
     target(url, NotifyFormat::Json, Duration::from_secs(5), 3)
 }
 
-fn decision(step: u64) -> Value {
-    json!({
+fn decision(step: u64) -> Decision {
+    serde_json::from_value(json!({
         "ts": "2025-06-01T12:00:00.000Z",
         "kind": "transition",
         "action": "rollback",
@@ -136,10 +136,18 @@ fn decision(step: u64) -> Value {
         "canary_percent": 0.0,
         "held_s": 3600.5,
         "reason": "rule(s) error-rate failed",
-        "rules": [{"name": "error-rate", "value": 0.031, "outcome": "fail"}],
+        "rules": [{"name": "error-rate", "value": 0.031, "outcome": "fail",
+                   "source": "prometheus", "threshold": "> 0.01", "breaching_for_s": 0.0,
+                   "for_s": 0.0, "on_fail": "rollback", "dry_run": false}],
         "failed_rules": ["error-rate"],
         "gradual": false,
-    })
+    }))
+    .expect("a decision line")
+}
+
+/// The decision as its JSON line.
+fn line(d: &Decision) -> Value {
+    serde_json::to_value(d).expect("a decision serializes")
 }
 
 /// `canaryd_notifications_total{target, result}` from the rendered metrics.
@@ -184,7 +192,7 @@ async fn retries_until_the_third_attempt_delivers() {
     let requests = rx.requests();
     assert_eq!(requests.len(), 3, "two failures and one success");
     for r in &requests {
-        assert_eq!(r.json(), d, "every attempt sends the decision as is");
+        assert_eq!(r.json(), line(&d), "every attempt sends the decision as is");
         let head = r.head.to_ascii_lowercase();
         assert!(head.starts_with("post /hook http/1.1\r\n"), "{head}");
         assert!(
@@ -356,7 +364,7 @@ async fn slack_target_gets_a_text_summary() {
         3,
     )]);
     let mut d = decision(1);
-    d["from_percent"] = json!(25.0);
+    d.from_percent = Some(25.0);
     notifier.notify(&d);
     wait_for("sent = 1", Duration::from_secs(5), || {
         count(&notifier, 0, "sent") == 1

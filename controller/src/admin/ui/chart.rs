@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
-use serde_json::Value;
+use crate::api::Decision;
+use crate::policy::Outcome;
 
 /// Most vertices drawn for one series (and most markers for one chart).
 pub const MAX_POINTS: usize = 360;
@@ -84,43 +85,35 @@ fn threshold_number(text: &str) -> Option<f64> {
 }
 
 impl History {
-    /// Reads decision-log lines (any order; lines without a timestamp are skipped).
-    pub fn from_log(lines: &[Value]) -> Self {
-        let mut timed: Vec<(u64, &Value)> = lines
+    /// Reads decision-log lines (any order; lines whose timestamp does not parse are
+    /// skipped).
+    pub fn from_log(lines: &[Decision]) -> Self {
+        let mut timed: Vec<(u64, &Decision)> = lines
             .iter()
-            .filter_map(|l| Some((parse_ts(l["ts"].as_str()?)?, l)))
+            .filter_map(|l| Some((parse_ts(&l.ts)?, l)))
             .collect();
         timed.sort_by_key(|(t, _)| *t);
         let mut h = History::default();
         let mut index: HashMap<String, usize> = HashMap::new();
         for (t, line) in timed {
-            if let Some(w) = line["canary_percent"].as_f64() {
-                h.weight.push((t, w));
-            }
-            let Some(rules) = line["rules"].as_array() else {
-                continue;
-            };
-            for r in rules {
-                let Some(name) = r["name"].as_str() else {
-                    continue;
-                };
-                let i = *index.entry(name.to_string()).or_insert_with(|| {
+            h.weight.push((t, line.canary_percent));
+            for r in line.rules() {
+                let i = *index.entry(r.name.clone()).or_insert_with(|| {
                     h.rules.push(RuleSeries {
-                        name: name.to_string(),
+                        name: r.name.clone(),
                         ..RuleSeries::default()
                     });
                     h.rules.len() - 1
                 });
                 let series = &mut h.rules[i];
-                let text = r["threshold"].as_str().unwrap_or_default();
-                if !text.is_empty() {
-                    series.threshold_text = text.to_string();
+                if !r.threshold.is_empty() {
+                    series.threshold_text.clone_from(&r.threshold);
                 }
                 series.points.push(RulePoint {
                     t_ms: t,
-                    value: r["value"].as_f64().filter(|v| v.is_finite()),
-                    threshold: threshold_number(text),
-                    failed: r["outcome"] == "fail",
+                    value: r.value.filter(|v| v.is_finite()),
+                    threshold: threshold_number(&r.threshold),
+                    failed: r.outcome == Some(Outcome::Fail),
                 });
             }
         }

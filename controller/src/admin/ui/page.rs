@@ -16,9 +16,8 @@
 
 use std::fmt::Write as _;
 
-use serde_json::Value;
-
 use super::chart::{self as status_chart, clock, escape, fmt_num, parse_ts, History};
+use crate::api::{Decision, Kind, RolloutStatus, RuleCompare, RuleStatus, State, Status};
 
 /// How often the page fetches the live fragment.
 pub const REFRESH_MS: u32 = 2_000;
@@ -30,9 +29,9 @@ const DECISION_ROWS: usize = 12;
 #[derive(Debug, Clone, Copy)]
 pub struct PageData<'a> {
     /// `GET /api/v1/status`.
-    pub status: &'a Value,
+    pub status: &'a Status,
     /// Decision-log lines, oldest first.
-    pub decisions: &'a [Value],
+    pub decisions: &'a [Decision],
     /// The split in force (the routing table's), shown when no policy runs.
     pub weight_percent: f64,
     /// Whether `[admin] token_file` is set (otherwise every action is refused).
@@ -51,18 +50,18 @@ const ACTIONS: [(&str, &str); 6] = [
     ("abort", "Abort"),
 ];
 
-/// The actions the API accepts in rollout state `state` (as `/api/v1/status` names it); the
-/// same rules as `Rollout::apply`, so a disabled button is one the API would refuse with 409.
-pub fn allowed_actions(state: &str) -> &'static [&'static str] {
+/// The actions the API accepts in rollout state `state`; the same rules as `Rollout::apply`,
+/// so a disabled button is one the API would refuse with 409.
+pub fn allowed_actions(state: State) -> &'static [&'static str] {
     match state {
-        "idle" => &["start", "weight"],
-        "progressing" => &["pause", "promote", "rollback", "abort", "weight"],
-        "paused" => &["resume", "promote", "rollback", "abort", "weight"],
-        "rolling_back" => &["pause", "rollback", "abort", "weight"],
-        "promoted" => &["start", "rollback", "weight"],
-        "rolled_back" | "aborted" => &["start", "weight"],
-        // "blocked" refuses everything; "disabled" has no controller.
-        _ => &[],
+        State::Idle => &["start", "weight"],
+        State::Progressing => &["pause", "promote", "rollback", "abort", "weight"],
+        State::Paused => &["resume", "promote", "rollback", "abort", "weight"],
+        State::RollingBack => &["pause", "rollback", "abort", "weight"],
+        State::Promoted => &["start", "rollback", "weight"],
+        State::RolledBack | State::Aborted => &["start", "weight"],
+        // Blocked refuses everything; disabled has no controller.
+        State::Blocked | State::Disabled => &[],
     }
 }
 
@@ -108,10 +107,6 @@ pub fn headers(nonce: &str) -> [(&'static str, String); 5] {
     ]
 }
 
-fn state_of(status: &Value) -> &str {
-    status["state"].as_str().unwrap_or("unknown")
-}
-
 fn secs(s: f64) -> String {
     humantime::format_duration(std::time::Duration::from_secs(s.max(0.0).round() as u64))
         .to_string()
@@ -119,9 +114,8 @@ fn secs(s: f64) -> String {
 
 /// The whole page.
 pub fn page(d: &PageData<'_>, nonce: &str) -> String {
-    let status = d.status;
-    let state = state_of(status);
-    let policy = status["policy"].as_str().unwrap_or("");
+    let state = d.status.state();
+    let policy = d.status.rollout().map_or("", |r| r.policy.as_str());
     let mut out = String::with_capacity(64 * 1024);
     let _ = write!(
         out,
@@ -152,18 +146,24 @@ pub fn page(d: &PageData<'_>, nonce: &str) -> String {
     out
 }
 
+/// The split to show: the rollout's, or the routing table's without a policy.
+fn canary_percent(d: &PageData<'_>) -> f64 {
+    d.status
+        .rollout()
+        .map_or(d.weight_percent, |r| r.canary_percent)
+}
+
 fn title(d: &PageData<'_>) -> String {
-    let state = state_of(d.status);
-    let percent = d.status["canary_percent"]
-        .as_f64()
-        .unwrap_or(d.weight_percent);
-    format!("canaryd · {state} · {} % canary", fmt_num(percent))
+    let state = d.status.state();
+    format!(
+        "canaryd · {state} · {} % canary",
+        fmt_num(canary_percent(d))
+    )
 }
 
 /// The live part: summary, steps, charts, rules and decisions.
 pub fn fragment(d: &PageData<'_>) -> String {
-    let s = d.status;
-    let state = state_of(s);
+    let state = d.status.state();
     let allowed = if d.token_configured {
         allowed_actions(state).join(" ")
     } else {
@@ -177,26 +177,27 @@ pub fn fragment(d: &PageData<'_>) -> String {
         escape(&title(d))
     );
     summary(&mut out, d);
-    if state != "disabled" {
-        steps(&mut out, s);
+    if let Some(r) = d.status.rollout() {
+        steps(&mut out, r);
     }
     let history = History::from_log(d.decisions);
     let span = history.span(d.now_ms);
     out.push_str("<section class=\"card\"><h2>Canary weight</h2>");
     out.push_str(&status_chart::weight_svg(&history, span));
     out.push_str("</section>");
-    rules(&mut out, s, &history, span);
+    rules(
+        &mut out,
+        d.status.rollout().map_or(&[][..], |r| &r.rules),
+        &history,
+        span,
+    );
     decisions(&mut out, d.decisions);
     out
 }
 
 fn summary(out: &mut String, d: &PageData<'_>) {
-    let s = d.status;
-    let state = state_of(s);
-    let canary = s["canary_percent"]
-        .as_f64()
-        .unwrap_or(d.weight_percent)
-        .clamp(0.0, 100.0);
+    let state = d.status.state().as_str();
+    let canary = canary_percent(d).clamp(0.0, 100.0);
     let _ = write!(
         out,
         "<section class=\"card summary\"><div class=\"state-line\">\
@@ -204,11 +205,12 @@ fn summary(out: &mut String, d: &PageData<'_>) {
         cls = escape(&state.replace('_', "-")),
         state = escape(&state.replace('_', " ")),
     );
-    if let (Some(step), Some(n)) = (s["step"].as_u64(), s["steps"].as_array().map(Vec::len)) {
+    if let Some(r) = d.status.rollout() {
         let _ = write!(
             out,
-            "<span class=\"step-of\">step <b id=\"step\">{}</b> of {n}</span>",
-            step + 1
+            "<span class=\"step-of\">step <b id=\"step\">{}</b> of {}</span>",
+            r.step + 1,
+            r.steps.len()
         );
     }
     out.push_str("</div>");
@@ -224,28 +226,33 @@ fn summary(out: &mut String, d: &PageData<'_>) {
         st = fmt_num(100.0 - canary),
         cw = canary,
     );
-    if state == "disabled" {
+    let Some(s) = d.status.rollout() else {
         out.push_str(
             "<p class=\"reason\">No rollout policy is configured: canaryd is a plain splitting \
              proxy. Set <code>[rollout] policy</code> to run one.</p></section>",
         );
         return;
-    }
-    if let Some(e) = s["error"].as_str() {
+    };
+    if let Some(e) = &s.error {
         let _ = write!(out, "<p class=\"error\">{}</p>", escape(e));
+    }
+    if let Some(e) = &s.save_error {
+        let _ = write!(
+            out,
+            "<p class=\"error\" id=\"save-error\">state not saved: {}</p>",
+            escape(e)
+        );
     }
     let _ = write!(
         out,
         "<p class=\"reason\"><span class=\"label\">reason</span> <span id=\"reason\">{}</span></p>",
-        escape(s["reason"].as_str().unwrap_or(""))
+        escape(&s.reason)
     );
-    if let Some(u) = s["updated_at"].as_str() {
-        let _ = write!(
-            out,
-            "<p class=\"muted\">last change {} UTC</p>",
-            escape(&short_ts(u))
-        );
-    }
+    let _ = write!(
+        out,
+        "<p class=\"muted\">last change {} UTC</p>",
+        escape(&short_ts(&s.updated_at))
+    );
     out.push_str("</section>");
 }
 
@@ -265,20 +272,17 @@ fn short_ts(ts: &str) -> String {
     )
 }
 
-fn steps(out: &mut String, s: &Value) {
-    let Some(weights) = s["steps"].as_array() else {
-        return;
-    };
-    let state = state_of(s);
-    let current = s["step"].as_u64().unwrap_or(0) as usize;
+fn steps(out: &mut String, s: &RolloutStatus) {
+    let state = s.state;
+    let current = s.step;
     out.push_str("<section class=\"card\"><h2>Steps</h2><ol class=\"steps\" id=\"steps\">");
-    for (i, w) in weights.iter().enumerate() {
+    for (i, w) in s.steps.iter().enumerate() {
         let class = match state {
-            "promoted" => "done",
-            "idle" => "pending",
+            State::Promoted => "done",
+            State::Idle => "pending",
             _ if i < current => "done",
             _ if i == current => match state {
-                "rolled_back" | "aborted" => "stopped",
+                State::RolledBack | State::Aborted => "stopped",
                 _ => "current",
             },
             _ => "pending",
@@ -286,12 +290,12 @@ fn steps(out: &mut String, s: &Value) {
         let _ = write!(
             out,
             "<li class=\"step {class}\"><span class=\"w\">{} %</span>",
-            fmt_num(w.as_f64().unwrap_or(0.0))
+            fmt_num(*w)
         );
         if class == "current" {
-            let hold = s["step_hold_s"].as_f64().unwrap_or(0.0);
-            let held = s["step_held_s"].as_f64().unwrap_or(0.0).min(hold);
-            let left = s["step_hold_remaining_s"].as_f64().unwrap_or(0.0);
+            let hold = s.step_hold_s;
+            let held = s.step_held_s.min(hold);
+            let left = s.step_hold_remaining_s;
             let _ = write!(
                 out,
                 "<progress id=\"hold\" max=\"{:.3}\" value=\"{:.3}\"></progress>\
@@ -301,7 +305,11 @@ fn steps(out: &mut String, s: &Value) {
                 secs(held),
                 secs(hold),
                 secs(left),
-                if state == "paused" { " · paused" } else { "" }
+                if state == State::Paused {
+                    " · paused"
+                } else {
+                    ""
+                }
             );
         } else {
             let _ = write!(
@@ -319,19 +327,12 @@ fn steps(out: &mut String, s: &Value) {
     out.push_str("</ol></section>");
 }
 
-fn rules(out: &mut String, s: &Value, history: &History, span: (u64, u64)) {
-    let listed: Vec<&Value> = s["rules"]
-        .as_array()
-        .map(|r| r.iter().collect())
-        .unwrap_or_default();
+fn rules(out: &mut String, listed: &[RuleStatus], history: &History, span: (u64, u64)) {
     // The policy's rules in its order; without a policy, whatever the log holds.
     let names: Vec<String> = if listed.is_empty() {
         history.rules.iter().map(|r| r.name.clone()).collect()
     } else {
-        listed
-            .iter()
-            .filter_map(|r| r["name"].as_str().map(str::to_string))
-            .collect()
+        listed.iter().map(|r| r.name.clone()).collect()
     };
     if names.is_empty() {
         return;
@@ -342,46 +343,40 @@ fn rules(out: &mut String, s: &Value, history: &History, span: (u64, u64)) {
             "<table class=\"rules\" id=\"rules\"><thead><tr><th>rule</th><th>value</th>\
              <th>fail when</th><th>outcome</th><th>breaching</th></tr></thead><tbody>",
         );
-        for r in &listed {
-            let name = r["name"].as_str().unwrap_or("?");
-            let outcome = r["outcome"].as_str().unwrap_or("-");
-            let mut value = r["value"].as_f64().map_or("-".into(), fmt_num);
-            if r["compare"] == "baseline" {
+        for r in listed {
+            let outcome = r.outcome.map_or("-", |o| o.as_str());
+            let mut value = r.value.map_or("-".into(), fmt_num);
+            if r.compare == Some(RuleCompare::Baseline) {
                 let _ = write!(
                     value,
                     " <small>(canary {} / stable {})</small>",
-                    r["canary_value"].as_f64().map_or("-".into(), fmt_num),
-                    r["stable_value"].as_f64().map_or("-".into(), fmt_num)
+                    r.canary().map_or("-".into(), fmt_num),
+                    r.stable().map_or("-".into(), fmt_num)
                 );
             }
-            let breaching = r["breaching_for_s"].as_f64().unwrap_or(0.0);
             let _ = write!(
                 out,
                 "<tr data-rule=\"{n}\"><td>{n}{dry}<br><small>{src} · on fail {on_fail}</small></td>\
                  <td class=\"num\">{value}</td><td>{th}</td>\
                  <td><span class=\"badge outcome-{oc}\">{o}</span></td><td>{b}</td></tr>",
-                n = escape(name),
-                dry = if r["dry_run"] == true {
+                n = escape(&r.name),
+                dry = if r.dry_run {
                     " <span class=\"tag\">dry run</span>"
                 } else {
                     ""
                 },
-                src = escape(r["source"].as_str().unwrap_or("")),
-                on_fail = escape(r["on_fail"].as_str().unwrap_or("")),
-                th = escape(r["threshold"].as_str().unwrap_or("")),
+                src = escape(r.source.as_str()),
+                on_fail = escape(r.on_fail.as_str()),
+                th = escape(&r.threshold),
                 oc = escape(&outcome.replace('_', "-")),
                 o = escape(&outcome.replace('_', " ")),
-                b = if breaching > 0.0 {
-                    format!(
-                        "{} of {}",
-                        secs(breaching),
-                        secs(r["for_s"].as_f64().unwrap_or(0.0))
-                    )
+                b = if r.breaching_for_s > 0.0 {
+                    format!("{} of {}", secs(r.breaching_for_s), secs(r.for_s))
                 } else {
                     String::new()
                 },
             );
-            if let Some(e) = r["error"].as_str() {
+            if let Some(e) = &r.error {
                 let _ = write!(
                     out,
                     "<tr class=\"rule-error\"><td colspan=\"5\">error: {}</td></tr>",
@@ -398,64 +393,59 @@ fn rules(out: &mut String, s: &Value, history: &History, span: (u64, u64)) {
     out.push_str("</div></section>");
 }
 
-/// What a decision line adds to its reason: failed rules, hold reasons, the operator's words.
-fn details(l: &Value) -> Vec<String> {
+/// What a decision line adds to its reason: failed rules, hold reasons, alerts, steps, a
+/// failed save, every rule's value.
+fn details(l: &Decision) -> Vec<String> {
     let mut out = Vec::new();
-    let list = |v: &Value| {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .filter(|s| !s.is_empty())
-    };
-    if let Some(f) = list(&l["failed_rules"]) {
+    let list =
+        |v: &Option<Vec<String>>| v.as_deref().map(|a| a.join(", ")).filter(|s| !s.is_empty());
+    if let Some(f) = list(&l.failed_rules) {
         out.push(format!("failed: {f}"));
     }
-    if let Some(h) = list(&l["hold_reasons"]) {
+    if let Some(h) = list(&l.hold_reasons) {
         out.push(format!("holding: {h}"));
     }
-    if let Some(a) = l["alert_rule"].as_str() {
+    if let Some(a) = &l.alert_rule {
         out.push(format!("alert: {a}"));
     }
-    if let (Some(from), Some(to)) = (l["from_step"].as_u64(), l["to_step"].as_u64()) {
+    if let (Some(from), Some(to)) = (l.from_step, l.to_step) {
         out.push(format!("step {} → {}", from + 1, to + 1));
     }
-    if let Some(rules) = l["rules"].as_array() {
-        let vals: Vec<String> = rules
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} {} {}",
-                    r["name"].as_str().unwrap_or("?"),
-                    r["value"].as_f64().map_or("-".into(), fmt_num),
-                    r["outcome"].as_str().unwrap_or("-")
-                )
-            })
-            .collect();
-        if !vals.is_empty() {
-            out.push(vals.join(" · "));
-        }
+    if let Some(e) = &l.save_error {
+        out.push(format!("state not saved: {e}"));
+    }
+    let vals: Vec<String> = l
+        .rules()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                r.name,
+                r.value.map_or("-".into(), fmt_num),
+                r.outcome.map_or("-", |o| o.as_str())
+            )
+        })
+        .collect();
+    if !vals.is_empty() {
+        out.push(vals.join(" · "));
     }
     out
 }
 
-fn decisions(out: &mut String, lines: &[Value]) {
+fn decisions(out: &mut String, lines: &[Decision]) {
     out.push_str("<section class=\"card\"><h2>Last decisions</h2>");
     if lines.is_empty() {
         out.push_str("<p class=\"muted\" id=\"decisions\">No decisions logged yet.</p></section>");
         return;
     }
     // Newest first; a run of identical evaluations (same action and reason) is one row.
-    let mut rows: Vec<(&Value, usize)> = Vec::new();
+    let mut rows: Vec<(&Decision, usize)> = Vec::new();
     for l in lines.iter().rev() {
         if let Some((newest, n)) = rows.last_mut() {
-            let same = l["kind"] == "evaluation"
-                && newest["kind"] == "evaluation"
-                && l["action"] == newest["action"]
-                && l["reason"] == newest["reason"];
+            let same = l.kind == Kind::Evaluation
+                && newest.kind == Kind::Evaluation
+                && l.action == newest.action
+                && l.reason == newest.reason;
             if same {
                 *n += 1;
                 continue;
@@ -471,19 +461,19 @@ fn decisions(out: &mut String, lines: &[Value]) {
          <th>decision</th><th>split</th><th>reason</th></tr></thead><tbody>",
     );
     for (l, n) in rows {
-        let ts = l["ts"].as_str().unwrap_or("");
-        let action = l["action"].as_str().unwrap_or("?");
-        let by = l["by"].as_str().unwrap_or(if l["kind"] == "evaluation" {
-            "evaluation"
-        } else {
-            ""
-        });
+        let ts = l.ts.as_str();
+        let action = l.action.as_str();
+        let by = match (l.by, l.kind) {
+            (Some(by), _) => by.as_str(),
+            (None, Kind::Evaluation) => "evaluation",
+            (None, Kind::Transition) => "",
+        };
         let _ = write!(
             out,
             "<tr class=\"decision kind-{kind}\"><td title=\"{ts}\">{time}</td>\
              <td><span class=\"badge action-{ac}\">{a}</span>{times}<br><small>{by}</small></td>\
              <td class=\"num\">{pct} %</td><td><span class=\"why\">{why}</span>",
-            kind = escape(l["kind"].as_str().unwrap_or("")),
+            kind = escape(l.kind.as_str()),
             ts = escape(ts),
             time =
                 escape(&parse_ts(ts).map_or_else(|| ts.to_string(), |ms| clock(ms, true, false))),
@@ -495,8 +485,8 @@ fn decisions(out: &mut String, lines: &[Value]) {
                 String::new()
             },
             by = escape(by),
-            pct = l["canary_percent"].as_f64().map_or("-".into(), fmt_num),
-            why = escape(l["reason"].as_str().unwrap_or("")),
+            pct = fmt_num(l.canary_percent),
+            why = escape(&l.reason),
         );
         for d in details(l) {
             let _ = write!(out, "<br><small>{}</small>", escape(&d));
@@ -506,7 +496,7 @@ fn decisions(out: &mut String, lines: &[Value]) {
     out.push_str("</tbody></table></section>");
 }
 
-fn ops_panel(out: &mut String, d: &PageData<'_>, state: &str) {
+fn ops_panel(out: &mut String, d: &PageData<'_>, state: State) {
     let allowed = if d.token_configured {
         allowed_actions(state)
     } else {

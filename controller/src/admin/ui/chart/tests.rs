@@ -1,7 +1,8 @@
 //! Unit tests of `chart.rs`.
 
 use super::*;
-use serde_json::json;
+use crate::api::tests::decision;
+use serde_json::{json, Value};
 
 const T0: u64 = 1_714_564_800_000; // 2024-05-01T12:00:00Z
 
@@ -9,8 +10,8 @@ fn ts(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
-fn line(ms: u64, percent: f64, rules: Value) -> Value {
-    json!({"ts": ts(ms), "action": "healthy", "canary_percent": percent, "rules": rules})
+fn line(ms: u64, percent: f64, rules: Value) -> Decision {
+    decision(json!({"ts": ts(ms), "action": "healthy", "canary_percent": percent, "rules": rules}))
 }
 
 fn count(hay: &str, needle: &str) -> usize {
@@ -85,7 +86,7 @@ fn single_point_is_a_visible_line_and_dot() {
 
 #[test]
 fn weight_is_a_step_line_through_each_change() {
-    let lines: Vec<Value> = [(0, 5.0), (1, 5.0), (2, 25.0), (3, 25.0), (4, 50.0)]
+    let lines: Vec<Decision> = [(0, 5.0), (1, 5.0), (2, 25.0), (3, 25.0), (4, 50.0)]
         .iter()
         .map(|(s, w)| line(T0 + s * 10_000, *w, json!([])))
         .collect();
@@ -133,7 +134,7 @@ fn gaps_fails_and_threshold_changes() {
 #[test]
 fn many_points_are_bounded() {
     let n = 20_000u64;
-    let lines: Vec<Value> = (0..n)
+    let lines: Vec<Decision> = (0..n)
         .map(|i| {
             let v = (i as f64 / 7.0).sin().abs();
             line(

@@ -1,12 +1,13 @@
 //! Unit tests of `page.rs`.
 
 use super::*;
+use crate::api::tests::{decision, status as status_from};
 use crate::policy::Policy;
 use crate::rollout::{Command, Phase, Rollout};
 use serde_json::json;
 
-fn status() -> Value {
-    json!({
+fn status() -> Status {
+    status_from(json!({
         "state": "progressing", "policy": "demo<x>", "step": 1, "steps": [5.0, 25.0, 100.0],
         "canary_percent": 25.0, "step_hold_s": 60.0, "step_held_s": 15.0,
         "step_hold_remaining_s": 45.0, "reason": "step 1 held <healthy>",
@@ -14,11 +15,11 @@ fn status() -> Value {
         "rules": [{"name": "error-rate", "value": 0.002, "threshold": "> 0.01",
                    "outcome": "pass", "breaching_for_s": 0.0, "for_s": 0.0,
                    "source": "local", "on_fail": "rollback", "dry_run": false}],
-    })
+    }))
 }
 
-fn log() -> Vec<Value> {
-    vec![
+fn log() -> Vec<Decision> {
+    [
         json!({"ts": "2024-05-01T12:00:00.000Z", "kind": "transition", "action": "start",
                "by": "operator", "canary_percent": 5.0, "reason": "operator: started",
                "rules": [{"name": "error-rate", "value": null, "threshold": "> 0.01", "outcome": null}]}),
@@ -33,9 +34,12 @@ fn log() -> Vec<Value> {
                "reason": "step 1 held <healthy>",
                "rules": [{"name": "error-rate", "value": 0.002, "threshold": "> 0.01", "outcome": "pass"}]}),
     ]
+    .into_iter()
+    .map(decision)
+    .collect()
 }
 
-fn data<'a>(s: &'a Value, l: &'a [Value], token: bool) -> PageData<'a> {
+fn data<'a>(s: &'a Status, l: &'a [Decision], token: bool) -> PageData<'a> {
     PageData {
         status: s,
         decisions: l,
@@ -54,9 +58,8 @@ fn page_shows_state_split_steps_charts_and_decisions() {
     assert!(html.contains("<style nonce=\"abc123\">"));
     assert!(html.contains("id=\"state\" class=\"badge state-progressing\">progressing<"));
     assert!(html.contains("<b class=\"canary\">25 %</b> canary"));
-    assert!(html.contains(
-        "<li class=\"step current\"><span class=\"w\">25 %</span><progress id=\"hold\""
-    ));
+    assert!(html
+        .contains("<li class=\"step current\"><span class=\"w\">25 %</span><progress id=\"hold\""));
     assert!(html.contains("15s of 1m held · 45s left"));
     assert!(html.contains("class=\"weight-line\""));
     assert!(html.contains("data-rule=\"error-rate\""));
@@ -91,7 +94,9 @@ fn without_a_token_file_every_button_is_disabled() {
 
 #[test]
 fn without_a_policy_the_page_says_so() {
-    let s = json!({"state": "disabled", "hint": "no [rollout] policy"});
+    let s: Status =
+        serde_json::from_value(json!({"state": "disabled", "hint": "no [rollout] policy"}))
+            .unwrap();
     let html = fragment(&data(&s, &[], true));
     assert!(html.contains("plain splitting"));
     assert!(
@@ -144,10 +149,10 @@ fn allowed_actions_match_the_state_machine() {
             let mut r = Rollout::idle(policy(), 0.0, 0);
             r.state.phase = phase;
             let accepted = r.apply(cmd, "", 0).is_ok();
-            let allowed = allowed_actions(phase.as_str()).contains(name);
+            let allowed = allowed_actions(State::from(phase)).contains(name);
             assert_eq!(allowed, accepted, "{name} in {}", phase.as_str());
         }
     }
-    assert!(allowed_actions("blocked").is_empty());
-    assert!(allowed_actions("disabled").is_empty());
+    assert!(allowed_actions(State::Blocked).is_empty());
+    assert!(allowed_actions(State::Disabled).is_empty());
 }

@@ -1,0 +1,579 @@
+//! The controller's documents, typed: what it publishes and what it is sent.
+//!
+//! - [`Status`]: `GET /api/v1/status`, the answer to every operator action, `canaryd status`
+//!   and the status page. Either a [`RolloutStatus`] or, without a policy, `disabled`.
+//! - [`Decision`]: one line of `state_dir/decisions.ndjson`, one element of
+//!   `GET /api/v1/decisions` ([`DecisionList`]), the body of a `json` webhook and the source of
+//!   the status page's charts. Its per-transition fields (`from_step`, `failed_rules`, …) are
+//!   present only on the lines they belong to.
+//! - [`RuleStatus`]: one rule, in the status document and in every decision line.
+//! - [`ActionRequest`]: the body of `POST /api/v1/{start,…,weight}`.
+//! - [`ApiError`]: the admin API's `{"error", "hint"}` answer to a refused request.
+//!
+//! The controller builds these values and every reader (admin API, status page, webhooks, the
+//! CLI) uses their fields, so a renamed or retyped field is a compile error, not a runtime
+//! surprise. The JSON is what canaryd has always written: the same keys, `null` where a key
+//! was always present, the key left out where it was left out, and — because the fields of
+//! each struct are declared in alphabetical order, the order serde_json's map wrote them in
+//! before these types existed — the same bytes. Decision lines written by earlier versions
+//! still read: every key that is not on every line is optional.
+//!
+//! `save_error` (in [`RolloutStatus`] and [`Decision`]) is new: present only when saving the
+//! rollout state to `state.json` failed.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::policy::{Compare, OnFail, Outcome, SourceKind};
+use crate::rollout::Phase;
+
+// === the status document ===
+
+/// `GET /api/v1/status`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Status {
+    /// A policy is configured: where its rollout is.
+    Rollout(Box<RolloutStatus>),
+    /// No `[rollout] policy`: canaryd is a plain splitting proxy. On the wire
+    /// `{"hint": "…", "state": "disabled"}`.
+    Disabled { hint: String },
+}
+
+/// The status document of a configured rollout.
+///
+/// Fields are in alphabetical order (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutStatus {
+    /// The split in force, in percent.
+    pub canary_percent: f64,
+    /// Why the controller is blocked (state `blocked`); `null` otherwise.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The newest decision line; `null` before the first one.
+    #[serde(default)]
+    pub last_decision: Option<Decision>,
+    pub policy: String,
+    /// Why the last transition happened.
+    pub reason: String,
+    /// The policy's rules, in its order.
+    pub rules: Vec<RuleStatus>,
+    /// Present while the rollout's state is not on disk: the last save of `state.json` failed
+    /// (the message says why). Everything else in the document is what is in force; canaryd
+    /// retries the save every second and drops this key once one succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub save_error: Option<String>,
+    pub state: State,
+    /// Index of the current step, from 0.
+    pub step: usize,
+    /// Healthy time served in the current step.
+    pub step_held_s: f64,
+    pub step_hold_remaining_s: f64,
+    /// The current step's `hold`.
+    pub step_hold_s: f64,
+    /// RFC 3339.
+    pub step_started_at: String,
+    /// The policy's step weights, in percent.
+    pub steps: Vec<f64>,
+    /// RFC 3339: the last transition.
+    pub updated_at: String,
+}
+
+/// `state` in the status document: the rollout's phase, or why there is none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Idle,
+    Progressing,
+    Paused,
+    RollingBack,
+    Promoted,
+    RolledBack,
+    Aborted,
+    /// The state file could not be read: 0 % canary, nothing judged, every command refused.
+    Blocked,
+    /// No policy configured.
+    Disabled,
+}
+
+/// One rule, as the status document and every decision line show it.
+///
+/// Fields are in alphabetical order (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleStatus {
+    /// How long the current breach has lasted (0 when none).
+    pub breaching_for_s: f64,
+    /// Baseline rules only (`Some`, written even when `null`): the canary's raw value.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub canary_value: Option<Option<f64>>,
+    /// `baseline` for rules judged as canary / stable; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<RuleCompare>,
+    pub dry_run: bool,
+    /// The last error (provider unreachable, bad query); absent when the last sample was not
+    /// an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The rule's `for`.
+    pub for_s: f64,
+    pub name: String,
+    pub on_fail: RuleOnFail,
+    /// `null` before the first evaluation.
+    #[serde(default, with = "outcome")]
+    pub outcome: Option<Outcome>,
+    pub source: RuleSource,
+    /// Baseline rules only (`Some`, written even when `null`): stable's raw value.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub stable_value: Option<Option<f64>>,
+    /// `fail_when` as written in the policy (`> 0.01`).
+    pub threshold: String,
+    /// The value judged (canary / stable for baseline rules); `null` for no data and errors.
+    #[serde(default)]
+    pub value: Option<f64>,
+}
+
+/// `source` of a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleSource {
+    Local,
+    Prometheus,
+}
+
+/// `on_fail` of a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleOnFail {
+    Rollback,
+    Hold,
+    Alert,
+}
+
+/// `compare` of a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleCompare {
+    Baseline,
+}
+
+// === the decision line ===
+
+/// One decision: a line of `decisions.ndjson`, a `json` webhook's body.
+///
+/// The rollout fields (`state`, `step`, `canary_percent`, `held_s`, `reason`) describe the
+/// rollout after the decision, as it is in force. Fields are in alphabetical order (see the
+/// module documentation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub action: Action,
+    /// `alert`: the rule (and its error, for errors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_rule: Option<String>,
+    /// Transitions: who decided. Absent on evaluations and reloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<By>,
+    /// The split in force after the decision, in percent.
+    pub canary_percent: f64,
+    /// `rollback`: the rules that failed (empty when an operator rolled back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_rules: Option<Vec<String>>,
+    /// The split before the decision. canaryd does not write it yet; the slack summary shows
+    /// `(from % → to %)` when a line has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_percent: Option<f64>,
+    /// `advance`: the step left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_step: Option<usize>,
+    /// `rollback`: whether it drains gradually.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gradual: Option<bool>,
+    /// Healthy time served in the current step. Absent on `reload` lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_s: Option<f64>,
+    /// `hold`: why the rollout holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_reasons: Option<Vec<String>>,
+    pub kind: Kind,
+    /// Operator actions: the `--reason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_reason: Option<String>,
+    /// `set_weight`: the split asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    pub policy: String,
+    pub reason: String,
+    /// Every rule with its value and outcome. Absent on `reload` lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<RuleStatus>>,
+    /// Present when saving the rollout state for this decision failed (the message says why,
+    /// and whether the decision was applied: a move towards stable is, a move towards the
+    /// canary is not — the rollout fields of the line are what is in force).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub save_error: Option<String>,
+    pub state: Phase,
+    pub step: usize,
+    /// `advance`: the step entered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_step: Option<usize>,
+    /// RFC 3339, milliseconds.
+    pub ts: String,
+}
+
+/// `kind` of a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Something happened.
+    Transition,
+    /// A periodic round in which nothing happened.
+    Evaluation,
+}
+
+/// `action` of a decision; also the label of `canaryd_decisions_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    // Transitions.
+    Start,
+    Advance,
+    Promote,
+    /// A hold begins (a transition), or an evaluation while holding.
+    Hold,
+    HoldEnd,
+    Alert,
+    Rollback,
+    RollbackStep,
+    RolledBack,
+    Pause,
+    Resume,
+    Abort,
+    SetWeight,
+    /// The policy was reloaded (SIGHUP).
+    Reload,
+    // Evaluations.
+    Healthy,
+    Paused,
+    RollingBack,
+    /// An evaluation in a phase that judges nothing.
+    None,
+}
+
+/// `by` of a transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum By {
+    Controller,
+    Operator,
+}
+
+/// `GET /api/v1/decisions`: the last lines, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionList {
+    pub decisions: Vec<Decision>,
+}
+
+// === requests and errors ===
+
+/// The body of `POST /api/v1/<action>`. Both keys are optional; `percent` is needed by
+/// `/api/v1/weight` and ignored elsewhere.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ActionRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    /// Why: logged as `operator_reason` and sent to webhooks.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// The admin API's answer to a request it refuses (4xx).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    #[serde(default)]
+    pub error: String,
+    #[serde(default)]
+    pub hint: String,
+}
+
+// === impl Status ===
+
+impl Status {
+    /// The document without a policy.
+    pub fn disabled() -> Self {
+        Status::Disabled {
+            hint: "no [rollout] policy configured: canaryd is a plain splitting proxy".into(),
+        }
+    }
+
+    pub fn state(&self) -> State {
+        match self {
+            Status::Rollout(r) => r.state,
+            Status::Disabled { .. } => State::Disabled,
+        }
+    }
+
+    /// The rollout's document; `None` when disabled.
+    pub fn rollout(&self) -> Option<&RolloutStatus> {
+        match self {
+            Status::Rollout(r) => Some(r),
+            Status::Disabled { .. } => None,
+        }
+    }
+}
+
+impl From<RolloutStatus> for Status {
+    fn from(r: RolloutStatus) -> Self {
+        Status::Rollout(Box::new(r))
+    }
+}
+
+impl Serialize for Status {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Disabled<'a> {
+            hint: &'a str,
+            state: State,
+        }
+        match self {
+            Status::Rollout(r) => r.serialize(s),
+            Status::Disabled { hint } => Disabled {
+                hint,
+                state: State::Disabled,
+            }
+            .serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Status {
+    /// `state: "disabled"` is the disabled document, anything else a [`RolloutStatus`] (whose
+    /// errors name the missing or mistyped field).
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        #[derive(Deserialize)]
+        struct Probe {
+            state: State,
+            #[serde(default)]
+            hint: String,
+        }
+        let doc = serde_json::Value::deserialize(d)?;
+        let probe = Probe::deserialize(&doc).map_err(D::Error::custom)?;
+        if probe.state == State::Disabled {
+            return Ok(Status::Disabled { hint: probe.hint });
+        }
+        RolloutStatus::deserialize(doc)
+            .map(Status::from)
+            .map_err(D::Error::custom)
+    }
+}
+
+// === impl State ===
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Idle => "idle",
+            State::Progressing => "progressing",
+            State::Paused => "paused",
+            State::RollingBack => "rolling_back",
+            State::Promoted => "promoted",
+            State::RolledBack => "rolled_back",
+            State::Aborted => "aborted",
+            State::Blocked => "blocked",
+            State::Disabled => "disabled",
+        }
+    }
+
+    /// The rollout phase this state is; `None` for `blocked` and `disabled`.
+    pub fn phase(self) -> Option<Phase> {
+        Some(match self {
+            State::Idle => Phase::Idle,
+            State::Progressing => Phase::Progressing,
+            State::Paused => Phase::Paused,
+            State::RollingBack => Phase::RollingBack,
+            State::Promoted => Phase::Promoted,
+            State::RolledBack => Phase::RolledBack,
+            State::Aborted => Phase::Aborted,
+            State::Blocked | State::Disabled => return None,
+        })
+    }
+}
+
+impl From<Phase> for State {
+    fn from(p: Phase) -> Self {
+        match p {
+            Phase::Idle => State::Idle,
+            Phase::Progressing => State::Progressing,
+            Phase::Paused => State::Paused,
+            Phase::RollingBack => State::RollingBack,
+            Phase::Promoted => State::Promoted,
+            Phase::RolledBack => State::RolledBack,
+            Phase::Aborted => State::Aborted,
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// === impl RuleStatus and its enums ===
+
+impl RuleStatus {
+    /// Baseline rules: the raw canary value (`None` for other rules and when it had none).
+    pub fn canary(&self) -> Option<f64> {
+        self.canary_value.flatten()
+    }
+
+    /// Baseline rules: stable's raw value.
+    pub fn stable(&self) -> Option<f64> {
+        self.stable_value.flatten()
+    }
+}
+
+impl RuleSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleSource::Local => "local",
+            RuleSource::Prometheus => "prometheus",
+        }
+    }
+}
+
+impl From<SourceKind> for RuleSource {
+    fn from(s: SourceKind) -> Self {
+        match s {
+            SourceKind::Local => RuleSource::Local,
+            SourceKind::Prometheus => RuleSource::Prometheus,
+        }
+    }
+}
+
+impl RuleOnFail {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleOnFail::Rollback => "rollback",
+            RuleOnFail::Hold => "hold",
+            RuleOnFail::Alert => "alert",
+        }
+    }
+}
+
+impl From<OnFail> for RuleOnFail {
+    fn from(o: OnFail) -> Self {
+        match o {
+            OnFail::Rollback => RuleOnFail::Rollback,
+            OnFail::Hold => RuleOnFail::Hold,
+            OnFail::Alert => RuleOnFail::Alert,
+        }
+    }
+}
+
+impl From<Compare> for RuleCompare {
+    fn from(c: Compare) -> Self {
+        match c {
+            Compare::Baseline => RuleCompare::Baseline,
+        }
+    }
+}
+
+/// A key that, when present, holds a value or `null`: `Some(None)` for `null`. (Missing keys
+/// are `None` through `#[serde(default)]`.)
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<f64>>, D::Error> {
+    Option::<f64>::deserialize(d).map(Some)
+}
+
+/// `Option<Outcome>` as `"pass"`, `"fail"`, `"no_data"`, `"error"` or `null` (the rule
+/// module's [`Outcome`] only serializes).
+mod outcome {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::policy::Outcome;
+
+    pub fn serialize<S: Serializer>(o: &Option<Outcome>, s: S) -> Result<S::Ok, S::Error> {
+        o.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Outcome>, D::Error> {
+        let Some(name) = Option::<String>::deserialize(d)? else {
+            return Ok(None);
+        };
+        Outcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == name)
+            .map(Some)
+            .ok_or_else(|| D::Error::unknown_variant(&name, &["pass", "fail", "no_data", "error"]))
+    }
+}
+
+// === impl Decision and its enums ===
+
+impl Decision {
+    /// The rules of the line (none on `reload` lines).
+    pub fn rules(&self) -> &[RuleStatus] {
+        self.rules.as_deref().unwrap_or_default()
+    }
+}
+
+impl Action {
+    /// The `action` value, and the label of `canaryd_decisions_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Advance => "advance",
+            Action::Promote => "promote",
+            Action::Hold => "hold",
+            Action::HoldEnd => "hold_end",
+            Action::Alert => "alert",
+            Action::Rollback => "rollback",
+            Action::RollbackStep => "rollback_step",
+            Action::RolledBack => "rolled_back",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+            Action::Abort => "abort",
+            Action::SetWeight => "set_weight",
+            Action::Reload => "reload",
+            Action::Healthy => "healthy",
+            Action::Paused => "paused",
+            Action::RollingBack => "rolling_back",
+            Action::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Transition => "transition",
+            Kind::Evaluation => "evaluation",
+        }
+    }
+}
+
+impl By {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            By::Controller => "controller",
+            By::Operator => "operator",
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
