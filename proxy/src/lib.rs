@@ -6,49 +6,51 @@
 //!
 //! # Layout
 //!
-//! - [`routing`]: the per-request decision (header override → sticky bucket → weighted random)
-//!   and the atomically swapped [`routing::RoutingTable`] the controller writes.
-//! - [`sticky`]: bucket hashing and the sticky cookie.
-//! - [`routes`]: per-prefix settings (timeouts), longest prefix wins.
-//! - [`pool`]: servers of a variant, smooth weighted round-robin, passive `max_fails`.
-//! - [`health`]: active HTTP health checks.
-//! - [`forwarding`]: X-Real-IP / X-Forwarded-For / X-Forwarded-Proto as nginx sets them.
-//! - [`metrics`] and [`process_metrics`]: lock-free counters and histograms, Prometheus text.
-//! - [`windows`]: per-variant one-second rings (requests, 5xx, latency buckets) giving the
+//! - `routing`: the per-request decision (header override → sticky bucket → weighted random)
+//!   and the atomically swapped [[`RoutingTable`]] the controller writes.
+//! - `sticky`: bucket hashing and the sticky cookie.
+//! - `routes`: per-prefix settings (timeouts), longest prefix wins.
+//! - `pool`: servers of a variant, smooth weighted round-robin, passive `max_fails`.
+//! - `health`: active HTTP health checks.
+//! - `forwarding`: X-Real-IP / X-Forwarded-For / X-Forwarded-Proto as nginx sets them.
+//! - `metrics` and `process_metrics`: lock-free counters and histograms, Prometheus text.
+//! - `windows`: per-variant one-second rings (requests, 5xx, latency buckets) giving the
 //!   controller's `source = "local"` rules error ratio, rps and quantiles over the last seconds.
-//! - [`service`]: the `ProxyHttp` implementation tying the above together.
-//! - [`listener`]: one single-threaded Pingora service per worker, accepting on shared
+//! - `service`: the `ProxyHttp` implementation tying the above together.
+//! - `listener`: one single-threaded Pingora service per worker, accepting on shared
 //!   listening sockets (no cross-thread wake-ups).
-//! - [`server`]: building the Pingora server and stopping it gracefully.
-//! - [`clock`]: a cheap monotonic millisecond clock.
+//! - `server`: building the Pingora server and stopping it gracefully.
+//! - `clock`: a cheap monotonic millisecond clock.
 
-pub mod clock;
-pub mod forwarding;
-pub mod health;
-pub mod listener;
-pub mod metrics;
-pub mod pool;
-pub mod process_metrics;
-pub mod routes;
-pub mod routing;
-pub mod server;
-pub mod service;
-pub mod sticky;
-pub mod windows;
+//!
+//! Modules are private; what the controller, the binary, the benches and the tests use is
+//! re-exported below.
+
+mod clock;
+mod forwarding;
+mod health;
+mod listener;
+mod metrics;
+mod pool;
+mod process_metrics;
+mod routes;
+mod routing;
+mod server;
+mod service;
+mod sticky;
+mod windows;
 
 use std::sync::Arc;
 
 use canaryd_config::DataPlaneConfig;
-pub use metrics::Metrics;
-pub use routing::{RoutingHandle, RoutingTable, Variant};
+pub use metrics::{escape as escape_label, FailureKind, FallbackReason, Metrics};
+pub use pool::{Pool, PoolError};
+pub use process_metrics::render as render_process_metrics;
+pub use routes::Routes;
+pub use routing::{Reason, Router, RoutingHandle, RoutingTable, Variant};
 pub use server::ProxyServer;
 pub use service::{DataPlane, Drain, Upstreams};
-
-/// The configuration model moved to `canaryd-config`; this alias keeps
-/// `canaryd_proxy::config::{duration, ServerEntry}` (the controller's policy loader, the
-/// import-nginx end-to-end test) resolving until they import `canaryd_config` directly.
-#[doc(hidden)]
-pub use canaryd_config as config;
+pub use windows::{WindowStats, Windows};
 
 /// Builds the shared data plane from validated configuration and a routing handle.
 pub fn build_data_plane(

@@ -15,9 +15,9 @@ use std::time::Duration;
 use canaryd_config::{
     PoolConfig, ProxyConfig, RouteConfig, RoutingConfig, ServerEntry, StickyConfig, StickyKey,
 };
-use canaryd_proxy::pool::Pool;
-use canaryd_proxy::routes::Routes;
-use canaryd_proxy::routing::{Reason, Router};
+use canaryd_proxy::Pool;
+use canaryd_proxy::Routes;
+use canaryd_proxy::{Reason, Router};
 use canaryd_proxy::{Metrics, RoutingHandle, RoutingTable, Variant};
 use http::{HeaderMap, HeaderValue};
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
-use canaryd_proxy::metrics::escape;
+use canaryd_proxy::escape_label as escape;
 
 use crate::api::{Action, State, Status};
 use crate::policy::Outcome;
