@@ -21,7 +21,6 @@
 //!   listening sockets (no cross-thread wake-ups).
 //! - `server`: building the Pingora server and stopping it gracefully.
 //! - `clock`: a cheap monotonic millisecond clock.
-
 //!
 //! Modules are private; what the controller, the binary, the benches and the tests use is
 //! re-exported below.
