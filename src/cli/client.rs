@@ -1,10 +1,10 @@
 //! The HTTP client behind the operator CLI (`canaryd status`, `start`, `pause`, …): calls the
-//! admin API and turns its `{"error","hint"}` answers into [`ClientError`]s.
+//! admin API, reads its answers as the controller's typed documents ([`Status`]) and turns its
+//! `{"error","hint"}` answers ([`ApiError`]) into [`ClientError`]s.
 
 use std::time::Duration;
 
-use prometheus_http_query::reqwest;
-use serde_json::Value;
+use canaryd_controller::{ActionRequest, ApiError, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -44,53 +44,64 @@ impl AdminClient {
         })
     }
 
-    pub async fn status(&self) -> Result<Value, ClientError> {
-        self.send(self.http.get(format!("{}/api/v1/status", self.base)))
-            .await
-    }
-
-    pub async fn decisions(&self, limit: usize) -> Result<Value, ClientError> {
-        self.send(
-            self.http
-                .get(format!("{}/api/v1/decisions?limit={limit}", self.base)),
-        )
-        .await
+    pub async fn status(&self) -> Result<Status, ClientError> {
+        let body = self
+            .send(self.http.get(format!("{}/api/v1/status", self.base)))
+            .await?;
+        self.read(&body)
     }
 
     /// `POST /api/v1/<action>` with `body`; answers the new status.
-    pub async fn action(&self, action: &str, body: Value) -> Result<Value, ClientError> {
+    pub async fn action(&self, action: &str, body: &ActionRequest) -> Result<Status, ClientError> {
+        let body = serde_json::to_string(body).map_err(|e| ClientError::Invalid {
+            url: self.base.clone(),
+            reason: format!("cannot encode the request: {e}"),
+        })?;
         let mut req = self
             .http
             .post(format!("{}/api/v1/{action}", self.base))
             .header("content-type", "application/json")
-            .body(body.to_string());
+            .body(body);
         if let Some(t) = &self.token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
-        self.send(req).await
+        let body = self.send(req).await?;
+        self.read(&body)
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, ClientError> {
+    /// A status document from a 2xx answer's body.
+    fn read(&self, body: &[u8]) -> Result<Status, ClientError> {
+        serde_json::from_slice(body).map_err(|e| ClientError::Invalid {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Sends `req`: the body of a 2xx answer, or the [`ApiError`] of any other.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, ClientError> {
+        let invalid = |reason: String| ClientError::Invalid {
+            url: self.base.clone(),
+            reason,
+        };
         let resp = req.send().await.map_err(|e| ClientError::Unreachable {
             url: self.base.clone(),
             reason: e.to_string(),
         })?;
         let status = resp.status().as_u16();
-        let body: Value = resp.json().await.map_err(|e| ClientError::Invalid {
-            url: self.base.clone(),
-            reason: e.to_string(),
-        })?;
+        let body = resp.bytes().await.map_err(|e| invalid(e.to_string()))?;
         if (200..300).contains(&status) {
-            Ok(body)
-        } else {
-            Err(ClientError::Api {
-                status,
-                error: body["error"]
-                    .as_str()
-                    .unwrap_or("request failed")
-                    .to_string(),
-                hint: body["hint"].as_str().unwrap_or("").to_string(),
-            })
+            return Ok(body.to_vec());
         }
+        let refusal: ApiError =
+            serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
+        Err(ClientError::Api {
+            status,
+            error: if refusal.error.is_empty() {
+                "request failed".to_string()
+            } else {
+                refusal.error
+            },
+            hint: refusal.hint,
+        })
     }
 }
