@@ -7,6 +7,7 @@
 //! was expected, e.g.
 //! `/etc/canaryd/canaryd.toml:12: key `proxy.threads`: invalid type: found string "two", expected usize`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,7 +16,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
 
-use crate::check::{check_prometheus_url, check_url};
+use crate::check::{byte_size, check_prometheus, check_url};
 use crate::de::duration;
 use crate::location::line_of;
 use crate::problem::{figment_problems, ConfigError, Invalid, Problem};
@@ -58,17 +59,69 @@ impl Default for AdminConfig {
     }
 }
 
-/// `[prometheus]`: where PromQL rules are evaluated.
+/// `[prometheus]`: where PromQL rules are evaluated, and how to reach it (TLS roots,
+/// credentials, extra headers). Validated by [`check_prometheus`](crate::check_prometheus).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusConfig {
+    /// `http://` or `https://`, optionally with a path prefix; queries go to
+    /// `<url>/api/v1/query`.
     pub url: String,
     #[serde(default = "default_prom_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
+    /// Largest answer read, in bytes; a larger one is an `error` outcome.
+    #[serde(
+        default = "default_prom_max_response_size",
+        deserialize_with = "byte_size"
+    )]
+    pub max_response_size: u64,
+    /// PEM file with the CA certificate(s) to trust for `https://` (instead of the system's).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// File holding a bearer token (mode-checked like the admin token).
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// HTTP basic authentication; exclusive with `bearer_token_file`.
+    #[serde(default)]
+    pub basic_auth: Option<PrometheusBasicAuth>,
+    /// Extra request headers (e.g. `X-Scope-OrgID`); `Authorization` is refused.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// `[prometheus] basic_auth = { username = "…", password_file = "…" }`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusBasicAuth {
+    pub username: String,
+    /// File holding the password (mode-checked like the admin token).
+    pub password_file: PathBuf,
+}
+
+impl PrometheusConfig {
+    /// `max_response_size` when not set: 1 MiB.
+    pub const DEFAULT_MAX_RESPONSE_SIZE: u64 = 1 << 20;
+
+    /// A section with `url`, `timeout` and every other key at its default.
+    pub fn new(url: impl Into<String>, timeout: Duration) -> Self {
+        Self {
+            url: url.into(),
+            timeout,
+            max_response_size: Self::DEFAULT_MAX_RESPONSE_SIZE,
+            ca_file: None,
+            bearer_token_file: None,
+            basic_auth: None,
+            headers: BTreeMap::new(),
+        }
+    }
 }
 
 fn default_prom_timeout() -> Duration {
     Duration::from_secs(5)
+}
+
+fn default_prom_max_response_size() -> u64 {
+    PrometheusConfig::DEFAULT_MAX_RESPONSE_SIZE
 }
 
 /// `[rollout]`: the policy and where its state lives.
@@ -197,12 +250,7 @@ impl Config {
             });
         }
         if let Some(prom) = &self.prometheus {
-            if let Err(e) = check_prometheus_url(&prom.url, prom.timeout) {
-                out.push(Invalid {
-                    key: "prometheus.url".into(),
-                    message: format!("expected a usable http:// URL: {e}"),
-                });
-            }
+            out.extend(check_prometheus(prom));
         }
         for (i, n) in self.notify.iter().enumerate() {
             if let Err(e) = check_url(&n.url) {

@@ -25,9 +25,15 @@ mod location;
 mod problem;
 mod proxy;
 
-pub use check::{check_prometheus_url, check_url, is_header_name};
+pub use check::{
+    byte_size, check_prometheus, check_prometheus_url, check_url, is_header_name, is_header_value,
+    parse_size, MAX_PROMETHEUS_RESPONSE_SIZE,
+};
 pub use de::duration;
-pub use file::{AdminConfig, Config, NotifyConfig, NotifyFormat, PrometheusConfig, RolloutConfig};
+pub use file::{
+    AdminConfig, Config, NotifyConfig, NotifyFormat, PrometheusBasicAuth, PrometheusConfig,
+    RolloutConfig,
+};
 pub use location::line_of;
 pub use problem::{figment_problems, ConfigError, Invalid, Problem};
 pub use proxy::{
