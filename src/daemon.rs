@@ -1,0 +1,190 @@
+//! `canaryd serve`: builds the daemon from its files and runs it.
+//!
+//! Two runtimes: Pingora's workers carry the requests ([`canaryd_proxy::ProxyServer`]); one
+//! control runtime on its own thread carries everything else — the admin listener, health
+//! checks, the controller, webhooks, SIGHUP reloads and systemd notifications — so neither can
+//! delay the other. The main thread is handed to Pingora until the graceful stop ends.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use canaryd_controller::{
+    run_admin, AdminState, Board, Controller, DecisionLog, Handle, LiveSources, Notifier,
+    PromClient, Settings, StateStore,
+};
+use canaryd_proxy::{ProxyServer, RoutingHandle};
+
+use crate::{files, reload, systemd};
+
+/// Loads the files, starts the control runtime and runs the proxy until a graceful stop.
+pub fn serve(path: &Path) -> anyhow::Result<()> {
+    let cfg = files::load_config(path)?;
+    let policy = files::load_policy(&cfg, path)?;
+    let token = files::load_token(&cfg)?;
+    let dp_cfg = cfg.data_plane();
+    let table = RoutingHandle::new(RoutingHandle::percent_to_bp(cfg.rollout.initial_percent));
+    let plane =
+        canaryd_proxy::build_data_plane(&dp_cfg, table).context("building upstream pools")?;
+
+    let admin_listener = std::net::TcpListener::bind(&cfg.admin.listen)
+        .with_context(|| format!("admin.listen: cannot listen on {}", cfg.admin.listen))?;
+    admin_listener
+        .set_nonblocking(true)
+        .context("admin listener")?;
+    let server = ProxyServer::build(&dp_cfg, plane.clone())?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let control = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("canaryd-control")
+        .enable_all()
+        .build()
+        .context("starting the control runtime")?;
+    let board = Arc::new(Board::default());
+    let (controller_done_tx, controller_done_rx) = std::sync::mpsc::channel::<()>();
+    let notifier = {
+        let _guard = control.enter();
+        Notifier::start(&cfg.notify)
+    };
+    let (handle, decisions): (Option<Handle>, Option<Arc<DecisionLog>>) = match policy {
+        Some(policy) => {
+            let log = Arc::new(DecisionLog::open(&cfg.rollout.state_dir));
+            let prom = cfg
+                .prometheus
+                .as_ref()
+                .map(|p| PromClient::new(&p.url, p.timeout))
+                .transpose()
+                .context("prometheus.url")?;
+            let webhooks = notifier.clone();
+            let controller = {
+                let _guard = control.enter();
+                Controller::new(
+                    policy,
+                    Settings {
+                        initial_percent: cfg.rollout.initial_percent,
+                        autostart: cfg.rollout.autostart,
+                        on_transition: Some(Arc::new(move |line| webhooks.notify(line))),
+                    },
+                    StateStore::new(&cfg.rollout.state_dir),
+                    log.clone(),
+                    plane.table.clone(),
+                    LiveSources {
+                        prom,
+                        metrics: plane.metrics.clone(),
+                    },
+                    board.clone(),
+                )
+            };
+            let handle = controller.handle();
+            let stop = stop_rx.clone();
+            control.spawn(async move {
+                controller.run(stop).await;
+                let _ = controller_done_tx.send(());
+            });
+            (Some(handle), Some(log))
+        }
+        None => {
+            drop(controller_done_tx);
+            (None, None)
+        }
+    };
+    let admin_state = Arc::new(AdminState {
+        plane: plane.clone(),
+        board,
+        decisions,
+        controller: handle.clone(),
+        token,
+        extra_metrics: Some(Arc::new(move |out: &mut String| notifier.render(out))),
+    });
+    {
+        let _guard = control.enter();
+        let listener =
+            tokio::net::TcpListener::from_std(admin_listener).context("admin listener")?;
+        control.spawn(run_admin(listener, admin_state, stop_rx.clone()));
+        // Health checkers run per generation of upstreams; dropping the switch stops them.
+        let (health_stop, health_rx) = tokio::sync::watch::channel(false);
+        canaryd_proxy::spawn_health_checks(&plane.upstreams(), &dp_cfg, health_rx);
+        control.spawn(reload::on_sighup(
+            path.to_path_buf(),
+            cfg.clone(),
+            plane.clone(),
+            handle,
+            health_stop,
+        ));
+        if let Some(every) = systemd::watchdog_interval() {
+            control.spawn(watchdog(every));
+        }
+        control.spawn(ready_when_listening(cfg.proxy.listen.clone()));
+        control.spawn(stopping_on_term());
+    }
+    std::thread::Builder::new()
+        .name("canaryd-control".into())
+        .spawn(move || control.block_on(std::future::pending::<()>()))
+        .context("starting the control thread")?;
+
+    tracing::info!(
+        config = %path.display(),
+        listen = ?cfg.proxy.listen,
+        admin = %cfg.admin.listen,
+        "canaryd serving"
+    );
+    server.run(Box::new(move || {
+        let _ = systemd::notify("STOPPING=1");
+        // Stop the control tasks and give the controller a moment to persist its state.
+        let _ = stop_tx.send(true);
+        let _ = controller_done_rx.recv_timeout(Duration::from_secs(2));
+    }));
+    Ok(())
+}
+
+/// READY=1 once every proxy listener accepts connections (Pingora binds them as its service
+/// starts) — the admin listener is bound and the rollout state loaded before this runs.
+async fn ready_when_listening(listen: Vec<String>) {
+    for addr in &listen {
+        let Ok(mut a) = addr.parse::<SocketAddr>() else {
+            continue;
+        };
+        if a.ip().is_unspecified() {
+            a.set_ip(if a.is_ipv4() {
+                Ipv4Addr::LOCALHOST.into()
+            } else {
+                Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        for _ in 0..1000 {
+            if tokio::net::TcpStream::connect(a).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let _ = systemd::notify("READY=1\nSTATUS=serving");
+}
+
+/// STOPPING=1 as soon as a graceful stop begins, not after the drain (which can take up to
+/// `shutdown_grace`). Pingora's own handler runs the stop itself.
+async fn stopping_on_term() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut quit)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::quit()))
+    else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = quit.recv() => {}
+    }
+    let _ = systemd::notify("STOPPING=1");
+}
+
+/// Tells systemd we are alive, at half its watchdog interval.
+async fn watchdog(every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let _ = systemd::notify("WATCHDOG=1");
+    }
+}

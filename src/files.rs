@@ -1,0 +1,58 @@
+//! Loading the files a daemon runs from: `canaryd.toml`, the policy it names (relative to the
+//! config's directory) and the admin token — once for `serve`, `check` and every reload, so
+//! the three agree on what a valid set of files is.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use canaryd_config::Config;
+use canaryd_controller::{check_exposure, Policy, SourceKind, Token};
+
+/// `canaryd.toml`, with the environment overrides, validated.
+pub fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+/// `[rollout] policy`, relative to the config file's directory when not absolute.
+pub fn policy_path(cfg: &Config, config: &Path) -> Option<PathBuf> {
+    let p = cfg.rollout.policy.as_ref()?;
+    Some(if p.is_absolute() {
+        p.clone()
+    } else {
+        config.parent().unwrap_or(Path::new(".")).join(p)
+    })
+}
+
+/// The policy `cfg` names, validated, and refused when it has PromQL rules without a
+/// `[prometheus]` section.
+pub fn load_policy(cfg: &Config, config: &Path) -> anyhow::Result<Option<Policy>> {
+    let Some(path) = policy_path(cfg, config) else {
+        return Ok(None);
+    };
+    let policy = Policy::load(&path)?;
+    let needs_prometheus = policy
+        .rules
+        .iter()
+        .any(|r| r.source == SourceKind::Prometheus);
+    if needs_prometheus && cfg.prometheus.is_none() {
+        anyhow::bail!(
+            "{}: policy has PromQL rules but {} has no [prometheus] section (key `prometheus.url`)",
+            path.display(),
+            config.display()
+        );
+    }
+    Ok(Some(policy))
+}
+
+/// The admin token, and a refusal to expose the admin listener beyond loopback without one.
+pub fn load_token(cfg: &Config) -> anyhow::Result<Option<Token>> {
+    let token = cfg
+        .admin
+        .token_file
+        .as_deref()
+        .map(Token::load)
+        .transpose()?;
+    let listen = cfg.admin.listen.parse().context("admin.listen")?;
+    check_exposure(listen, token.as_ref())?;
+    Ok(token)
+}

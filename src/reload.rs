@@ -1,0 +1,193 @@
+//! SIGHUP: re-read the files, validate everything, then apply what can change live — pools,
+//! routing, timeouts, health checks, the policy's thresholds and holds — and say which changed
+//! keys are not applied and why. On any error the running configuration is kept and the log
+//! says why.
+//!
+//! The [`Plan`] is computed against the configuration **in force**, not the last file read:
+//! a restart-only key changed in the file keeps its running value in [`Plan::in_force`], so
+//! it is reported again on every reload until a restart applies it, and a later reload that
+//! puts the old value back reports nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use canaryd_config::Config;
+use canaryd_controller::Handle;
+use canaryd_proxy::DataPlane;
+use tokio::sync::watch;
+
+use crate::{files, systemd};
+
+/// How a change of a key takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    /// Only a restart applies it (listeners, threads, the admin listener, clients built once).
+    Restart,
+    /// Read only when there is no rollout state yet; a running daemon has nothing to apply.
+    FirstStart,
+}
+
+/// A key whose change a reload does not apply: how to compare it and how to keep the running
+/// value.
+struct Key {
+    name: &'static str,
+    effect: Effect,
+    same: fn(&Config, &Config) -> bool,
+    keep: fn(&mut Config, &Config),
+}
+
+macro_rules! key {
+    ($effect:ident, $name:literal, $($field:ident).+) => {
+        Key {
+            name: $name,
+            effect: Effect::$effect,
+            same: |a, b| a.$($field).+ == b.$($field).+,
+            keep: |to, from| to.$($field).+ = from.$($field).+.clone(),
+        }
+    };
+}
+
+/// Every key a reload does not apply. Anything else in `[proxy]`, `[backends]`, `[routing]`
+/// and the policy applies live.
+fn not_live() -> [Key; 12] {
+    [
+        key!(Restart, "proxy.listen", proxy.listen),
+        key!(Restart, "proxy.threads", proxy.threads),
+        key!(Restart, "proxy.keepalive_pool", proxy.keepalive_pool),
+        key!(
+            Restart,
+            "proxy.keepalive_requests",
+            proxy.keepalive_requests
+        ),
+        key!(Restart, "proxy.shutdown_grace", proxy.shutdown_grace),
+        key!(Restart, "admin.listen", admin.listen),
+        key!(Restart, "admin.token_file", admin.token_file),
+        key!(Restart, "rollout.state_dir", rollout.state_dir),
+        key!(Restart, "prometheus", prometheus),
+        key!(Restart, "notify", notify),
+        key!(FirstStart, "rollout.autostart", rollout.autostart),
+        key!(
+            FirstStart,
+            "rollout.initial_percent",
+            rollout.initial_percent
+        ),
+    ]
+}
+
+/// What a reload of `file` over the configuration in force does.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Sections whose changes apply live.
+    pub live: Vec<&'static str>,
+    /// Changed keys that need a restart; they keep their running value.
+    pub restart: Vec<&'static str>,
+    /// Changed keys that only matter at the first start.
+    pub first_start: Vec<&'static str>,
+    /// The configuration in force once the live part is applied: the file's live keys, the
+    /// running values of the others.
+    pub in_force: Config,
+}
+
+/// Compares the file with what is running.
+pub fn plan(running: &Config, file: &Config) -> Plan {
+    let mut in_force = file.clone();
+    let (mut restart, mut first_start) = (Vec::new(), Vec::new());
+    for k in not_live() {
+        if !(k.same)(running, file) {
+            match k.effect {
+                Effect::Restart => restart.push(k.name),
+                Effect::FirstStart => first_start.push(k.name),
+            }
+            (k.keep)(&mut in_force, running);
+        }
+    }
+    let live = [
+        ("proxy", in_force.proxy != running.proxy),
+        ("backends", in_force.backends != running.backends),
+        ("routing", in_force.routing != running.routing),
+        (
+            "rollout.policy",
+            in_force.rollout.policy != running.rollout.policy,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect();
+    Plan {
+        live,
+        restart,
+        first_start,
+        in_force,
+    }
+}
+
+/// Serves SIGHUP until the runtime stops. `running` is the configuration in force.
+pub async fn on_sighup(
+    config: PathBuf,
+    mut running: Config,
+    plane: Arc<DataPlane>,
+    controller: Option<Handle>,
+    mut health_stop: watch::Sender<bool>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot listen for SIGHUP; reload is unavailable");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let _ = systemd::notify(&systemd::reloading_message());
+        match reload(&config, &running, &plane, controller.as_ref()).await {
+            Ok((in_force, stop)) => {
+                running = in_force;
+                // The old generation's health checkers stop with their switch.
+                let _ = health_stop.send(true);
+                health_stop = stop;
+                tracing::info!(config = %config.display(), "configuration reloaded");
+            }
+            Err(e) => tracing::error!(
+                error = %format!("{e:#}"),
+                "reload failed; the running configuration is kept"
+            ),
+        }
+        let _ = systemd::notify("READY=1\nSTATUS=serving");
+    }
+}
+
+/// One reload: validate everything before changing anything, then apply the live part.
+/// Returns the configuration now in force and the new health checkers' stop switch.
+async fn reload(
+    config: &Path,
+    running: &Config,
+    plane: &DataPlane,
+    controller: Option<&Handle>,
+) -> anyhow::Result<(Config, watch::Sender<bool>)> {
+    let file = files::load_config(config)?;
+    let policy = files::load_policy(&file, config)?;
+    if policy.is_some() != controller.is_some() {
+        anyhow::bail!("adding or removing [rollout] policy needs a restart");
+    }
+    let plan = plan(running, &file);
+    for key in &plan.restart {
+        tracing::warn!(key, "changed in the file, but only a restart applies it");
+    }
+    for key in &plan.first_start {
+        tracing::warn!(
+            key,
+            "changed in the file, but it is read only when there is no rollout state yet"
+        );
+    }
+    // The policy swap can still be refused by the controller, so it goes after the data plane
+    // is prepared and before it is applied.
+    let prepared = canaryd_proxy::prepare_reload(plane, &plan.in_force.data_plane())?;
+    if let (Some(p), Some(c)) = (policy, controller) {
+        c.replace_policy(p)
+            .await
+            .map_err(|r| anyhow::anyhow!("{} ({})", r.error, r.hint))?;
+    }
+    let stop = canaryd_proxy::apply_reload(plane, prepared);
+    tracing::info!(live = ?plan.live, "reload applied");
+    Ok((plan.in_force, stop))
+}
+
+#[cfg(test)]
+mod tests;

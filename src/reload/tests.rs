@@ -1,0 +1,91 @@
+//! The reload plan: which changed keys apply live, which wait for a restart, which only
+//! matter at the first start — always against the configuration in force.
+
+use super::*;
+
+const BASE: &str = r#"
+[proxy]
+listen = ["127.0.0.1:8000"]
+read_timeout = "5s"
+
+[backends.stable]
+servers = ["127.0.0.1:8080"]
+
+[backends.canary]
+servers = ["127.0.0.1:8081"]
+
+[admin]
+listen = "127.0.0.1:9180"
+
+[prometheus]
+url = "http://127.0.0.1:9090"
+timeout = "5s"
+
+[rollout]
+initial_percent = 5
+"#;
+
+fn cfg(src: &str) -> Config {
+    Config::from_source("canaryd.toml", src, false).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn nothing_changed_plans_nothing() {
+    let p = plan(&cfg(BASE), &cfg(BASE));
+    assert!(p.live.is_empty() && p.restart.is_empty() && p.first_start.is_empty());
+    assert_eq!(p.in_force, cfg(BASE));
+}
+
+#[test]
+fn live_keys_apply_and_restart_keys_keep_their_running_value() {
+    let file = BASE
+        .replace("read_timeout = \"5s\"", "read_timeout = \"9s\"")
+        .replace("127.0.0.1:8000", "127.0.0.1:8001")
+        .replace("127.0.0.1:8081", "127.0.0.1:8082")
+        .replace(
+            "timeout = \"5s\"\n\n[rollout]",
+            "timeout = \"1s\"\n\n[rollout]",
+        )
+        .replace("initial_percent = 5", "initial_percent = 10");
+    let running = cfg(BASE);
+    let p = plan(&running, &cfg(&file));
+    assert_eq!(p.live, ["proxy", "backends"]);
+    assert_eq!(p.restart, ["proxy.listen", "prometheus"]);
+    assert_eq!(p.first_start, ["rollout.initial_percent"]);
+    // In force: the new timeout and canary server, the old listener and Prometheus.
+    assert_eq!(
+        p.in_force.proxy.read_timeout,
+        std::time::Duration::from_secs(9)
+    );
+    assert_eq!(p.in_force.backends.canary.servers[0].addr, "127.0.0.1:8082");
+    assert_eq!(p.in_force.proxy.listen, running.proxy.listen);
+    assert_eq!(p.in_force.prometheus, running.prometheus);
+    assert_eq!(p.in_force.rollout.initial_percent, 5.0);
+}
+
+#[test]
+fn a_restart_key_is_reported_on_every_reload_until_a_restart() {
+    let file = cfg(&BASE.replace("127.0.0.1:9180", "127.0.0.1:9181"));
+    let first = plan(&cfg(BASE), &file);
+    assert_eq!(first.restart, ["admin.listen"]);
+    // The next reload of the same file compares with what runs, not with the file last read.
+    let second = plan(&first.in_force, &file);
+    assert_eq!(second.restart, ["admin.listen"]);
+    assert!(second.live.is_empty());
+}
+
+#[test]
+fn putting_a_restart_key_back_plans_nothing() {
+    let changed = cfg(&BASE.replace("127.0.0.1:9180", "127.0.0.1:9181"));
+    let in_force = plan(&cfg(BASE), &changed).in_force;
+    let back = plan(&in_force, &cfg(BASE));
+    assert!(back.restart.is_empty() && back.live.is_empty());
+}
+
+#[test]
+fn notify_targets_are_restart_only_not_silently_ignored() {
+    let file = format!("{BASE}\n[[notify]]\nurl = \"http://127.0.0.1:9999/hook\"\n");
+    let p = plan(&cfg(BASE), &cfg(&file));
+    assert_eq!(p.restart, ["notify"]);
+    assert!(p.in_force.notify.is_empty());
+}
