@@ -19,6 +19,9 @@
 //! - `store/`: the rollout state file (atomic, fsync'd) and the decision log.
 //! - `admin/`: the admin HTTP listener (`/metrics`, `/healthz`, `/ready`, the API, the status
 //!   page), its bearer token (`token.rs`) and the page with its SVG charts (`ui/`).
+//! - `api.rs`: the typed documents — the status document, the decision line, the action
+//!   request and the `{error, hint}` body — shared by the loop that writes them, the admin API,
+//!   the status page, the webhooks and the CLI (no `json!` read back by string keys).
 //! - `notify.rs`: `[[notify]]` webhooks, queued per target and retried off the controller's
 //!   path.
 //!
@@ -43,8 +46,8 @@ pub use control::{
 };
 pub use notify::{backoff, slack_text, Notifier, QUEUE as NOTIFY_QUEUE};
 pub use policy::{
-    Compare, OnFail, OnNoData, Op, Outcome, Policy, RollbackMode, Rule, Sample, Signal,
-    SourceKind, Threshold,
+    Compare, OnFail, OnNoData, Op, Outcome, Policy, RollbackMode, Rule, Sample, Signal, SourceKind,
+    Threshold,
 };
 pub use rollout::{Command, Phase, Refusal};
 pub use store::{DecisionLog, StateStore};

@@ -11,8 +11,8 @@ use canaryd_config::{
     PoolConfig, ProxyConfig, RouteConfig, RoutingConfig, ServerEntry, StickyConfig, StickyKey,
 };
 use canaryd_proxy::Pool;
-use canaryd_proxy::Routes;
 use canaryd_proxy::Router;
+use canaryd_proxy::Routes;
 use canaryd_proxy::{Metrics, RoutingHandle, RoutingTable, Variant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue};

@@ -17,8 +17,8 @@ use canaryd_config::{
 };
 use canaryd_proxy::Pool;
 use canaryd_proxy::Routes;
-use canaryd_proxy::{Reason, Router};
 use canaryd_proxy::{Metrics, RoutingHandle, RoutingTable, Variant};
+use canaryd_proxy::{Reason, Router};
 use http::{HeaderMap, HeaderValue};
 
 struct Counting;

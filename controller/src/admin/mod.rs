@@ -16,7 +16,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use canaryd_proxy::{process_metrics, DataPlane, Variant};
+use canaryd_proxy::{render_process_metrics, DataPlane, Variant};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -282,7 +282,7 @@ fn read_endpoint(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
             if let Some(extra) = &state.extra_metrics {
                 extra(&mut out);
             }
-            process_metrics::render(&mut out);
+            render_process_metrics(&mut out);
             respond(StatusCode::OK, "text/plain; version=0.0.4", out)
         }
         (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n".to_string()),

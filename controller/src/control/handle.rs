@@ -2,9 +2,9 @@
 //! [`Request`]s over a channel and are answered with the new status or a [`Refusal`]. The
 //! controller applies them between ticks, so a command never races an evaluation.
 
-use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::api::Status;
 use crate::policy::Policy;
 use crate::rollout::{Command, Refusal};
 
@@ -22,7 +22,7 @@ pub struct Request {
     pub ask: Ask,
     pub reason: String,
     /// The status after the command, or why it was refused.
-    pub reply: oneshot::Sender<Result<Value, Refusal>>,
+    pub reply: oneshot::Sender<Result<Status, Refusal>>,
 }
 
 /// Sends operator commands to a running controller.
@@ -32,16 +32,16 @@ pub struct Handle {
 }
 
 impl Handle {
-    pub async fn send(&self, cmd: Command, reason: String) -> Result<Value, Refusal> {
+    pub async fn send(&self, cmd: Command, reason: String) -> Result<Status, Refusal> {
         self.ask(Ask::Operator(cmd), reason).await
     }
 
-    pub async fn replace_policy(&self, policy: Policy) -> Result<Value, Refusal> {
+    pub async fn replace_policy(&self, policy: Policy) -> Result<Status, Refusal> {
         self.ask(Ask::ReplacePolicy(Box::new(policy)), String::new())
             .await
     }
 
-    async fn ask(&self, ask: Ask, reason: String) -> Result<Value, Refusal> {
+    async fn ask(&self, ask: Ask, reason: String) -> Result<Status, Refusal> {
         let (reply, rx) = oneshot::channel();
         let gone = || Refusal {
             error: "the controller is not running".into(),

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use canaryd_proxy::{RoutingHandle, Variant};
-use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Duration, Instant, MissedTickBehavior};
 
@@ -220,12 +219,12 @@ impl<S: Sources> Controller<S> {
                                 // Query Prometheus at the next tick, not an interval later.
                                 self.last_prom_eval = None;
                             }
-                            self.status_json()
+                            Ok(self.board.status())
                         })
                 }
                 Ask::ReplacePolicy(policy) => {
                     let name = policy.name.clone();
-                    self.rollout.replace_policy(*policy).and_then(|()| {
+                    self.rollout.replace_policy(*policy).map(|()| {
                         tracing::info!(policy = %name, "policy reloaded");
                         let s = &self.rollout.state;
                         // A reload line carries neither `held_s` nor `rules` nor `by`.
@@ -254,7 +253,7 @@ impl<S: Sources> Controller<S> {
                         });
                         self.board.count_decision(Action::Reload);
                         self.publish(Instant::now());
-                        self.status_json()
+                        self.board.status()
                     })
                 }
             },
@@ -277,14 +276,6 @@ impl<S: Sources> Controller<S> {
                    the command; `canaryd status` shows `save_error` until a save succeeds"
                 .into(),
         }
-    }
-
-    /// The published status as the JSON a [`Request`] is answered with.
-    fn status_json(&self) -> Result<Value, Refusal> {
-        serde_json::to_value(self.board.status()).map_err(|e| Refusal {
-            error: format!("cannot encode the status: {e}"),
-            hint: "see canaryd's log".into(),
-        })
     }
 
     /// One evaluation round.
@@ -431,7 +422,7 @@ impl<S: Sources> Controller<S> {
         let now = Instant::now();
         let rules = self.rule_statuses(now);
         for t in &transitions {
-            let action = action_of(t);
+            let action = t.action();
             // An automatic move the rollout retries every tick is logged once per failure.
             let retried = !applied
                 && operator.is_none()
@@ -588,27 +579,6 @@ impl<S: Sources> Controller<S> {
         };
         self.board.publish(Status::from(status));
     }
-}
-
-/// The decision-log action of a transition (`Transition::action` names the same).
-fn action_of(t: &Transition) -> Action {
-    let action = match t {
-        Transition::Started => Action::Start,
-        Transition::Advanced { .. } => Action::Advance,
-        Transition::Promoted => Action::Promote,
-        Transition::HoldBegin { .. } => Action::Hold,
-        Transition::HoldEnd => Action::HoldEnd,
-        Transition::Alert { .. } => Action::Alert,
-        Transition::RollbackStarted { .. } => Action::Rollback,
-        Transition::RollbackStep => Action::RollbackStep,
-        Transition::RolledBack => Action::RolledBack,
-        Transition::Paused => Action::Pause,
-        Transition::Resumed => Action::Resume,
-        Transition::Aborted => Action::Abort,
-        Transition::WeightSet { .. } => Action::SetWeight,
-    };
-    debug_assert_eq!(action.as_str(), t.action());
-    action
 }
 
 #[cfg(test)]

@@ -17,7 +17,6 @@ use figment::Figment;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
-
 pub use rules::{baseline_ratio, Outcome, RuleState, Sample, Verdict};
 
 /// A whole policy file.

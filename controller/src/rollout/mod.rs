@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 use tokio::time::{Duration, Instant};
 
+use crate::api::Action;
 use crate::policy::{OnFail, Policy, RollbackMode};
 use crate::policy::{Outcome, RuleState, Verdict};
 
@@ -151,21 +152,21 @@ impl Phase {
 
 impl Transition {
     /// The `action` label of the decision log and of `canaryd_decisions_total`.
-    pub fn action(&self) -> &'static str {
+    pub fn action(&self) -> Action {
         match self {
-            Transition::Started => "start",
-            Transition::Advanced { .. } => "advance",
-            Transition::Promoted => "promote",
-            Transition::HoldBegin { .. } => "hold",
-            Transition::HoldEnd => "hold_end",
-            Transition::Alert { .. } => "alert",
-            Transition::RollbackStarted { .. } => "rollback",
-            Transition::RollbackStep => "rollback_step",
-            Transition::RolledBack => "rolled_back",
-            Transition::Paused => "pause",
-            Transition::Resumed => "resume",
-            Transition::Aborted => "abort",
-            Transition::WeightSet { .. } => "set_weight",
+            Transition::Started => Action::Start,
+            Transition::Advanced { .. } => Action::Advance,
+            Transition::Promoted => Action::Promote,
+            Transition::HoldBegin { .. } => Action::Hold,
+            Transition::HoldEnd => Action::HoldEnd,
+            Transition::Alert { .. } => Action::Alert,
+            Transition::RollbackStarted { .. } => Action::Rollback,
+            Transition::RollbackStep => Action::RollbackStep,
+            Transition::RolledBack => Action::RolledBack,
+            Transition::Paused => Action::Pause,
+            Transition::Resumed => Action::Resume,
+            Transition::Aborted => Action::Abort,
+            Transition::WeightSet { .. } => Action::SetWeight,
         }
     }
 }
