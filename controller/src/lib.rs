@@ -33,6 +33,7 @@ mod control;
 mod notify;
 mod policy;
 mod rollout;
+mod secret;
 mod store;
 
 pub use admin::{check_exposure, run as run_admin, AdminState, MetricsHook, Token, TokenError};

@@ -1,10 +1,11 @@
 //! The admin bearer token: read from `[admin] token_file`, which must not be readable by
-//! other users, and compared in constant time. An admin listener reachable from other machines
-//! without a token is refused at start-up.
+//! other users (the rules of every secrets file, `secret.rs`), and compared in constant time.
+//! An admin listener reachable from other machines without a token is refused at start-up.
 
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+
+use crate::secret::{read_secret, SecretError, MAX_SECRET_FILE};
 
 /// A loaded token.
 #[derive(Clone)]
@@ -27,30 +28,24 @@ pub enum TokenError {
     WorldReadable { file: String, mode: u32 },
     #[error("admin.token_file: {file} is empty; put a long random token in it (e.g. `openssl rand -hex 32 > {file}`)")]
     Empty { file: String },
+    #[error("admin.token_file: {file} is larger than {} KiB; is it the right file?", MAX_SECRET_FILE / 1024)]
+    TooLarge { file: String },
     #[error("admin.listen: {listen} is reachable from other machines but no [admin] token_file is set; set one, or listen on 127.0.0.1")]
     Exposed { listen: SocketAddr },
 }
 
 impl Token {
+    /// Reads `[admin] token_file` with the rules every secrets file follows (`secret.rs`).
     pub fn load(path: &Path) -> Result<Self, TokenError> {
-        let file = path.display().to_string();
-        let meta = std::fs::metadata(path).map_err(|source| TokenError::Read {
-            file: file.clone(),
-            source,
-        })?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o007 != 0 {
-            return Err(TokenError::WorldReadable { file, mode });
+        match read_secret(path) {
+            Ok(secret) => Ok(Self(secret.into_bytes())),
+            Err(SecretError::Read { file, source }) => Err(TokenError::Read { file, source }),
+            Err(SecretError::WorldReadable { file, mode }) => {
+                Err(TokenError::WorldReadable { file, mode })
+            }
+            Err(SecretError::Empty { file }) => Err(TokenError::Empty { file }),
+            Err(SecretError::TooLarge { file }) => Err(TokenError::TooLarge { file }),
         }
-        let raw = std::fs::read(path).map_err(|source| TokenError::Read {
-            file: file.clone(),
-            source,
-        })?;
-        let token = raw.trim_ascii().to_vec();
-        if token.is_empty() {
-            return Err(TokenError::Empty { file });
-        }
-        Ok(Self(token))
     }
 
     /// Does an `Authorization` header value carry this token? Constant time in the token.

@@ -8,7 +8,8 @@ struct Dir(std::path::PathBuf);
 
 impl Dir {
     fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("canaryd-secret-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("canaryd-secret-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)
     }
