@@ -1,7 +1,7 @@
 //! `canaryd.toml` as a whole: [`Config`] is the data-plane sections (see `proxy.rs`) plus the
 //! control plane's `[admin]`, `[prometheus]`, `[rollout]` and `[[notify]]`. It is loaded with
 //! figment (TOML, then `CANARYD_SECTION__KEY` environment overrides), rejecting unknown keys,
-//! and validated.
+//! and validated; every problem is reported at once (see `collect.rs`).
 //!
 //! Every error names the file, the line when the key is in the file, the dotted key and what
 //! was expected, e.g.
@@ -12,14 +12,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Toml};
-use figment::Figment;
+use figment::providers::Env;
 use serde::Deserialize;
 
 use crate::check::{byte_size, check_prometheus, check_url};
+use crate::collect::Loader;
 use crate::de::duration;
-use crate::location::line_of;
-use crate::problem::{figment_problems, ConfigError, Invalid, Problem};
+use crate::problem::{ConfigError, Invalid};
 use crate::proxy::{BackendsConfig, DataPlaneConfig, ProxyConfig, RoutingConfig};
 
 /// The whole configuration file.
@@ -183,43 +182,29 @@ impl Config {
     /// Loads `path`, applies `CANARYD_SECTION__KEY` overrides, and validates.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
-        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let src = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             file: file.clone(),
-            source,
+            error,
         })?;
         Self::from_source(&file, &src, true)
     }
 
     /// Parses `src` (named `file` in errors); `env` enables the environment overrides.
+    ///
+    /// Reports every problem at once ([`Loader`]): every type error, unknown and missing key,
+    /// and every semantic problem of the parts that parsed, in file order.
     pub fn from_source(file: &str, src: &str, env: bool) -> Result<Self, ConfigError> {
-        let mut fig = Figment::from(Toml::string(src));
+        let mut loader = Loader::new(file, src)
+            .placeholders(&["cookie"])
+            .related(related_keys);
         if env {
-            fig = fig.merge(
+            loader = loader.env(
                 Env::prefixed("CANARYD_")
                     .filter(|k| k.as_str().contains("__"))
                     .split("__"),
             );
         }
-        let cfg: Config = fig.extract().map_err(|e| ConfigError::Invalid {
-            file: file.to_string(),
-            problems: figment_problems(e, src),
-        })?;
-        let problems = cfg.validate();
-        if problems.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(ConfigError::Invalid {
-                file: file.to_string(),
-                problems: problems
-                    .into_iter()
-                    .map(|i| Problem {
-                        line: line_of(src, &i.key),
-                        key: i.key,
-                        message: i.message,
-                    })
-                    .collect(),
-            })
-        }
+        loader.load(Config::validate)
     }
 
     /// The data-plane sections, for the proxy crate.
@@ -274,6 +259,23 @@ impl Config {
         }
         out
     }
+}
+
+/// The keys a check reads besides the one it reports (see [`Loader::related`]): the header
+/// override's three keys read each other; a server's address check reads its `addr`.
+fn related_keys(key: &str) -> Vec<String> {
+    let routing = [
+        "routing.header",
+        "routing.canary_values",
+        "routing.stable_values",
+    ];
+    if routing.contains(&key) {
+        return routing.iter().map(|k| k.to_string()).collect();
+    }
+    if key.starts_with("backends.") && key.contains(".servers[") && key.ends_with(']') {
+        return vec![format!("{key}.addr")];
+    }
+    Vec::new()
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 //! - `de`: serde helpers for values written as strings ([`duration`], CIDRs).
 
 mod check;
+mod collect;
 mod de;
 mod file;
 mod location;
@@ -29,6 +30,7 @@ pub use check::{
     byte_size, check_prometheus, check_prometheus_url, check_url, is_header_name, is_header_value,
     parse_size, MAX_PROMETHEUS_RESPONSE_SIZE,
 };
+pub use collect::{Loader, MAX_ROUNDS};
 pub use de::duration;
 pub use file::{
     AdminConfig, Config, NotifyConfig, NotifyFormat, PrometheusBasicAuth, PrometheusConfig,

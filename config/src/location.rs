@@ -2,7 +2,8 @@
 //! name its line. Used by the config loader and the policy loader.
 
 /// Line (1-based) of a dotted key such as `proxy.routes[0].prefix` in the TOML source: the
-/// deepest part of the key that exists in the file (an env override has no line).
+/// deepest part of the key that exists in the file (a table without a header of its own: where
+/// it first appears; an env override has no line).
 pub fn line_of(src: &str, key: &str) -> Option<usize> {
     let doc = src.parse::<toml_edit::ImDocument<String>>().ok()?;
     let segs: Vec<(&str, Option<usize>)> = key
@@ -38,7 +39,20 @@ fn find_in_table(t: &toml_edit::Table, segs: &[(&str, Option<usize>)]) -> Option
         (Some(i), Item::Value(Value::Array(a))) => a.get(i).and_then(|v| find_value(v, &segs[1..])),
         _ => None,
     };
-    found.or_else(|| child.span())
+    found.or_else(|| first_span(child))
+}
+
+/// Where an item first appears: its own span, or, for a table without a header of its own
+/// (`backends` when the file has only `[backends.stable]`, or dotted keys), the earliest of
+/// its entries'.
+fn first_span(item: &toml_edit::Item) -> Option<Span> {
+    match item {
+        toml_edit::Item::Table(t) if t.span().is_none() => t
+            .iter()
+            .filter_map(|(_, child)| first_span(child))
+            .min_by_key(|span| span.start),
+        _ => item.span(),
+    }
 }
 
 fn find_value(value: &toml_edit::Value, segs: &[(&str, Option<usize>)]) -> Option<Span> {
@@ -63,3 +77,6 @@ fn find_value(value: &toml_edit::Value, segs: &[(&str, Option<usize>)]) -> Optio
 fn line_at(src: &str, offset: usize) -> usize {
     src[..offset.min(src.len())].matches('\n').count() + 1
 }
+
+#[cfg(test)]
+mod tests;

@@ -33,13 +33,14 @@ pub struct Problem {
 }
 
 /// Why a file did not load: it cannot be read, or every problem found in it, located.
+///
+/// Each message is complete on its own: `Read`'s names the OS error, so it has no
+/// [`source`](std::error::Error::source) — a chain printer (anyhow's `{:#}`) would say the OS
+/// error twice otherwise. The `io::Error` stays in the variant for callers that match on it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{file}: cannot read: {source}")]
-    Read {
-        file: String,
-        source: std::io::Error,
-    },
+    #[error("{file}: cannot read: {error}")]
+    Read { file: String, error: std::io::Error },
     #[error("{}", render(file, problems))]
     Invalid {
         file: String,
@@ -49,40 +50,50 @@ pub enum ConfigError {
 
 /// Converts figment's errors (wrong type, unknown key, missing key) into located problems.
 pub fn figment_problems(e: figment::Error, src: &str) -> Vec<Problem> {
-    e.into_iter()
-        .map(|e| {
-            let mut key = dotted(&e.path);
-            let message = match &e.kind {
-                figment::error::Kind::UnknownField(field, expected) => {
-                    push_field(&mut key, field);
-                    format!("unknown key; expected one of {}", list(expected))
-                }
-                figment::error::Kind::MissingField(field) => {
-                    push_field(&mut key, field);
-                    "missing; this key is required".to_string()
-                }
-                kind => {
-                    let from_env = e
-                        .metadata
-                        .as_ref()
-                        .is_some_and(|m| m.name.contains("environment"));
-                    if from_env {
-                        format!(
-                            "{kind} (from environment variable CANARYD_{})",
-                            env_name(&key)
-                        )
-                    } else {
-                        kind.to_string()
-                    }
-                }
-            };
-            Problem {
-                line: line_of(src, &key),
-                key,
-                message,
+    e.into_iter().map(|e| problem_of(&e, src)).collect()
+}
+
+/// One figment error as a located problem: the key it is about (see [`target`]) and what was
+/// expected; a value from the environment names its variable.
+pub(crate) fn problem_of(e: &figment::Error, src: &str) -> Problem {
+    let key = dotted(&target(e));
+    let message = match &e.kind {
+        figment::error::Kind::UnknownField(_, expected) => {
+            format!("unknown key; expected one of {}", list(expected))
+        }
+        figment::error::Kind::MissingField(_) => "missing; this key is required".to_string(),
+        kind => {
+            let from_env = e
+                .metadata
+                .as_ref()
+                .is_some_and(|m| m.name.contains("environment"));
+            if from_env {
+                format!(
+                    "{kind} (from environment variable CANARYD_{})",
+                    env_name(&key)
+                )
+            } else {
+                kind.to_string()
             }
-        })
-        .collect()
+        }
+    };
+    Problem {
+        line: line_of(src, &key),
+        key,
+        message,
+    }
+}
+
+/// The path of the key a figment error is about: its path, with the field appended for an
+/// unknown or missing field (figment sometimes already ends the path with it).
+pub(crate) fn target(e: &figment::Error) -> Vec<String> {
+    let mut path = e.path.clone();
+    if let figment::error::Kind::UnknownField(field, _) = &e.kind {
+        push_field(&mut path, field);
+    } else if let figment::error::Kind::MissingField(field) = &e.kind {
+        push_field(&mut path, field);
+    }
+    path
 }
 
 fn render(file: &str, problems: &[Problem]) -> String {
@@ -115,12 +126,9 @@ fn dotted(path: &[String]) -> String {
 }
 
 /// figment sometimes already ends the path with the offending field.
-fn push_field(key: &mut String, field: &str) {
-    if key.rsplit('.').next() != Some(field) {
-        if !key.is_empty() {
-            key.push('.');
-        }
-        key.push_str(field);
+fn push_field(path: &mut Vec<String>, field: &str) {
+    if path.last().map(String::as_str) != Some(field) {
+        path.push(field.to_string());
     }
 }
 
@@ -141,3 +149,6 @@ impl fmt::Display for Problem {
         write!(f, "key `{}`: {}", self.key, self.message)
     }
 }
+
+#[cfg(test)]
+mod tests;

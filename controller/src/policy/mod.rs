@@ -11,9 +11,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use canaryd_config::{duration, figment_problems, line_of, ConfigError, Problem};
-use figment::providers::{Format, Toml};
-use figment::Figment;
+use canaryd_config::{duration, ConfigError, Invalid, Loader};
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
@@ -163,38 +161,28 @@ pub enum Op {
 impl Policy {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
-        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let src = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             file: file.clone(),
-            source,
+            error,
         })?;
         Self::from_source(&file, &src)
     }
 
+    /// Parses `src` (named `file` in errors), reporting every problem at once ([`Loader`]):
+    /// every type error, unknown and missing key, and every semantic problem of the parts
+    /// that parsed, in file order.
     pub fn from_source(file: &str, src: &str) -> Result<Self, ConfigError> {
-        let policy: Policy =
-            Figment::from(Toml::string(src))
-                .extract()
-                .map_err(|e| ConfigError::Invalid {
-                    file: file.to_string(),
-                    problems: figment_problems(e, src),
-                })?;
-        let problems: Vec<Problem> = policy
-            .validate()
-            .into_iter()
-            .map(|(key, message)| Problem {
-                line: line_of(src, &key),
-                key,
-                message,
+        Loader::new(file, src)
+            // Fits a required `fail_when` (a threshold refuses the generic placeholders).
+            .placeholders(&["> 0"])
+            .related(related_keys)
+            .load(|policy: &Policy| {
+                policy
+                    .validate()
+                    .into_iter()
+                    .map(|(key, message)| Invalid { key, message })
+                    .collect()
             })
-            .collect();
-        if problems.is_empty() {
-            Ok(policy)
-        } else {
-            Err(ConfigError::Invalid {
-                file: file.to_string(),
-                problems,
-            })
-        }
     }
 
     /// Weights of every step, in percent.
@@ -321,6 +309,23 @@ impl Policy {
             }
         }
         out
+    }
+}
+
+/// The keys a rule check reads besides the one it reports (see [`Loader::related`]): what a
+/// rule needs depends on its `source`, and `compare` looks into its `query`.
+fn related_keys(key: &str) -> Vec<String> {
+    let Some((rule, field)) = key
+        .strip_prefix("rules[")
+        .and_then(|rest| rest.split_once("]."))
+    else {
+        return Vec::new();
+    };
+    let at = |k: &str| format!("rules[{rule}].{k}");
+    match field {
+        "query" | "signal" | "window" => vec![at("source")],
+        "compare" => vec![at("source"), at("query")],
+        _ => Vec::new(),
     }
 }
 
