@@ -66,6 +66,10 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
                     Settings {
                         initial_percent: cfg.rollout.initial_percent,
                         autostart: cfg.rollout.autostart,
+                        sample_timeout: cfg
+                            .prometheus
+                            .as_ref()
+                            .map_or(Duration::from_secs(5), |p| p.timeout),
                         on_transition: Some(Arc::new(move |line| webhooks.notify(line))),
                     },
                     StateStore::new(&cfg.rollout.state_dir),

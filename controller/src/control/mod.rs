@@ -2,6 +2,14 @@
 //! PromQL rules every policy `interval`), let the rollout move, and make every move atomic —
 //! persist the new state, then swap the routing table, then log the decision.
 //!
+//! **The loop never waits on Prometheus.** A due PromQL rule is sampled by a task of its own,
+//! at most one per rule at a time, with a deadline; its sample comes back through a channel
+//! and is judged when it arrives. A sample that arrives after the rollout moved on (another
+//! run, another step, another policy) is dropped. So local rules, operator commands, reloads
+//! and the stop are served whatever Prometheus does (slow, hanging, refusing, garbage). The
+//! state file is written on the blocking pool — the loop waits for it, the runtime's worker
+//! does not — and always before the routing table is swapped.
+//!
 //! Where the metrics come from is behind [`Sources`]: [`LiveSources`] asks Prometheus and
 //! reads the proxy's own sliding windows; unit tests script the values and run on virtual time.
 
@@ -19,22 +27,37 @@ use tokio::time::{Duration, Instant, MissedTickBehavior};
 
 pub use board::Board;
 pub use handle::{Ask, Handle, Request};
+use prometheus::short_query;
 pub use prometheus::{render, PromClient, PromError};
 pub use sources::{LiveSources, Sources};
 
 use crate::api::{Action, By, Decision, Kind, RolloutStatus, RuleStatus, State, Status};
 use crate::policy::{baseline_ratio, Compare, Policy, Rule, Sample, SourceKind};
 use crate::rollout::{Phase, Refusal, Rollout, RolloutState, Transition};
-use crate::store::{DecisionLog, StateStore};
+use crate::store::{DecisionLog, StateError, StateStore};
 
-/// Start-up settings: `[rollout]`'s and who hears about transitions.
-#[derive(Clone, Default)]
+/// Start-up settings: `[rollout]`'s, the PromQL deadline and who hears about transitions.
+#[derive(Clone)]
 pub struct Settings {
     pub initial_percent: f64,
     pub autostart: bool,
+    /// `prometheus.timeout`: a PromQL sample with no answer a second after it is an `error`
+    /// outcome, even if the source itself never gives up.
+    pub sample_timeout: Duration,
     /// Called with the decision line of every transition (webhooks), from the first one on:
     /// an `autostart` start at construction is delivered too.
     pub on_transition: Option<DecisionHook>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            initial_percent: 0.0,
+            autostart: false,
+            sample_timeout: Duration::from_secs(5),
+            on_transition: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Settings {
@@ -42,9 +65,21 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("initial_percent", &self.initial_percent)
             .field("autostart", &self.autostart)
+            .field("sample_timeout", &self.sample_timeout)
             .field("on_transition", &self.on_transition.is_some())
             .finish()
     }
+}
+
+/// A PromQL rule's sample, back from its task.
+#[derive(Debug)]
+struct Sampled {
+    /// [`Controller::epoch`] when the sample was asked for.
+    epoch: u64,
+    rule: usize,
+    sample: Sample,
+    /// Baseline rules: the canary's and stable's raw values.
+    raw: Option<(Option<f64>, Option<f64>)>,
 }
 
 /// Called with every transition's decision line (webhooks).
@@ -70,6 +105,16 @@ pub struct Controller<S> {
     /// Automatic moves towards the canary already logged as not applied during the current
     /// run of failed saves: the rollout retries them every tick, they are logged once.
     unapplied_logged: Vec<Action>,
+    /// Changes whenever a sample asked for now could no longer be judged (a new run, another
+    /// step or phase, a reloaded policy): samples of an older epoch are dropped.
+    epoch: u64,
+    /// Per PromQL rule: a sample of this epoch is on its way (one at a time per rule).
+    in_flight: Vec<bool>,
+    sampled_tx: mpsc::UnboundedSender<Sampled>,
+    sampled: mpsc::UnboundedReceiver<Sampled>,
+    /// Deadline of one PromQL sample (`sample_timeout` plus a second of slack, so that the
+    /// source's own, more precise, timeout error wins).
+    sample_deadline: Duration,
 }
 
 impl<S> std::fmt::Debug for Controller<S> {
@@ -94,7 +139,7 @@ fn rfc3339(ms: u64) -> String {
 
 // === impl Controller ===
 
-impl<S: Sources> Controller<S> {
+impl<S: Sources + Clone + 'static> Controller<S> {
     /// Loads the persisted state (the persisted split wins over `initial_percent`), or starts
     /// idle (and starts the policy when `autostart`). An unreadable state file blocks the
     /// controller with traffic 100 % on stable.
@@ -134,6 +179,8 @@ impl<S: Sources> Controller<S> {
             Err(e) => (Rollout::idle(policy, 0.0, wall), Some(e.to_string())),
         };
         let (tx, commands) = mpsc::channel(16);
+        let (sampled_tx, sampled) = mpsc::unbounded_channel();
+        let rules = rollout.policy.rules.len();
         let mut me = Self {
             rollout,
             blocked,
@@ -148,6 +195,11 @@ impl<S: Sources> Controller<S> {
             on_transition: settings.on_transition,
             save_error: None,
             unapplied_logged: Vec::new(),
+            epoch: 0,
+            in_flight: vec![false; rules],
+            sampled_tx,
+            sampled,
+            sample_deadline: settings.sample_timeout + Duration::from_secs(1),
         };
         if let Some(reason) = &me.blocked {
             tracing::error!(%reason, "rollout blocked");
@@ -160,7 +212,9 @@ impl<S: Sources> Controller<S> {
             if settings.autostart && me.rollout.state.phase == Phase::Idle {
                 let before = me.rollout.state.clone();
                 let t = me.rollout.start(wall);
-                me.commit(before, vec![t], false, None);
+                // Before anything is served, so the one synchronous save is fine here.
+                let saved = me.store.save(&me.rollout.state);
+                me.apply_commit(saved, before, vec![t], false, None);
             }
         }
         me.publish(Instant::now());
@@ -180,12 +234,13 @@ impl<S: Sources> Controller<S> {
         loop {
             tokio::select! {
                 _ = tick.tick() => self.tick().await,
-                Some(req) = self.commands.recv() => self.command(req),
+                Some(req) = self.commands.recv() => self.command(req).await,
+                Some(sampled) = self.sampled.recv() => self.on_sampled(sampled).await,
                 _ = shutdown.changed() => break,
             }
         }
         if self.blocked.is_none() && self.rollout.state.phase.is_live() {
-            if let Err(e) = self.store.save(&self.rollout.state) {
+            if let Err(e) = self.save().await {
                 tracing::error!(error = %e, "could not persist the rollout state on shutdown");
             }
         }
@@ -196,7 +251,7 @@ impl<S: Sources> Controller<S> {
     }
 
     /// Applies one operator command: commit and answer with the new status, or refuse.
-    pub fn command(&mut self, req: Request) {
+    pub async fn command(&mut self, req: Request) {
         let result = match &self.blocked {
             Some(err) => Err(Refusal {
                 error: format!("the rollout is blocked: {err}"),
@@ -205,26 +260,31 @@ impl<S: Sources> Controller<S> {
             None => match req.ask {
                 Ask::Operator(ref cmd) => {
                     let before = self.rollout.state.clone();
-                    self.rollout
-                        .apply(cmd, &req.reason, wall_ms())
-                        .and_then(|transitions| {
+                    match self.rollout.apply(cmd, &req.reason, wall_ms()) {
+                        Ok(transitions) => {
                             let started = transitions.contains(&Transition::Started);
-                            let applied =
-                                self.commit(before, transitions, false, Some(&req.reason));
+                            let applied = self
+                                .commit(before, transitions, false, Some(&req.reason))
+                                .await;
                             self.publish(Instant::now());
                             if !applied {
-                                return Err(self.not_applied());
+                                Err(self.not_applied())
+                            } else {
+                                if started {
+                                    // Query Prometheus at the next tick, not an interval later.
+                                    self.last_prom_eval = None;
+                                }
+                                Ok(self.board.status())
                             }
-                            if started {
-                                // Query Prometheus at the next tick, not an interval later.
-                                self.last_prom_eval = None;
-                            }
-                            Ok(self.board.status())
-                        })
+                        }
+                        Err(refusal) => Err(refusal),
+                    }
                 }
                 Ask::ReplacePolicy(policy) => {
                     let name = policy.name.clone();
                     self.rollout.replace_policy(*policy).map(|()| {
+                        // Samples asked for under the old policy name other rules.
+                        self.moved_on();
                         tracing::info!(policy = %name, "policy reloaded");
                         let s = &self.rollout.state;
                         // A reload line carries neither `held_s` nor `rules` nor `by`.
@@ -278,7 +338,8 @@ impl<S: Sources> Controller<S> {
         }
     }
 
-    /// One evaluation round.
+    /// One evaluation round: local rules are judged now; due PromQL rules are asked for, and
+    /// whatever of them has already answered is judged with them.
     pub async fn tick(&mut self) {
         let now = Instant::now();
         if self.blocked.is_some() {
@@ -286,7 +347,7 @@ impl<S: Sources> Controller<S> {
             return;
         }
         if self.save_error.is_some() {
-            self.retry_save();
+            self.retry_save().await;
         }
         let live = self.rollout.state.phase.is_live();
         let interval = self.rollout.policy.interval;
@@ -295,15 +356,24 @@ impl<S: Sources> Controller<S> {
             .is_none_or(|t| now.saturating_duration_since(t) >= interval);
         if live {
             for i in 0..self.rollout.policy.rules.len() {
-                let rule = self.rollout.policy.rules[i].clone();
-                if rule.source == SourceKind::Prometheus && !prom_due {
-                    continue;
+                match self.rollout.policy.rules[i].source {
+                    SourceKind::Local => {
+                        let (sample, raw) = match self.gate(i) {
+                            Some(no_data) => (no_data, None),
+                            None => sample_rule(&self.sources, &self.rollout.policy.rules[i]).await,
+                        };
+                        self.observe(i, now, sample, raw);
+                    }
+                    SourceKind::Prometheus if prom_due => self.ask_prometheus(i, now),
+                    SourceKind::Prometheus => {}
                 }
-                let (sample, raw) = self.evaluate(&rule).await;
-                let max = self.rollout.policy.max_consecutive_errors;
-                let rs = &mut self.rollout.rules[i];
-                rs.baseline = raw;
-                rs.observe(&rule, now, sample, max);
+            }
+            // Let the sample tasks run up to their next wait: an answer that is already there
+            // (or a source that needs no I/O) is judged in this round, as is one `run` has not
+            // picked up yet (tests drive `tick` alone).
+            tokio::task::yield_now().await;
+            while let Ok(sampled) = self.sampled.try_recv() {
+                self.judge_sample(sampled, now);
             }
         }
         if prom_due {
@@ -312,45 +382,144 @@ impl<S: Sources> Controller<S> {
         let before = self.rollout.state.clone();
         let transitions = self.rollout.on_tick(now, wall_ms());
         if !transitions.is_empty() || (live && prom_due) {
-            self.commit(before, transitions, live && prom_due, None);
+            self.commit(before, transitions, live && prom_due, None)
+                .await;
         }
         self.publish(now);
     }
 
+    /// A PromQL sample arriving between ticks: judged at once, so a failing canary is rolled
+    /// back as soon as Prometheus says so.
+    async fn on_sampled(&mut self, sampled: Sampled) {
+        let now = Instant::now();
+        if !self.judge_sample(sampled, now) {
+            return;
+        }
+        let before = self.rollout.state.clone();
+        let transitions = self.rollout.on_tick(now, wall_ms());
+        if !transitions.is_empty() {
+            self.commit(before, transitions, false, None).await;
+        }
+        self.publish(now);
+    }
+
+    /// Observes a sample if it is of this epoch and the rollout is live; says whether it was.
+    fn judge_sample(&mut self, s: Sampled, now: Instant) -> bool {
+        if s.epoch != self.epoch {
+            tracing::debug!(
+                rule = s.rule,
+                "a PromQL sample of an earlier step or run dropped"
+            );
+            return false;
+        }
+        if let Some(flying) = self.in_flight.get_mut(s.rule) {
+            *flying = false;
+        }
+        if self.blocked.is_some() || !self.rollout.state.phase.is_live() {
+            return false;
+        }
+        self.observe(s.rule, now, s.sample, s.raw);
+        true
+    }
+
+    fn observe(
+        &mut self,
+        i: usize,
+        now: Instant,
+        sample: Sample,
+        raw: Option<(Option<f64>, Option<f64>)>,
+    ) {
+        let max = self.rollout.policy.max_consecutive_errors;
+        if let (Some(rule), Some(rs)) = (
+            self.rollout.policy.rules.get(i),
+            self.rollout.rules.get_mut(i),
+        ) {
+            rs.baseline = raw;
+            rs.observe(rule, now, sample, max);
+        }
+    }
+
+    /// `min_requests`: too few canary requests in the rule's window is no data, without
+    /// asking the source.
+    fn gate(&self, i: usize) -> Option<Sample> {
+        let p = &self.rollout.policy;
+        let rule = &p.rules[i];
+        let window = match rule.source {
+            SourceKind::Local => rule.window,
+            SourceKind::Prometheus => p.interval,
+        };
+        let min = rule.min_requests.unwrap_or(p.min_requests);
+        (min > 0 && self.sources.requests(Variant::Canary, window) < min).then_some(Sample::NoData)
+    }
+
+    /// Starts sampling PromQL rule `i` in a task of its own, unless a sample of it is on its way.
+    fn ask_prometheus(&mut self, i: usize, now: Instant) {
+        if self.in_flight.get(i).copied().unwrap_or(true) {
+            return;
+        }
+        if let Some(no_data) = self.gate(i) {
+            self.observe(i, now, no_data, None);
+            return;
+        }
+        self.in_flight[i] = true;
+        let rule = self.rollout.policy.rules[i].clone();
+        let sources = self.sources.clone();
+        let tx = self.sampled_tx.clone();
+        let (epoch, deadline) = (self.epoch, self.sample_deadline);
+        tokio::spawn(async move {
+            let (sample, raw) =
+                match tokio::time::timeout(deadline, sample_rule(&sources, &rule)).await {
+                    Ok(answer) => answer,
+                    Err(_) => (
+                        Sample::Error(format!(
+                            "no answer within {}s: {}",
+                            deadline.as_secs_f64(),
+                            short_query(rule.query.as_deref().unwrap_or_default())
+                        )),
+                        None,
+                    ),
+                };
+            // The controller may be gone (shutdown): nothing to tell.
+            let _ = tx.send(Sampled {
+                epoch,
+                rule: i,
+                sample,
+                raw,
+            });
+        });
+    }
+
+    /// Samples asked for before now can no longer be judged: a new epoch, nothing in flight.
+    fn moved_on(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+        self.in_flight = vec![false; self.rollout.policy.rules.len()];
+    }
+
+    /// Writes the state on the blocking pool: the loop waits for the disk, the runtime's
+    /// worker (admin API, health checks) does not.
+    async fn save(&self) -> Result<(), StateError> {
+        let store = self.store.clone();
+        let state = self.rollout.state.clone();
+        let file = store.path().display().to_string();
+        tokio::task::spawn_blocking(move || store.save(&state))
+            .await
+            .unwrap_or_else(|e| {
+                Err(StateError::Write {
+                    file,
+                    source: std::io::Error::other(e.to_string()),
+                })
+            })
+    }
+
     /// While the state in force is not on disk, every tick tries to save it again.
-    fn retry_save(&mut self) {
-        match self.store.save(&self.rollout.state) {
+    async fn retry_save(&mut self) {
+        match self.save().await {
             Ok(()) => {
                 tracing::info!("rollout state saved again");
                 self.save_error = None;
                 self.unapplied_logged.clear();
             }
             Err(e) => tracing::debug!(error = %e, "rollout state still cannot be saved"),
-        }
-    }
-
-    /// Samples one rule (both variants for baseline rules), applying `min_requests`.
-    async fn evaluate(&self, rule: &Rule) -> (Sample, Option<(Option<f64>, Option<f64>)>) {
-        let p = &self.rollout.policy;
-        let window = match rule.source {
-            SourceKind::Local => rule.window,
-            SourceKind::Prometheus => p.interval,
-        };
-        let min = rule.min_requests.unwrap_or(p.min_requests);
-        if min > 0 && self.sources.requests(Variant::Canary, window) < min {
-            return (Sample::NoData, None);
-        }
-        if rule.compare == Some(Compare::Baseline) {
-            let canary = self.sources.sample(rule, Variant::Canary).await;
-            let stable = self.sources.sample(rule, Variant::Stable).await;
-            let value = |s: &Sample| match s {
-                Sample::Value(v) => Some(*v),
-                _ => None,
-            };
-            let raw = Some((value(&canary), value(&stable)));
-            (baseline_ratio(&canary, &stable), raw)
-        } else {
-            (self.sources.sample(rule, Variant::Canary).await, None)
         }
     }
 
@@ -368,8 +537,21 @@ impl<S: Sources> Controller<S> {
     /// rollout advance further) at a split the canary never served, then jump there at once
     /// when the disk came back. Either way `save_error` says what happened, in the status
     /// until a save succeeds (retried every tick) and in the decision lines of the commit.
-    fn commit(
+    async fn commit(
         &mut self,
+        before: RolloutState,
+        transitions: Vec<Transition>,
+        evaluation: bool,
+        operator: Option<&str>,
+    ) -> bool {
+        let saved = self.save().await;
+        self.apply_commit(saved, before, transitions, evaluation, operator)
+    }
+
+    /// [`Self::commit`] once the save is done: swap (or not), log, notify.
+    fn apply_commit(
+        &mut self,
+        saved: Result<(), StateError>,
         before: RolloutState,
         transitions: Vec<Transition>,
         evaluation: bool,
@@ -377,7 +559,10 @@ impl<S: Sources> Controller<S> {
     ) -> bool {
         let current = self.table.weight_bp();
         let wanted = RoutingHandle::percent_to_bp(self.rollout.state.canary_percent);
-        let applied = match self.store.save(&self.rollout.state) {
+        // A new run or another step: samples asked for before judged another split.
+        let moved_on =
+            before.step != self.rollout.state.step || transitions.contains(&Transition::Started);
+        let applied = match saved {
             Ok(()) => {
                 if self.save_error.take().is_some() {
                     tracing::info!("rollout state saved again");
@@ -419,6 +604,9 @@ impl<S: Sources> Controller<S> {
                 false
             }
         };
+        if applied && moved_on {
+            self.moved_on();
+        }
         let now = Instant::now();
         let rules = self.rule_statuses(now);
         for t in &transitions {
@@ -578,6 +766,27 @@ impl<S: Sources> Controller<S> {
             updated_at: rfc3339(s.updated_at_ms),
         };
         self.board.publish(Status::from(status));
+    }
+}
+
+/// Samples one rule: the canary, or both variants at once for baseline rules.
+async fn sample_rule<S: Sources>(
+    sources: &S,
+    rule: &Rule,
+) -> (Sample, Option<(Option<f64>, Option<f64>)>) {
+    if rule.compare == Some(Compare::Baseline) {
+        let (canary, stable) = tokio::join!(
+            sources.sample(rule, Variant::Canary),
+            sources.sample(rule, Variant::Stable)
+        );
+        let value = |s: &Sample| match s {
+            Sample::Value(v) => Some(*v),
+            _ => None,
+        };
+        let raw = Some((value(&canary), value(&stable)));
+        (baseline_ratio(&canary, &stable), raw)
+    } else {
+        (sources.sample(rule, Variant::Canary).await, None)
     }
 }
 

@@ -22,6 +22,9 @@ struct Scripted {
     requests: AtomicU64,
     /// Calls to `sample`.
     samples: AtomicU64,
+    /// Rule name → how long its answer takes (`None`: it never answers). The value is read
+    /// when the sample is asked for, as a query is evaluated when it arrives.
+    delays: Mutex<HashMap<String, Option<Duration>>>,
 }
 
 impl Scripted {
@@ -56,17 +59,35 @@ impl Scripted {
     fn samples(&self) -> u64 {
         self.samples.load(Ordering::Relaxed)
     }
+
+    /// `rule` answers after `delay`; `None`: it never answers.
+    fn delay(&self, rule: &str, delay: Option<Duration>) {
+        self.delays.lock().unwrap().insert(rule.to_string(), delay);
+    }
+
+    fn answer_at_once(&self, rule: &str) {
+        self.delays.lock().unwrap().remove(rule);
+    }
 }
 
 impl Sources for Arc<Scripted> {
     async fn sample(&self, rule: &Rule, variant: Variant) -> Sample {
         self.samples.fetch_add(1, Ordering::Relaxed);
-        let values = self.values.lock().unwrap();
-        match (values.get(&rule.name), variant) {
-            (Some((canary, _)), Variant::Canary) => canary.clone(),
-            (Some((_, stable)), Variant::Stable) => stable.clone(),
-            (None, _) => Sample::Error(format!("rule {} is not scripted", rule.name)),
+        let answer = {
+            let values = self.values.lock().unwrap();
+            match (values.get(&rule.name), variant) {
+                (Some((canary, _)), Variant::Canary) => canary.clone(),
+                (Some((_, stable)), Variant::Stable) => stable.clone(),
+                (None, _) => Sample::Error(format!("rule {} is not scripted", rule.name)),
+            }
+        };
+        let delay = self.delays.lock().unwrap().get(&rule.name).copied();
+        match delay {
+            None => {}
+            Some(Some(d)) => tokio::time::sleep(d).await,
+            Some(None) => std::future::pending::<()>().await,
         }
+        answer
     }
 
     fn requests(&self, _variant: Variant, _window: Duration) -> u64 {
@@ -190,7 +211,7 @@ fn boot(
         Settings {
             initial_percent,
             autostart,
-            on_transition: None,
+            ..Settings::default()
         },
         StateStore::new(dir),
         Arc::new(DecisionLog::open(dir)),
@@ -292,6 +313,7 @@ async fn autostart_start_reaches_the_transition_hook() {
             initial_percent: 0.0,
             autostart: true,
             on_transition: Some(hook),
+            ..Settings::default()
         },
         StateStore::new(rig.path()),
         Arc::new(DecisionLog::open(rig.path())),
@@ -1051,7 +1073,8 @@ async fn a_new_run_is_not_rolled_back_on_the_last_runs_promql_verdict() {
         ask: Ask::Operator(Command::Start),
         reason: "fixed".into(),
         reply,
-    });
+    })
+    .await;
     assert!(rx.await.unwrap().is_ok());
     secs(&mut ctl, 1).await;
     assert_eq!(
@@ -1086,6 +1109,7 @@ fn boot_with_hook(rig: &Rig, policy: Policy, autostart: bool) -> (Ctl, Arc<Mutex
             initial_percent: 0.0,
             autostart,
             on_transition: Some(hook),
+            ..Settings::default()
         },
         StateStore::new(rig.path()),
         Arc::new(DecisionLog::open(rig.path())),
@@ -1096,13 +1120,14 @@ fn boot_with_hook(rig: &Rig, policy: Policy, autostart: bool) -> (Ctl, Arc<Mutex
     (ctl, heard)
 }
 
-fn command(ctl: &mut Ctl, cmd: Command, reason: &str) -> Result<Status, Refusal> {
+async fn command(ctl: &mut Ctl, cmd: Command, reason: &str) -> Result<Status, Refusal> {
     let (reply, mut rx) = oneshot::channel();
     ctl.command(Request {
         ask: Ask::Operator(cmd),
         reason: reason.into(),
         reply,
-    });
+    })
+    .await;
     rx.try_recv().expect("answered at once")
 }
 
@@ -1239,7 +1264,9 @@ async fn operator_commands_when_the_state_cannot_be_saved() {
     let rig = Rig::new("save-fails-operator");
     let mut ctl = rig.boot(policy("", RULES), 0.0, false);
     break_saves(&rig, true);
-    let refused = command(&mut ctl, Command::Start, "ship it").unwrap_err();
+    let refused = command(&mut ctl, Command::Start, "ship it")
+        .await
+        .unwrap_err();
     assert!(refused.error.contains("not applied"), "{}", refused.error);
     assert!(refused.hint.contains("state_dir"), "{}", refused.hint);
     assert_eq!(rig.table.weight_bp(), 0);
@@ -1256,7 +1283,7 @@ async fn operator_commands_when_the_state_cannot_be_saved() {
 
     // Saves work again: the same command goes through.
     break_saves(&rig, false);
-    let answer = command(&mut ctl, Command::Start, "ship it").unwrap();
+    let answer = command(&mut ctl, Command::Start, "ship it").await.unwrap();
     let answer = answer.rollout().expect("a rollout status");
     assert_eq!(answer.state, State::Progressing);
     assert!(answer.save_error.is_none(), "{answer:?}");
@@ -1264,17 +1291,90 @@ async fn operator_commands_when_the_state_cannot_be_saved() {
 
     // Pausing moves no traffic: applied, not saved, and the answer says so.
     break_saves(&rig, true);
-    let answer = command(&mut ctl, Command::Pause, "").unwrap();
+    let answer = command(&mut ctl, Command::Pause, "").await.unwrap();
     let answer = answer.rollout().expect("a rollout status");
     assert_eq!(answer.state, State::Paused);
     assert!(answer.save_error.is_some(), "{answer:?}");
     assert_eq!(rig.persisted().unwrap().phase, Phase::Progressing);
     // Asking for more canary while saves fail is refused; the split stays.
-    let refused = command(&mut ctl, Command::SetWeight(50.0), "").unwrap_err();
+    let refused = command(&mut ctl, Command::SetWeight(50.0), "")
+        .await
+        .unwrap_err();
     assert!(refused.error.contains("not applied"), "{}", refused.error);
     assert_eq!(rig.table.weight_bp(), 500);
     assert_eq!(rig.status().canary_percent, 5.0);
     break_saves(&rig, false);
     ctl.tick().await;
     assert_eq!(rig.persisted().unwrap().phase, Phase::Paused);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_prometheus_that_never_answers_delays_neither_a_local_rollback_nor_a_command() {
+    let rig = Rig::new("hanging-prometheus");
+    rig.src.delay("latency", None);
+    let mut ctl = rig.boot(policy_with("", [60, 60, 60, 60], RULES), 0.0, true);
+    secs(&mut ctl, 3).await;
+    // Commands are answered at once (the helper reads the reply without waiting).
+    command(&mut ctl, Command::Pause, "look").await.unwrap();
+    command(&mut ctl, Command::Resume, "go on").await.unwrap();
+    // The PromQL rule's sample is still on its way, and is not asked for twice.
+    assert_eq!(
+        rig.src.samples(),
+        1 + 3 * 1,
+        "one PromQL sample, one local per tick"
+    );
+    rig.src.set("errors", 0.5);
+    secs(&mut ctl, 1).await;
+    assert_eq!(ctl.state().phase, Phase::RolledBack);
+    assert_eq!(rig.table.weight_bp(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_prometheus_sample_past_its_deadline_is_an_error() {
+    let rig = Rig::new("deadline");
+    rig.src.delay("latency", None);
+    let mut ctl = rig.boot(policy_with("", [60, 60, 60, 60], RULES), 0.0, true);
+    // Deadline: the default 5 s timeout plus a second.
+    secs(&mut ctl, 5).await;
+    assert_eq!(rule(&rig.status().rules, "latency").outcome, None);
+    secs(&mut ctl, 3).await;
+    let latency = rule(&rig.status().rules, "latency").clone();
+    assert_eq!(latency.outcome, Some(Outcome::Error), "{latency:?}");
+    let error = latency.error.unwrap_or_default();
+    assert!(error.starts_with("no answer within 6s: "), "{error}");
+    assert_eq!(
+        ctl.state().phase,
+        Phase::Progressing,
+        "errors hold, never advance"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_promql_sample_of_an_earlier_step_is_dropped() {
+    let rig = Rig::new("late-sample");
+    let mut ctl = rig.boot(policy_with("", [3, 60, 60, 60], RULES), 0.0, true);
+    // t = 1: a healthy answer at once. From now on the canary looks broken to a query that
+    // takes 3 s: asked at t = 3 (PromQL every 2 s), it comes back at t = 6, between two
+    // PromQL rounds.
+    secs(&mut ctl, 1).await;
+    rig.src.set("latency", 0.5);
+    rig.src.delay("latency", Some(Duration::from_secs(3)));
+    secs(&mut ctl, 3).await;
+    // t = 4: step 0 held healthy for 3 s on the t = 1 verdict: on to step 1.
+    assert_eq!(
+        (ctl.state().phase, ctl.state().step),
+        (Phase::Progressing, 1)
+    );
+    // Fixed before step 1's first query (t = 5), which answers at once.
+    rig.src.set("latency", 0.02);
+    rig.src.answer_at_once("latency");
+    secs(&mut ctl, 4).await;
+    // The t = 3 answer (back at t = 6) judged step 0's canary: dropped.
+    assert_eq!(
+        (ctl.state().phase, ctl.state().step),
+        (Phase::Progressing, 1),
+        "{}",
+        ctl.state().reason
+    );
+    assert_eq!(rule(&rig.status().rules, "latency").value, Some(0.02));
 }

@@ -6,4 +6,4 @@ mod decision_log;
 mod state;
 
 pub use decision_log::{DecisionLog, KEEP};
-pub use state::StateStore;
+pub use state::{StateError, StateStore};
