@@ -14,7 +14,12 @@
 //! - [`http`]: a tiny blocking HTTP/1.1 client ([`Client`], [`Response`],
 //!   [`StreamingResponse`]) and [`percent_encode`].
 //! - [`prometheus`]: start a real `/usr/bin/prometheus` scraping given
-//!   targets and query it ([`Prometheus`]).
+//!   targets and query it ([`Prometheus`]), optionally behind TLS and basic
+//!   auth (`--web.config.file`).
+//! - [`prom_standin`]: [`PromStandIn`], a Prometheus stand-in answering
+//!   `/api/v1/query` as a test tells it at run time (a value, a delay, no
+//!   answer, garbage, an HTTP error, a huge streamed vector) and counting
+//!   queries.
 //! - [`fake_gateway`]: the `fake-gateway` server (run by
 //!   `src/bin/fake-gateway.rs`) and [`FakeGateway`], the handle tests use to
 //!   spawn and steer it.
@@ -28,6 +33,7 @@ pub mod fixed_rate;
 pub mod http;
 pub mod ports;
 pub mod process;
+pub mod prom_standin;
 pub mod prometheus;
 pub mod tempdir;
 pub mod wait;
@@ -37,6 +43,7 @@ pub use fake_gateway::FakeGateway;
 pub use http::{get, percent_encode, post, Client, Response, StreamingResponse};
 pub use ports::{free_addr, free_port};
 pub use process::{sibling_binary, ChildGuard};
+pub use prom_standin::PromStandIn;
 pub use prometheus::Prometheus;
 pub use tempdir::TempDir;
 pub use wait::{wait_for_port, wait_until};
