@@ -99,3 +99,73 @@ fn mistakes_are_located() {
         "{e}"
     );
 }
+
+#[test]
+fn every_mistake_in_a_policy_is_reported_at_once() {
+    // A wrong type in one rule, a bad threshold in another, a semantic problem elsewhere.
+    let src = GOOD
+        .replace("interval = \"10s\"", "interval = \"500ms\"")
+        .replace("window = \"10s\"", "window = 10")
+        + "\n[[rules]]\nname = \"latency\"\nsource = \"local\"\nsignal = \"latency_p99\"\n\
+           fail_when = \"above 0.5\"\n";
+    assert_eq!(
+        err(&src),
+        [
+            "p.toml:3: key `interval`: expected at least \"1s\" (local rules run every second anyway)",
+            "p.toml:17: key `rules[0].window`: invalid type: found signed int `10`, expected a duration string like \"30s\", \"5m\" or \"1h\"",
+            "p.toml:24: key `rules[1].fail_when`: expected a comparison like \"> 0.01\" or \"<= 0.99\", found \"above 0.5\"",
+        ]
+        .join("\n")
+    );
+}
+
+#[test]
+fn a_missing_or_bad_key_has_no_follow_on_problems() {
+    // Without a usable `source`, what the rule needs cannot be judged: no "expected a PromQL
+    // query" or "expected no `signal`"; without `steps`, no "expected at least one step".
+    let e = err(&GOOD.replace("source = \"local\"\n", ""));
+    assert_eq!(
+        e,
+        "p.toml:13: key `rules[0].source`: missing; this key is required"
+    );
+    let e = err(&GOOD.replace("source = \"local\"", "source = \"promql\""));
+    assert!(
+        e.starts_with("p.toml:15: key `rules[0].source`: unknown variant"),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 1, "{e}");
+    let no_steps = GOOD.replace(
+        "[[steps]]\nweight = 5\nhold = \"1m\"\n[[steps]]\nweight = 100\nhold = \"1m\"\n",
+        "",
+    );
+    let e = err(&format!("{no_steps}bogus = true\n"));
+    assert_eq!(
+        e,
+        "p.toml:1: key `steps`: missing; this key is required\n\
+         p.toml:13: key `rules[0].bogus`: unknown key; expected one of `name`, `source`, `query`, `signal`, `window`, `fail_when`, `for`, `on_fail`, `on_no_data`, `dry_run`, `compare`, `min_requests`"
+    );
+}
+
+#[test]
+fn an_unreadable_policy_names_the_os_error_once() {
+    use std::error::Error as _;
+    let e = Policy::load(Path::new("/nonexistent/policy.toml")).unwrap_err();
+    assert!(
+        e.source().is_none(),
+        "the message already names the OS error"
+    );
+    // As anyhow's `{:#}` prints it: the message, then each source.
+    let mut shown = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        shown.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    assert_eq!(
+        shown,
+        format!(
+            "/nonexistent/policy.toml: cannot read: {}",
+            std::io::Error::from_raw_os_error(2)
+        )
+    );
+}
