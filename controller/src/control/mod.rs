@@ -33,7 +33,7 @@ pub use sources::{LiveSources, Sources};
 
 use crate::api::{Action, By, Decision, Kind, RolloutStatus, RuleStatus, State, Status};
 use crate::policy::{baseline_ratio, Compare, Policy, Rule, Sample, SourceKind};
-use crate::rollout::{Phase, Refusal, Rollout, RolloutState, Transition};
+use crate::rollout::{Command, Phase, Refusal, Rollout, RolloutState, Transition};
 use crate::store::{DecisionLog, StateError, StateStore};
 
 /// Start-up settings: `[rollout]`'s, the PromQL deadline and who hears about transitions.
@@ -153,31 +153,8 @@ impl<S: Sources + Clone + 'static> Controller<S> {
         board: Arc<Board>,
     ) -> Self {
         let wall = wall_ms();
-        let (rollout, blocked) = match store.load() {
-            Ok(Some(state)) => {
-                if state.policy != policy.name {
-                    tracing::warn!(persisted = %state.policy, configured = %policy.name, "the persisted rollout ran another policy; continuing it with the configured one");
-                }
-                if state.step >= policy.steps.len() {
-                    let msg = format!(
-                        "{}: persisted step {} does not exist in policy {:?} ({} steps); canaryd routes 100 % to stable until an operator fixes or removes the state file",
-                        store.path().display(), state.step, policy.name, policy.steps.len()
-                    );
-                    (Rollout::idle(policy, 0.0, wall), Some(msg))
-                } else {
-                    tracing::info!(
-                        phase = state.phase.as_str(),
-                        step = state.step,
-                        held_s = state.held_ms / 1000,
-                        canary_percent = state.canary_percent,
-                        "rollout state restored"
-                    );
-                    (Rollout::resume(policy, state), None)
-                }
-            }
-            Ok(None) => (Rollout::idle(policy, settings.initial_percent, wall), None),
-            Err(e) => (Rollout::idle(policy, 0.0, wall), Some(e.to_string())),
-        };
+        let (rollout, blocked) =
+            restore(policy, store.load(), &store, settings.initial_percent, wall);
         let (tx, commands) = mpsc::channel(16);
         let (sampled_tx, sampled) = mpsc::unbounded_channel();
         let rules = rollout.policy.rules.len();
@@ -253,9 +230,12 @@ impl<S: Sources + Clone + 'static> Controller<S> {
     /// Applies one operator command: commit and answer with the new status, or refuse.
     pub async fn command(&mut self, req: Request) {
         let result = match &self.blocked {
+            Some(_) if matches!(req.ask, Ask::Operator(Command::Start)) => {
+                self.unblock(&req.reason).await
+            }
             Some(err) => Err(Refusal {
                 error: format!("the rollout is blocked: {err}"),
-                hint: "fix or remove the state file, then restart canaryd".into(),
+                hint: BLOCKED_HINT.into(),
             }),
             None => match req.ask {
                 Ask::Operator(ref cmd) => {
@@ -322,6 +302,63 @@ impl<S: Sources + Clone + 'static> Controller<S> {
             tracing::info!(error = %r.error, "request to the controller refused");
         }
         let _ = req.reply.send(result);
+    }
+
+    /// `start` while blocked: the operator fixed or removed the state file. Read it again: still
+    /// unusable → refused, naming it; removed → a new rollout from the first step, as `start`
+    /// does; fixed → the rollout continues from the file as written (and a finished or idle one
+    /// starts a new run).
+    async fn unblock(&mut self, reason: &str) -> Result<Status, Refusal> {
+        let store = self.store.clone();
+        let loaded = tokio::task::spawn_blocking(move || store.load())
+            .await
+            .unwrap_or_else(|e| {
+                Err(StateError::Write {
+                    file: self.store.path().display().to_string(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            });
+        let policy = self.rollout.policy.clone();
+        let (rollout, blocked) = restore(policy, loaded, &self.store, 0.0, wall_ms());
+        if let Some(err) = blocked {
+            tracing::info!(reason = %err, "the rollout is still blocked");
+            self.blocked = Some(err.clone());
+            self.publish(Instant::now());
+            return Err(Refusal {
+                error: format!("the rollout is still blocked: {err}"),
+                hint: BLOCKED_HINT.into(),
+            });
+        }
+        tracing::info!(
+            phase = rollout.state.phase.as_str(),
+            step = rollout.state.step,
+            canary_percent = rollout.state.canary_percent,
+            "rollout unblocked by the operator's start"
+        );
+        self.blocked = None;
+        self.rollout = rollout;
+        self.moved_on();
+        self.table.set_weight_bp(RoutingHandle::percent_to_bp(
+            self.rollout.state.canary_percent,
+        ));
+        let before = self.rollout.state.clone();
+        match self.rollout.apply(&Command::Start, reason, wall_ms()) {
+            Ok(transitions) => {
+                let applied = self.commit(before, transitions, false, Some(reason)).await;
+                self.last_prom_eval = None;
+                self.publish(Instant::now());
+                if applied {
+                    Ok(self.board.status())
+                } else {
+                    Err(self.not_applied())
+                }
+            }
+            // A running rollout written back by the operator continues as it is.
+            Err(_) => {
+                self.publish(Instant::now());
+                Ok(self.board.status())
+            }
+        }
     }
 
     /// The answer to an operator command that would have moved traffic towards the canary
@@ -766,6 +803,47 @@ impl<S: Sources + Clone + 'static> Controller<S> {
             updated_at: rfc3339(s.updated_at_ms),
         };
         self.board.publish(Status::from(status));
+    }
+}
+
+/// What a blocked rollout's refusals suggest.
+const BLOCKED_HINT: &str = "fix or remove the state file, then run `canaryd start` (a fixed file \
+     is continued as written, a removed one starts a new rollout)";
+
+/// The rollout a loaded state file gives: the persisted rollout (the persisted split wins over
+/// `initial_percent`), an idle one when there is no file, or — when the file cannot be read or
+/// names a step the policy lacks — an idle one at 0 % and why it is blocked.
+fn restore(
+    policy: Policy,
+    loaded: Result<Option<RolloutState>, StateError>,
+    store: &StateStore,
+    initial_percent: f64,
+    wall: u64,
+) -> (Rollout, Option<String>) {
+    match loaded {
+        Ok(Some(state)) => {
+            if state.policy != policy.name {
+                tracing::warn!(persisted = %state.policy, configured = %policy.name, "the persisted rollout ran another policy; continuing it with the configured one");
+            }
+            if state.step >= policy.steps.len() {
+                let msg = format!(
+                    "{}: persisted step {} does not exist in policy {:?} ({} steps); canaryd routes 100 % to stable until an operator fixes or removes the state file",
+                    store.path().display(), state.step, policy.name, policy.steps.len()
+                );
+                (Rollout::idle(policy, 0.0, wall), Some(msg))
+            } else {
+                tracing::info!(
+                    phase = state.phase.as_str(),
+                    step = state.step,
+                    held_s = state.held_ms / 1000,
+                    canary_percent = state.canary_percent,
+                    "rollout state restored"
+                );
+                (Rollout::resume(policy, state), None)
+            }
+        }
+        Ok(None) => (Rollout::idle(policy, initial_percent, wall), None),
+        Err(e) => (Rollout::idle(policy, 0.0, wall), Some(e.to_string())),
     }
 }
 

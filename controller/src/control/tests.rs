@@ -1318,7 +1318,11 @@ async fn a_prometheus_that_never_answers_delays_neither_a_local_rollback_nor_a_c
     command(&mut ctl, Command::Pause, "look").await.unwrap();
     command(&mut ctl, Command::Resume, "go on").await.unwrap();
     // The PromQL rule's sample is still on its way, and is not asked for twice.
-    assert_eq!(rig.src.samples(), 1 + 3, "one PromQL sample, one local per tick");
+    assert_eq!(
+        rig.src.samples(),
+        1 + 3,
+        "one PromQL sample, one local per tick"
+    );
     rig.src.set("errors", 0.5);
     secs(&mut ctl, 1).await;
     assert_eq!(ctl.state().phase, Phase::RolledBack);
@@ -1373,4 +1377,54 @@ async fn a_late_promql_sample_of_an_earlier_step_is_dropped() {
         ctl.state().reason
     );
     assert_eq!(rule(&rig.status().rules, "latency").value, Some(0.02));
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_recovers_a_blocked_rollout_once_the_state_file_is_removed() {
+    let rig = Rig::new("unblock-removed");
+    let state_file = rig.path().join("state.json");
+    std::fs::write(&state_file, "garbage").unwrap();
+    let mut ctl = rig.boot(policy("", RULES), 0.0, false);
+    assert_eq!(rig.status().state, State::Blocked);
+    // Still garbage: refused, naming the file; nothing written, nothing routed.
+    let refused = command(&mut ctl, Command::Start, "").await.unwrap_err();
+    assert!(refused.error.contains("still blocked"), "{}", refused.error);
+    assert!(
+        refused.error.contains(&state_file.display().to_string()),
+        "{}",
+        refused.error
+    );
+    assert_eq!(std::fs::read_to_string(&state_file).unwrap(), "garbage");
+    assert_eq!(rig.table.weight_bp(), 0);
+    // Other commands still say how to get out.
+    let refused = command(&mut ctl, Command::Pause, "").await.unwrap_err();
+    assert!(refused.hint.contains("canaryd start"), "{}", refused.hint);
+
+    std::fs::remove_file(&state_file).unwrap();
+    let status = rollout_of(command(&mut ctl, Command::Start, "fixed").await.unwrap());
+    assert_eq!((status.state, status.step), (State::Progressing, 0));
+    assert_eq!(rig.table.weight_bp(), 500);
+    assert_eq!(rig.persisted().unwrap().phase, Phase::Progressing);
+    assert_eq!(rig.actions("transition"), ["start"]);
+    secs(&mut ctl, 1).await;
+    assert!(rig.src.samples() > 0, "rules are judged again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_continues_a_blocked_rollout_from_the_fixed_state_file() {
+    let rig = Rig::new("unblock-fixed");
+    let state_file = rig.path().join("state.json");
+    std::fs::write(&state_file, "{").unwrap();
+    let mut ctl = rig.boot(policy("", RULES), 0.0, false);
+    assert_eq!(rig.status().state, State::Blocked);
+    // The operator writes the rollout back by hand, paused at step 1 (25 %).
+    let mut st = Rollout::idle(policy("", RULES), 0.0, 0).state;
+    (st.phase, st.step, st.canary_percent) = (Phase::Paused, 1, 25.0);
+    StateStore::new(rig.path()).save(&st).unwrap();
+    let status = rollout_of(command(&mut ctl, Command::Start, "").await.unwrap());
+    assert_eq!((status.state, status.step), (State::Paused, 1));
+    assert_eq!(rig.table.weight_bp(), 2_500);
+    // Continued as written: `resume` goes on at the step.
+    let status = rollout_of(command(&mut ctl, Command::Resume, "").await.unwrap());
+    assert_eq!((status.state, status.step), (State::Progressing, 1));
 }
