@@ -132,6 +132,22 @@ pub struct RolloutConfig {
     pub autostart: bool,
     /// Canary share before any rollout has run (no state yet).
     pub initial_percent: f64,
+    /// Size in bytes past which `decisions.ndjson` is rotated to `decisions.ndjson.1`.
+    #[serde(deserialize_with = "byte_size")]
+    pub decision_log_max_size: u64,
+    /// Rotated decision logs kept (`.1` … `.keep`); 0 keeps none.
+    pub decision_log_keep: u32,
+}
+
+impl RolloutConfig {
+    /// `decision_log_max_size` when not set: 64 MiB.
+    pub const DEFAULT_DECISION_LOG_MAX_SIZE: u64 = 64 << 20;
+    /// Smallest `decision_log_max_size`: 64 KiB.
+    pub const MIN_DECISION_LOG_MAX_SIZE: u64 = 64 << 10;
+    /// `decision_log_keep` when not set.
+    pub const DEFAULT_DECISION_LOG_KEEP: u32 = 5;
+    /// Largest `decision_log_keep`.
+    pub const MAX_DECISION_LOG_KEEP: u32 = 100;
 }
 
 impl Default for RolloutConfig {
@@ -141,6 +157,8 @@ impl Default for RolloutConfig {
             state_dir: PathBuf::from("/var/lib/canaryd"),
             autostart: false,
             initial_percent: 0.0,
+            decision_log_max_size: Self::DEFAULT_DECISION_LOG_MAX_SIZE,
+            decision_log_keep: Self::DEFAULT_DECISION_LOG_KEEP,
         }
     }
 }
@@ -234,6 +252,7 @@ impl Config {
                 message: format!("expected a percentage from 0 to 100, found {p}"),
             });
         }
+        out.extend(check_decision_log(&self.rollout));
         if let Some(prom) = &self.prometheus {
             out.extend(check_prometheus(prom));
         }
@@ -259,6 +278,31 @@ impl Config {
         }
         out
     }
+}
+
+/// `[rollout] decision_log_max_size` of at least 64 KiB, `decision_log_keep` at most 100.
+fn check_decision_log(r: &RolloutConfig) -> Vec<Invalid> {
+    let mut out = Vec::new();
+    if r.decision_log_max_size < RolloutConfig::MIN_DECISION_LOG_MAX_SIZE {
+        out.push(Invalid {
+            key: "rollout.decision_log_max_size".into(),
+            message: format!(
+                "expected a size of at least \"64KiB\" (65536 bytes) like \"64MiB\", found {}",
+                r.decision_log_max_size
+            ),
+        });
+    }
+    if r.decision_log_keep > RolloutConfig::MAX_DECISION_LOG_KEEP {
+        out.push(Invalid {
+            key: "rollout.decision_log_keep".into(),
+            message: format!(
+                "expected a number of rotated files from 0 to {}, found {}",
+                RolloutConfig::MAX_DECISION_LOG_KEEP,
+                r.decision_log_keep
+            ),
+        });
+    }
+    out
 }
 
 /// The keys a check reads besides the one it reports (see [`Loader::related`]): the header
