@@ -2,10 +2,15 @@
 //! targets every second from a private temp dir, answers PromQL queries, and
 //! is killed (its dir removed) on drop. Tests skip themselves when
 //! `/usr/bin/prometheus` is not installed ([`Prometheus::start`] → `None`).
+//!
+//! [`Prometheus::start_with_web_config`] starts it behind its own
+//! `--web.config.file` (TLS, basic auth), as production Prometheus servers
+//! run; this crate's plain HTTP helpers ([`Prometheus::query`] …) cannot talk
+//! to such an instance, the test's own client does.
 
 use std::fmt::Write as _;
 use std::fs;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
@@ -20,6 +25,8 @@ const BINARY: &str = "/usr/bin/prometheus";
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Fresh ports tried when Prometheus exits at once (port taken meanwhile).
 const START_ATTEMPTS: usize = 3;
+/// The web config's file name in the temp dir.
+const WEB_CONFIG: &str = "web.yml";
 
 /// A running Prometheus process.
 #[derive(Debug)]
@@ -28,6 +35,10 @@ pub struct Prometheus {
     pub addr: SocketAddr,
     child: ChildGuard,
     dir: TempDir,
+    /// `http`, or `https` when its web config enables TLS.
+    scheme: String,
+    /// Started with `--web.config.file` (web.yml in `dir`).
+    web_config: bool,
 }
 
 impl Prometheus {
@@ -38,6 +49,37 @@ impl Prometheus {
     /// # Panics
     /// When Prometheus is installed but does not become ready.
     pub fn start(targets: &[(&str, SocketAddr)]) -> Option<Prometheus> {
+        Self::launch(targets, None, "http")
+    }
+
+    /// Like [`start`](Self::start), behind `--web.config.file` with
+    /// `web_config_yaml` (exporter-toolkit's format: `tls_server_config` with
+    /// `cert_file`/`key_file`, `basic_auth_users` with bcrypt hashes — give
+    /// absolute paths). `scheme` (`"https"` when the config enables TLS) is
+    /// what [`url`](Self::url) says.
+    ///
+    /// Returns as soon as Prometheus accepts connections on its port: this
+    /// crate's plain HTTP client cannot ask `/-/ready` through TLS or
+    /// authentication, so it may still answer 503 for a moment — poll with
+    /// the client under test. [`query`](Self::query) and the other helpers
+    /// built on it do not work on such an instance.
+    ///
+    /// # Panics
+    /// When Prometheus is installed but does not start listening (e.g. the
+    /// web config is invalid: Prometheus exits).
+    pub fn start_with_web_config(
+        targets: &[(&str, SocketAddr)],
+        web_config_yaml: &str,
+        scheme: &str,
+    ) -> Option<Prometheus> {
+        Self::launch(targets, Some(web_config_yaml), scheme)
+    }
+
+    fn launch(
+        targets: &[(&str, SocketAddr)],
+        web_config_yaml: Option<&str>,
+        scheme: &str,
+    ) -> Option<Prometheus> {
         if !Path::new(BINARY).is_file() {
             return None;
         }
@@ -45,11 +87,22 @@ impl Prometheus {
         let config = dir.path().join("prometheus.yml");
         fs::write(&config, render_config(targets))
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", config.display()));
+        if let Some(yaml) = web_config_yaml {
+            let web = dir.path().join(WEB_CONFIG);
+            fs::write(&web, yaml).unwrap_or_else(|e| panic!("cannot write {}: {e}", web.display()));
+        }
+        let web_config = web_config_yaml.is_some();
         for _ in 0..START_ATTEMPTS {
             let addr = free_addr();
-            let mut child = spawn(dir.path(), addr);
-            if wait_ready(addr, &mut child) {
-                return Some(Prometheus { addr, child, dir });
+            let mut child = spawn(dir.path(), addr, web_config);
+            if wait_ready(addr, &mut child, web_config) {
+                return Some(Prometheus {
+                    addr,
+                    child,
+                    dir,
+                    scheme: scheme.to_owned(),
+                    web_config,
+                });
             }
         }
         panic!(
@@ -69,26 +122,32 @@ impl Prometheus {
     /// When it does not become ready (e.g. the port was taken meanwhile).
     pub fn restart(&mut self) {
         self.child.kill();
-        let mut child = spawn(self.dir.path(), self.addr);
+        let mut child = spawn(self.dir.path(), self.addr, self.web_config);
         assert!(
-            wait_ready(self.addr, &mut child),
+            wait_ready(self.addr, &mut child, self.web_config),
             "{BINARY} did not come back on {} within {READY_TIMEOUT:?}",
             self.addr
         );
         self.child = child;
     }
 
-    /// `http://127.0.0.1:PORT`, e.g. for a controller's config.
+    /// `http://127.0.0.1:PORT` (`https://` for a TLS web config), e.g. for a
+    /// controller's config.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Runs an instant query; returns the whole API answer
     /// (`{"status":"success","data":{"resultType":..,"result":[..]}}`).
     ///
     /// # Panics
-    /// When the API cannot be reached or does not answer JSON.
+    /// When the API cannot be reached or does not answer JSON, and always on
+    /// an instance started with a web config.
     pub fn query(&self, promql: &str) -> serde_json::Value {
+        assert!(
+            !self.web_config,
+            "Prometheus::query speaks plain HTTP without credentials; this instance has a web config"
+        );
         let path = format!("/api/v1/query?query={}", percent_encode(promql));
         let response = http::get(self.addr, &path)
             .unwrap_or_else(|e| panic!("prometheus query {promql:?} failed: {e}"));
@@ -143,14 +202,20 @@ impl Drop for Prometheus {
     }
 }
 
-/// Polls `/-/ready`; false if the process exited or the deadline passed.
-fn wait_ready(addr: SocketAddr, child: &mut ChildGuard) -> bool {
+/// Polls `/-/ready` (with a web config: until the port accepts connections);
+/// false if the process exited or the deadline passed.
+fn wait_ready(addr: SocketAddr, child: &mut ChildGuard, web_config: bool) -> bool {
     let deadline = Instant::now() + READY_TIMEOUT;
     while Instant::now() < deadline {
         if !child.is_running() {
             return false;
         }
-        if http::get(addr, "/-/ready").is_ok_and(|r| r.status == 200) {
+        let ready = if web_config {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        } else {
+            http::get(addr, "/-/ready").is_ok_and(|r| r.status == 200)
+        };
+        if ready {
             return true;
         }
         thread::sleep(Duration::from_millis(50));
@@ -159,10 +224,17 @@ fn wait_ready(addr: SocketAddr, child: &mut ChildGuard) -> bool {
     false
 }
 
-/// The prometheus.yml for `targets`.
-/// Starts the binary on `addr` with the config and data directory in `dir`.
-fn spawn(dir: &Path, addr: SocketAddr) -> ChildGuard {
-    let child = Command::new(BINARY)
+/// Starts the binary on `addr` with the config and data directory in `dir`
+/// (and `dir/web.yml` as its web config when `web_config`).
+fn spawn(dir: &Path, addr: SocketAddr, web_config: bool) -> ChildGuard {
+    let mut command = Command::new(BINARY);
+    if web_config {
+        command.arg(format!(
+            "--web.config.file={}",
+            dir.join(WEB_CONFIG).display()
+        ));
+    }
+    let child = command
         .arg(format!(
             "--config.file={}",
             dir.join("prometheus.yml").display()
@@ -180,6 +252,7 @@ fn spawn(dir: &Path, addr: SocketAddr) -> ChildGuard {
     ChildGuard::new(child)
 }
 
+/// The prometheus.yml for `targets`.
 fn render_config(targets: &[(&str, SocketAddr)]) -> String {
     let mut yml = String::from(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",

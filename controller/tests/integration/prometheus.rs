@@ -1,5 +1,6 @@
-//! [`PromClient`] against a real Prometheus (`/usr/bin/prometheus`, skipped with a notice when
-//! missing) scraping two fake gateways, plus a closed port and a server that never answers.
+//! [`PromClient`] against a real Prometheus (`/usr/bin/prometheus`; skipped with a notice when
+//! missing, failed instead under `CANARYD_REQUIRE_TOOLS=1`) scraping two fake gateways, plus a
+//! closed port and a server that never answers.
 //!
 //! All Prometheus cases share one process, in one test, to keep the file fast. The fake
 //! gateways are the `fake-gateway` binary: run `cargo build --workspace --bins` first.
@@ -42,7 +43,7 @@ fn instant_queries_against_a_real_prometheus() {
         assert_eq!(response.status, 200);
     }
     let Some(prom) = Prometheus::start(&[("gw", gw.addr), ("other", other.addr)]) else {
-        eprintln!("NOTICE: /usr/bin/prometheus is not installed; skipping");
+        testkit::tool_missing("prometheus");
         return;
     };
     prom.wait_for_series(r#"up{job="gw"}"#, Duration::from_secs(15));
