@@ -7,7 +7,7 @@
 //!   the status page's charts. Its per-transition fields (`from_step`, `failed_rules`, …) are
 //!   present only on the lines they belong to.
 //! - [`RuleStatus`]: one rule, in the status document and in every decision line.
-//! - [`ActionRequest`]: the body of `POST /api/v1/{start,…,weight}`.
+//! - [`ActionRequest`]: the body of `POST /api/v1/{start,…,weight,approve}`.
 //! - [`ApiError`]: the admin API's `{"error", "hint"}` answer to a refused request.
 //!
 //! The controller builds these values and every reader (admin API, status page, webhooks, the
@@ -85,6 +85,8 @@ pub struct RolloutStatus {
 pub enum State {
     Idle,
     Progressing,
+    /// The step's hold is met; it waits for an operator's `approve` (rules still judged).
+    AwaitingApproval,
     Paused,
     RollingBack,
     Promoted,
@@ -245,6 +247,10 @@ pub enum Action {
     Start,
     Advance,
     Promote,
+    /// A step with `approval = true` served its hold: ready for approval (once per wait).
+    AwaitingApproval,
+    /// An operator approved: followed by the `advance` or `promote` it leads to.
+    Approve,
     /// A hold begins (a transition), or an evaluation while holding.
     Hold,
     HoldEnd,
@@ -381,6 +387,7 @@ impl State {
         match self {
             State::Idle => "idle",
             State::Progressing => "progressing",
+            State::AwaitingApproval => "awaiting_approval",
             State::Paused => "paused",
             State::RollingBack => "rolling_back",
             State::Promoted => "promoted",
@@ -396,6 +403,7 @@ impl State {
         Some(match self {
             State::Idle => Phase::Idle,
             State::Progressing => Phase::Progressing,
+            State::AwaitingApproval => Phase::AwaitingApproval,
             State::Paused => Phase::Paused,
             State::RollingBack => Phase::RollingBack,
             State::Promoted => Phase::Promoted,
@@ -411,6 +419,7 @@ impl From<Phase> for State {
         match p {
             Phase::Idle => State::Idle,
             Phase::Progressing => State::Progressing,
+            Phase::AwaitingApproval => State::AwaitingApproval,
             Phase::Paused => State::Paused,
             Phase::RollingBack => State::RollingBack,
             Phase::Promoted => State::Promoted,
@@ -532,6 +541,8 @@ impl Action {
             Action::Start => "start",
             Action::Advance => "advance",
             Action::Promote => "promote",
+            Action::AwaitingApproval => "awaiting_approval",
+            Action::Approve => "approve",
             Action::Hold => "hold",
             Action::HoldEnd => "hold_end",
             Action::Alert => "alert",

@@ -47,8 +47,8 @@ pub use control::{
 };
 pub use notify::{backoff, slack_text, Notifier, QUEUE as NOTIFY_QUEUE};
 pub use policy::{
-    Compare, OnFail, OnNoData, Op, Outcome, Policy, RollbackMode, Rule, Sample, Signal, SourceKind,
-    Threshold,
+    Compare, HoldMode, OnFail, OnNoData, Op, Outcome, Policy, RollbackMode, Rule, Sample, Signal,
+    SourceKind, Threshold,
 };
 pub use rollout::{Command, Phase, Refusal};
 pub use store::{DecisionLog, StateStore};

@@ -22,7 +22,7 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 
 use canaryd_config::{NotifyConfig, NotifyFormat};
 
-use crate::api::Decision;
+use crate::api::{Action, Decision};
 
 /// Events waiting per target; beyond this new events are dropped.
 pub const QUEUE: usize = 256;
@@ -297,7 +297,9 @@ pub fn backoff(retry: u32) -> Duration {
 }
 
 /// The one-line summary a `slack` target gets, e.g.
-/// `canaryd gateway-migration: rollback at step 1 (25 % → 0 %): rule(s) error-rate failed`.
+/// `canaryd gateway-migration: rollback at step 1 (25 % → 0 %): rule(s) error-rate failed`, or
+/// `canaryd gateway-migration: awaiting approval at step 0 (5 % canary): step 0 held healthy
+/// for 72h: ready for approval (…)`.
 ///
 /// Built from the decision's fields; `from_percent` (the split before the decision) is used
 /// when present, otherwise the current split is shown as `(0 % canary)`. A decision whose state
@@ -308,7 +310,13 @@ pub fn slack_text(decision: &Decision) -> String {
     if non_empty(&decision.policy) {
         let _ = write!(text, " {}", decision.policy);
     }
-    let _ = write!(text, ": {}", decision.action);
+    // "ready for approval" reads as words.
+    match decision.action {
+        Action::AwaitingApproval => text.push_str(": awaiting approval"),
+        action => {
+            let _ = write!(text, ": {action}");
+        }
+    }
     match (decision.from_step, decision.to_step) {
         (Some(from), Some(to)) => {
             let _ = write!(text, " from step {from} to step {to}");

@@ -1,6 +1,6 @@
 //! The admin listener (hyper, HTTP/1.1): `/metrics`, `/healthz`, `/ready`, the read side of the
 //! API (`GET /api/v1/status`, `GET /api/v1/decisions?limit=N`) and operator actions
-//! (`POST /api/v1/{start,pause,resume,promote,rollback,abort}`, `POST /api/v1/weight`), which
+//! (`POST /api/v1/{start,pause,resume,promote,rollback,abort,approve}`, `POST /api/v1/weight`), which
 //! need `Authorization: Bearer <token>`. Errors are `{"error", "hint"}` with a 4xx code.
 //! `GET /` is the status page and `GET /ui/fragment` its live part ([`ui`]);
 //! like the other reads they need no token (the page's buttons send it with each action).
@@ -127,7 +127,7 @@ async fn handle(state: &Arc<AdminState>, req: Request<Incoming>) -> Response<Ful
     read_endpoint(state, req)
 }
 
-const ENDPOINTS: &str = "GET / (status page), /metrics, /healthz, /ready, /api/v1/status, /api/v1/decisions?limit=N; POST /api/v1/{start,pause,resume,promote,rollback,abort}, /api/v1/weight";
+const ENDPOINTS: &str = "GET / (status page), /metrics, /healthz, /ready, /api/v1/status, /api/v1/decisions?limit=N; POST /api/v1/{start,pause,resume,promote,rollback,abort,approve}, /api/v1/weight";
 
 fn error(
     code: StatusCode,
@@ -181,6 +181,7 @@ async fn api(
         "promote" => Some(Command::Promote),
         "rollback" => Some(Command::Rollback),
         "abort" => Some(Command::Abort),
+        "approve" => Some(Command::Approve),
         "weight" => None,
         _ => return None,
     };

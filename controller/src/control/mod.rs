@@ -692,8 +692,12 @@ impl<S: Sources + Clone + 'static> Controller<S> {
     /// What an evaluation without a transition amounts to.
     fn evaluation_action(&self) -> Action {
         match self.rollout.state.phase {
-            Phase::Progressing if self.rollout.is_holding() => Action::Hold,
-            Phase::Progressing => Action::Healthy,
+            // Awaiting approval: the rules are judged as while progressing (the line's
+            // `state` says it waits).
+            Phase::Progressing | Phase::AwaitingApproval if self.rollout.is_holding() => {
+                Action::Hold
+            }
+            Phase::Progressing | Phase::AwaitingApproval => Action::Healthy,
             Phase::Paused => Action::Paused,
             Phase::RollingBack => Action::RollingBack,
             _ => Action::None,

@@ -34,6 +34,9 @@ pub struct Policy {
     /// failed. Unset: errors hold the rollout and alert, forever.
     #[serde(default)]
     pub max_consecutive_errors: Option<u32>,
+    /// How a step's healthy time is counted; a step's own `hold_mode` overrides it.
+    #[serde(default)]
+    pub hold_mode: HoldMode,
     pub steps: Vec<Step>,
     #[serde(default)]
     pub rules: Vec<Rule>,
@@ -47,6 +50,26 @@ pub struct Step {
     pub weight: f64,
     #[serde(deserialize_with = "duration")]
     pub hold: Duration,
+    /// Overrides the policy's `hold_mode` for this step.
+    #[serde(default)]
+    pub hold_mode: Option<HoldMode>,
+    /// Once the hold is met, wait for an operator's `approve` instead of moving on.
+    #[serde(default)]
+    pub approval: bool,
+}
+
+/// How a step's healthy time (`held_ms`) is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HoldMode {
+    /// The hold must be served in one unbroken healthy run: an evaluation that holds the
+    /// rollout (a breach shorter than `for`, a `hold` failure, no data, an error) restarts it
+    /// from zero. The default: "met for 24 consecutive hours"; never advance on a canary that
+    /// was only healthy now and then.
+    #[default]
+    Consecutive,
+    /// Healthy time adds up; unhealthy time only stops the clock.
+    Cumulative,
 }
 
 /// How a rollback moves traffic back to stable.
@@ -188,6 +211,19 @@ impl Policy {
     /// Weights of every step, in percent.
     pub fn weights(&self) -> Vec<f64> {
         self.steps.iter().map(|s| s.weight).collect()
+    }
+
+    /// The hold mode of step `step`: its own, else the policy's.
+    pub fn hold_mode_at(&self, step: usize) -> HoldMode {
+        self.steps
+            .get(step)
+            .and_then(|s| s.hold_mode)
+            .unwrap_or(self.hold_mode)
+    }
+
+    /// Does step `step` wait for an operator's approval once its hold is met?
+    pub fn needs_approval(&self, step: usize) -> bool {
+        self.steps.get(step).is_some_and(|s| s.approval)
     }
 
     fn validate(&self) -> Vec<(String, String)> {

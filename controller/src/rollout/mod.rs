@@ -1,17 +1,22 @@
 //! The rollout state machine: where a rollout is (phase, step, healthy time held, the split),
 //! and how the rules' verdicts move it.
 //!
-//! `idle → progressing(step k) ⇄ paused → promoted`; from progressing or paused, `rolled_back`
-//! (through `rolling_back` when the rollback is gradual) or `aborted`. A step advances only
-//! after every acting rule has been healthy for the step's `hold` — time spent unhealthy (a
-//! breach shorter than `for`, no-data, errors) does not count. [`RolloutState`] is what gets
-//! persisted; everything else is rebuilt at start.
+//! `idle → progressing(step k) ⇄ paused → promoted`; a step with `approval = true` whose hold
+//! is met waits in `awaiting_approval` until an operator approves; from any live phase,
+//! `rolled_back` (through `rolling_back` when the rollback is gradual) or `aborted`. A step
+//! advances only after every acting rule has been healthy for the step's `hold`: with
+//! `hold_mode = "consecutive"` (the default) in one unbroken run — an evaluation that holds
+//! the rollout (a breach shorter than `for`, no-data, errors) restarts it — with
+//! `"cumulative"` adding up the healthy time. A pause remembers what it paused
+//! (`paused_from`): `resume` returns there, and a paused gradual rollback stays frozen except
+//! for a new failure, which goes to 0 % at once. [`RolloutState`] is what gets persisted;
+//! everything else is rebuilt at start.
 
 use serde::{Deserialize, Serialize};
 use tokio::time::{Duration, Instant};
 
 use crate::api::Action;
-use crate::policy::{OnFail, Policy, RollbackMode};
+use crate::policy::{HoldMode, OnFail, Policy, RollbackMode};
 use crate::policy::{Outcome, RuleState, Verdict};
 
 /// Where a rollout is.
@@ -20,6 +25,9 @@ use crate::policy::{Outcome, RuleState, Verdict};
 pub enum Phase {
     Idle,
     Progressing,
+    /// The step's hold is met and the step has `approval = true`: rules are still judged; an
+    /// operator's `approve` moves on.
+    AwaitingApproval,
     Paused,
     RollingBack,
     Promoted,
@@ -43,6 +51,11 @@ pub struct RolloutState {
     pub updated_at_ms: u64,
     /// Why the last transition happened.
     pub reason: String,
+    /// `paused` only: the phase the pause stopped (`progressing`, `awaiting_approval` or
+    /// `rolling_back`), where `resume` goes back to. Absent from state files written before it
+    /// existed: those read as paused from `progressing`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_from: Option<Phase>,
 }
 
 /// Something that happened to the rollout; each becomes a decision-log line.
@@ -54,6 +67,8 @@ pub enum Transition {
         to: usize,
     },
     Promoted,
+    /// The step's hold is met and it waits for an operator's approval ("ready for approval").
+    AwaitingApproval,
     HoldBegin {
         reasons: Vec<String>,
     },
@@ -68,6 +83,8 @@ pub enum Transition {
     RollbackStep,
     RolledBack,
     /// Operator actions.
+    /// `approve`: followed by the `Advanced` or `Promoted` it leads to.
+    Approved,
     Paused,
     Resumed,
     Aborted,
@@ -87,6 +104,8 @@ pub enum Command {
     Abort,
     /// Manual split; pauses a running policy.
     SetWeight(f64),
+    /// Moves a rollout awaiting approval to its next step (or promotes it from the last).
+    Approve,
 }
 
 /// Why an operator action is not possible now, and what to do instead.
@@ -117,9 +136,10 @@ pub struct Rollout {
 // === impl Phase ===
 
 impl Phase {
-    pub const ALL: [Phase; 7] = [
+    pub const ALL: [Phase; 8] = [
         Phase::Idle,
         Phase::Progressing,
+        Phase::AwaitingApproval,
         Phase::Paused,
         Phase::RollingBack,
         Phase::Promoted,
@@ -131,6 +151,7 @@ impl Phase {
         match self {
             Phase::Idle => "idle",
             Phase::Progressing => "progressing",
+            Phase::AwaitingApproval => "awaiting_approval",
             Phase::Paused => "paused",
             Phase::RollingBack => "rolling_back",
             Phase::Promoted => "promoted",
@@ -143,7 +164,7 @@ impl Phase {
     pub fn is_live(self) -> bool {
         matches!(
             self,
-            Phase::Progressing | Phase::Paused | Phase::RollingBack
+            Phase::Progressing | Phase::AwaitingApproval | Phase::Paused | Phase::RollingBack
         )
     }
 }
@@ -157,12 +178,14 @@ impl Transition {
             Transition::Started => Action::Start,
             Transition::Advanced { .. } => Action::Advance,
             Transition::Promoted => Action::Promote,
+            Transition::AwaitingApproval => Action::AwaitingApproval,
             Transition::HoldBegin { .. } => Action::Hold,
             Transition::HoldEnd => Action::HoldEnd,
             Transition::Alert { .. } => Action::Alert,
             Transition::RollbackStarted { .. } => Action::Rollback,
             Transition::RollbackStep => Action::RollbackStep,
             Transition::RolledBack => Action::RolledBack,
+            Transition::Approved => Action::Approve,
             Transition::Paused => Action::Pause,
             Transition::Resumed => Action::Resume,
             Transition::Aborted => Action::Abort,
@@ -185,6 +208,7 @@ impl Rollout {
             step_started_at_ms: wall_ms,
             updated_at_ms: wall_ms,
             reason: "no rollout has run yet".into(),
+            paused_from: None,
         };
         Self::resume(policy, state)
     }
@@ -209,6 +233,7 @@ impl Rollout {
     pub fn start(&mut self, wall_ms: u64) -> Transition {
         self.enter_step(0, wall_ms);
         self.state.phase = Phase::Progressing;
+        self.state.paused_from = None;
         self.state.reason = "rollout started".into();
         self.last_tick = None;
         self.holding = false;
@@ -251,7 +276,6 @@ impl Rollout {
 
         // Rules that act: rollback wins over hold; alerts only notify.
         let mut rollback_idx = Vec::new();
-        let mut unhealthy = Vec::new();
         for (i, (rule, rs)) in self.policy.rules.iter().zip(&self.rules).enumerate() {
             if rule.dry_run {
                 continue;
@@ -268,35 +292,64 @@ impl Rollout {
                 self.error_alerted[i] = false;
             }
             match (rs.verdict, rule.on_fail) {
-                (Some(Verdict::Act(OnFail::Alert)), _) => {
-                    if !self.alerted[i] {
-                        self.alerted[i] = true;
-                        out.push(Transition::Alert {
-                            rule: rule.name.clone(),
-                        });
-                    }
+                (Some(Verdict::Act(OnFail::Alert)), _) if !self.alerted[i] => {
+                    self.alerted[i] = true;
+                    out.push(Transition::Alert {
+                        rule: rule.name.clone(),
+                    });
                 }
+                // Alerted once per breach.
+                (Some(Verdict::Act(OnFail::Alert)), _) => {}
                 (Some(Verdict::Act(OnFail::Rollback)), _) => rollback_idx.push(i),
                 (_, OnFail::Alert) => self.alerted[i] = false,
-                (Some(Verdict::Healthy), _) => {}
-                (Some(Verdict::Act(OnFail::Hold)), _) => {
-                    unhealthy.push(format!("{} failed", rule.name))
-                }
-                (Some(Verdict::Unhealthy), _) => unhealthy.push(match rs.outcome {
-                    Some(o) => format!("{} {}", rule.name, o.as_str()),
-                    None => format!("{} not evaluated", rule.name),
-                }),
-                (None, _) => unhealthy.push(format!("{} not evaluated yet", rule.name)),
+                _ => {}
             }
             if rs.verdict == Some(Verdict::Healthy) {
                 self.in_rollback_breach[i] = false;
             }
         }
+        let holds = self.holding_reasons();
+        // An evaluation (not the mere absence of one) found a rule unhealthy.
+        let streak_broken = holds.iter().any(|(_, evaluated)| *evaluated);
+        let unhealthy: Vec<String> = holds.into_iter().map(|(r, _)| r).collect();
 
-        if !rollback_idx.is_empty() && self.state.phase != Phase::RollingBack {
+        if self.draining() {
+            // Still judged: a new failure while traffic drains (another rule, or one that
+            // had recovered) goes to 0 % at once — also while the drain is paused. The breach
+            // that started the rollback, still going on, just keeps the drain going (or
+            // frozen, while paused).
+            let again = self.rule_names(
+                rollback_idx
+                    .iter()
+                    .copied()
+                    .filter(|&i| !self.in_rollback_breach[i]),
+            );
+            let paused = self.state.phase == Phase::Paused;
+            if !again.is_empty() {
+                self.state.canary_percent = 0.0;
+                self.state.phase = Phase::RolledBack;
+                self.state.paused_from = None;
+                self.state.reason = format!(
+                    "rule(s) {} failed during a {}gradual rollback",
+                    again.join(", "),
+                    if paused { "paused " } else { "" }
+                );
+                out.push(Transition::RolledBack);
+            } else if let (false, RollbackMode::Gradual { every, .. }) =
+                (paused, &self.policy.rollback)
+            {
+                // After a restart the drain resumes a full `every` later.
+                let last = *self.last_rollback_step.get_or_insert(now);
+                if now.saturating_duration_since(last) >= *every {
+                    self.last_rollback_step = Some(now);
+                    self.rollback_step(&mut out);
+                }
+            }
+        } else if !rollback_idx.is_empty() {
             let rollback_by = self.rule_names(rollback_idx.iter().copied());
             let gradual = matches!(self.policy.rollback, RollbackMode::Gradual { .. });
             self.state.reason = format!("rule(s) {} failed", rollback_by.join(", "));
+            self.state.paused_from = None;
             out.push(Transition::RollbackStarted {
                 rules: rollback_by,
                 gradual,
@@ -313,76 +366,194 @@ impl Rollout {
                 self.state.phase = Phase::RolledBack;
                 out.push(Transition::RolledBack);
             }
-            self.touch(wall_ms);
-            return out;
-        }
-
-        match self.state.phase {
-            Phase::RollingBack => {
-                // Still judged: a new failure while traffic drains (another rule, or one that
-                // had recovered) goes to 0 % at once. The breach that started the rollback,
-                // still going on, just keeps the drain going.
-                let again = self.rule_names(
-                    rollback_idx
-                        .iter()
-                        .copied()
-                        .filter(|&i| !self.in_rollback_breach[i]),
-                );
-                if !again.is_empty() {
-                    self.state.canary_percent = 0.0;
-                    self.state.phase = Phase::RolledBack;
-                    self.state.reason = format!(
-                        "rule(s) {} failed during a gradual rollback",
-                        again.join(", ")
-                    );
-                    out.push(Transition::RolledBack);
-                } else if let RollbackMode::Gradual { every, .. } = self.policy.rollback {
-                    // After a restart the drain resumes a full `every` later.
-                    let last = *self.last_rollback_step.get_or_insert(now);
-                    if now.saturating_duration_since(last) >= every {
-                        self.last_rollback_step = Some(now);
-                        self.rollback_step(&mut out);
-                    }
+        } else {
+            match self.state.phase {
+                Phase::Progressing => {
+                    self.progress(dt, unhealthy, streak_broken, wall_ms, &mut out)
                 }
-            }
-            Phase::Progressing => {
-                let healthy = unhealthy.is_empty();
-                if healthy {
-                    if self.holding {
-                        // Only time between two healthy evaluations counts.
-                        self.holding = false;
-                        out.push(Transition::HoldEnd);
-                    } else {
-                        self.state.held_ms += dt.as_millis() as u64;
-                    }
-                    if Duration::from_millis(self.state.held_ms) >= self.current_hold() {
-                        let from = self.state.step;
-                        if from + 1 < self.policy.steps.len() {
-                            self.enter_step(from + 1, wall_ms);
-                            self.state.reason = format!(
-                                "step {from} held healthy for {}",
-                                humantime::format_duration(self.policy.steps[from].hold)
-                            );
-                            out.push(Transition::Advanced { from, to: from + 1 });
-                        } else {
-                            self.state.phase = Phase::Promoted;
-                            self.state.canary_percent = 100.0;
-                            self.state.reason = "last step held healthy: promoted".into();
-                            out.push(Transition::Promoted);
+                Phase::AwaitingApproval => {
+                    // Still judged and shown; the wait for the approval is not lost, but
+                    // `approve` is refused while it holds.
+                    if unhealthy.is_empty() {
+                        if self.holding {
+                            self.holding = false;
+                            self.state.reason = self.ready_reason();
+                            out.push(Transition::HoldEnd);
                         }
+                    } else if !self.holding {
+                        self.holding = true;
+                        self.state.reason = format!(
+                            "awaiting approval, holding: {}; `canaryd approve` is refused until the hold ends",
+                            unhealthy.join(", ")
+                        );
+                        out.push(Transition::HoldBegin { reasons: unhealthy });
                     }
-                } else if !self.holding {
-                    self.holding = true;
-                    self.state.reason = format!("holding: {}", unhealthy.join(", "));
-                    out.push(Transition::HoldBegin { reasons: unhealthy });
                 }
+                // No time counts while paused, but a consecutive hold's healthy run is broken
+                // by an unhealthy evaluation during the pause too.
+                Phase::Paused
+                    if streak_broken
+                        && self.paused_from() == Phase::Progressing
+                        && self.policy.hold_mode_at(self.state.step) == HoldMode::Consecutive =>
+                {
+                    self.state.held_ms = 0;
+                }
+                _ => {}
             }
-            _ => {}
         }
         if !out.is_empty() {
             self.touch(wall_ms);
         }
         out
+    }
+
+    /// A progressing step: count healthy time, hold, or move on once the hold is met.
+    fn progress(
+        &mut self,
+        dt: Duration,
+        unhealthy: Vec<String>,
+        streak_broken: bool,
+        wall_ms: u64,
+        out: &mut Vec<Transition>,
+    ) {
+        if !unhealthy.is_empty() {
+            let restart = streak_broken
+                && self.state.held_ms > 0
+                && self.policy.hold_mode_at(self.state.step) == HoldMode::Consecutive;
+            if restart {
+                self.state.held_ms = 0;
+            }
+            if !self.holding || restart {
+                self.state.reason = format!(
+                    "holding: {}{}",
+                    unhealthy.join(", "),
+                    if restart {
+                        "; the step's hold restarts from zero (hold_mode = consecutive)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            if !self.holding {
+                self.holding = true;
+                out.push(Transition::HoldBegin { reasons: unhealthy });
+            }
+            return;
+        }
+        if self.holding {
+            // Only time between two healthy evaluations counts.
+            self.holding = false;
+            out.push(Transition::HoldEnd);
+        } else {
+            self.state.held_ms += dt.as_millis() as u64;
+        }
+        if Duration::from_millis(self.state.held_ms) < self.current_hold() {
+            return;
+        }
+        if self.policy.needs_approval(self.state.step) {
+            self.state.phase = Phase::AwaitingApproval;
+            self.state.reason = self.ready_reason();
+            out.push(Transition::AwaitingApproval);
+        } else {
+            let from = self.state.step;
+            let why = format!(
+                "step {from} held healthy for {}",
+                humantime::format_duration(self.current_hold())
+            );
+            self.move_on(why, "last step held healthy: promoted".into(), wall_ms, out);
+        }
+    }
+
+    /// The next step (`advanced` as the reason), or promotion from the last (`promoted`).
+    fn move_on(
+        &mut self,
+        advanced: String,
+        promoted: String,
+        wall_ms: u64,
+        out: &mut Vec<Transition>,
+    ) {
+        let from = self.state.step;
+        if from + 1 < self.policy.steps.len() {
+            self.enter_step(from + 1, wall_ms);
+            self.state.reason = advanced;
+            out.push(Transition::Advanced { from, to: from + 1 });
+        } else {
+            self.state.phase = Phase::Promoted;
+            self.state.canary_percent = 100.0;
+            self.state.reason = promoted;
+            out.push(Transition::Promoted);
+        }
+    }
+
+    /// The reason of a rollout awaiting approval and not holding: "ready for approval".
+    fn ready_reason(&self) -> String {
+        let step = self.state.step;
+        let next = match self.policy.steps.get(step + 1) {
+            Some(s) => format!("moves to step {}, {} %", step + 1, s.weight),
+            None => "promotes the canary, 100 %".into(),
+        };
+        format!(
+            "step {step} held healthy for {}: ready for approval (`canaryd approve` {next})",
+            humantime::format_duration(self.current_hold())
+        )
+    }
+
+    /// Why the rollout holds now: one reason per acting rule that is not healthy, and whether
+    /// an evaluation said so (`false`: the rule has not been evaluated yet). `dry_run` and
+    /// `alert` rules never hold; a rule asking for a rollback is not listed (it rolls back).
+    fn holding_reasons(&self) -> Vec<(String, bool)> {
+        self.policy
+            .rules
+            .iter()
+            .zip(&self.rules)
+            .filter(|(rule, _)| !rule.dry_run)
+            .filter_map(|(rule, rs)| match (rs.verdict, rule.on_fail) {
+                (Some(Verdict::Act(OnFail::Alert | OnFail::Rollback)), _) => None,
+                (_, OnFail::Alert) | (Some(Verdict::Healthy), _) => None,
+                (Some(Verdict::Act(OnFail::Hold)), _) => {
+                    Some((format!("{} failed", rule.name), true))
+                }
+                (Some(Verdict::Unhealthy), _) => Some((
+                    match rs.outcome {
+                        Some(o) => format!("{} {}", rule.name, o.as_str()),
+                        None => format!("{} not evaluated", rule.name),
+                    },
+                    true,
+                )),
+                (None, _) => Some((format!("{} not evaluated yet", rule.name), false)),
+            })
+            .collect()
+    }
+
+    /// Every acting rule that is not healthy right now (holding or asking for a rollback).
+    fn not_healthy(&self) -> Vec<String> {
+        let failing = self
+            .policy
+            .rules
+            .iter()
+            .zip(&self.rules)
+            .filter(|(rule, rs)| {
+                !rule.dry_run && rs.verdict == Some(Verdict::Act(OnFail::Rollback))
+            })
+            .map(|(rule, _)| format!("{} failed", rule.name));
+        failing
+            .chain(self.holding_reasons().into_iter().map(|(r, _)| r))
+            .collect()
+    }
+
+    /// What a paused rollout goes back to on `resume` (`progressing` for state files written
+    /// before `paused_from` existed).
+    pub fn paused_from(&self) -> Phase {
+        self.state.paused_from.unwrap_or(Phase::Progressing)
+    }
+
+    /// A gradual rollback is under way: draining, or paused while draining.
+    fn draining(&self) -> bool {
+        match self.state.phase {
+            Phase::RollingBack => true,
+            Phase::Paused => self.paused_from() == Phase::RollingBack,
+            _ => false,
+        }
     }
 
     fn rule_names(&self, idx: impl Iterator<Item = usize>) -> Vec<String> {
@@ -451,6 +622,11 @@ impl Rollout {
     }
 
     /// Applies an operator command, or says why the current state forbids it.
+    ///
+    /// A pause remembers what it stopped (`paused_from`): `resume` goes back to progressing
+    /// (at the step's weight), to awaiting approval (at the step's weight) or to the gradual
+    /// rollback (at the split in force). A rollout paused during a gradual rollback cannot be
+    /// promoted, like one rolling back.
     pub fn apply(
         &mut self,
         cmd: &Command,
@@ -472,9 +648,14 @@ impl Rollout {
                 format!("operator: {what}: {reason}")
             }
         };
+        let step_weight = self
+            .policy
+            .steps
+            .get(self.state.step)
+            .map_or(0.0, |s| s.weight);
         let out = match cmd {
             Command::Start => match phase {
-                Progressing | Paused | RollingBack => {
+                Progressing | AwaitingApproval | Paused | RollingBack => {
                     return refuse(
                         format!("a rollout is already {} (step {}, {} % canary)", phase.as_str(), self.state.step, self.state.canary_percent),
                         "abort or roll it back first, or pause / resume it",
@@ -487,9 +668,14 @@ impl Rollout {
                 }
             },
             Command::Pause => match phase {
-                Progressing | RollingBack => {
+                Progressing | AwaitingApproval | RollingBack => {
                     self.state.phase = Paused;
-                    self.state.reason = by("paused");
+                    self.state.paused_from = Some(phase);
+                    self.state.reason = match phase {
+                        RollingBack => by(&format!("paused the gradual rollback at {} % (a new failing rule still rolls back to 0 %)", self.state.canary_percent)),
+                        AwaitingApproval => by("paused while awaiting approval"),
+                        _ => by("paused"),
+                    };
                     vec![Transition::Paused]
                 }
                 Paused => return refuse("the rollout is already paused".into(), "resume it with `canaryd resume`"),
@@ -497,21 +683,39 @@ impl Rollout {
             },
             Command::Resume => match phase {
                 Paused => {
-                    self.state.phase = Progressing;
-                    // Back to the step's weight (a manual set-weight is undone).
-                    self.state.canary_percent =
-                        self.policy.steps.get(self.state.step).map_or(0.0, |s| s.weight);
+                    let back = self.paused_from();
+                    self.state.phase = back;
+                    self.state.paused_from = None;
                     self.holding = false;
                     self.last_tick = None;
-                    self.state.reason = by("resumed");
+                    match back {
+                        // The drain goes on from the split in force.
+                        RollingBack => self.state.reason = by("resumed the gradual rollback"),
+                        AwaitingApproval => {
+                            self.state.canary_percent = step_weight;
+                            self.state.reason = by("resumed: awaiting approval");
+                        }
+                        _ => {
+                            // Back to the step's weight (a manual set-weight is undone).
+                            self.state.canary_percent = step_weight;
+                            self.state.reason = by("resumed");
+                        }
+                    }
                     vec![Transition::Resumed]
                 }
-                Progressing => return refuse("the rollout is not paused".into(), "nothing to do; `canaryd pause` pauses it"),
+                Progressing | AwaitingApproval => return refuse("the rollout is not paused".into(), "nothing to do; `canaryd pause` pauses it"),
                 _ => return refuse(format!("nothing to resume: the rollout is {}", phase.as_str()), "start a new rollout with `canaryd start`"),
             },
             Command::Promote => match phase {
-                Progressing | Paused => {
+                Paused if self.paused_from() == RollingBack => {
+                    return refuse(
+                        format!("the rollout is paused during a gradual rollback ({}); promoting now would send all traffic to a canary that failed", self.state.reason),
+                        "start a new rollout with `canaryd start` once the canary is fixed, or `canaryd set-weight 100` to force it",
+                    )
+                }
+                Progressing | AwaitingApproval | Paused => {
                     self.state.phase = Promoted;
+                    self.state.paused_from = None;
                     self.state.canary_percent = 100.0;
                     self.state.reason = by("promoted");
                     vec![Transition::Promoted]
@@ -526,8 +730,9 @@ impl Rollout {
                 Idle => return refuse("no rollout is running".into(), "start one with `canaryd start`"),
             },
             Command::Rollback => match phase {
-                Progressing | Paused | RollingBack | Promoted => {
+                Progressing | AwaitingApproval | Paused | RollingBack | Promoted => {
                     self.state.phase = RolledBack;
+                    self.state.paused_from = None;
                     self.state.canary_percent = 0.0;
                     self.state.reason = by("rolled back");
                     vec![Transition::RollbackStarted { rules: vec![], gradual: false }, Transition::RolledBack]
@@ -536,8 +741,9 @@ impl Rollout {
                 _ => return refuse(format!("nothing to roll back: the rollout is {}", phase.as_str()), "`canaryd set-weight 0` sets the split by hand"),
             },
             Command::Abort => match phase {
-                Progressing | Paused | RollingBack => {
+                Progressing | AwaitingApproval | Paused | RollingBack => {
                     self.state.phase = Aborted;
+                    self.state.paused_from = None;
                     self.state.canary_percent = 0.0;
                     self.state.reason = by("aborted");
                     vec![Transition::Aborted]
@@ -549,13 +755,96 @@ impl Rollout {
                     return refuse(format!("percent must be between 0 and 100, found {p}"), "e.g. {\"percent\": 25}");
                 }
                 self.state.canary_percent = *p;
-                if matches!(phase, Progressing | RollingBack) {
+                if matches!(phase, Progressing | AwaitingApproval | RollingBack) {
                     self.state.phase = Paused;
+                    self.state.paused_from = Some(phase);
                 }
                 self.state.reason = by(&format!("split set to {p} %"));
                 vec![Transition::WeightSet { percent: *p }]
             }
+            Command::Approve => return self.approve(reason, wall_ms),
         };
+        self.touch(wall_ms);
+        Ok(out)
+    }
+
+    /// `approve`: only while awaiting approval and only while every acting rule is healthy
+    /// (never move traffic towards a canary that holds, fails or has not been judged yet).
+    fn approve(&mut self, reason: &str, wall_ms: u64) -> Result<Vec<Transition>, Refusal> {
+        let step = self.state.step;
+        let refuse = |error: String, hint: &str| {
+            Err(Refusal {
+                error,
+                hint: hint.to_string(),
+            })
+        };
+        match self.state.phase {
+            Phase::AwaitingApproval => {}
+            Phase::Progressing if self.policy.needs_approval(step) => {
+                return refuse(
+                    format!(
+                        "step {step} is still serving its hold ({} of {} held): there is nothing to approve yet",
+                        humantime::format_duration(Duration::from_secs(self.state.held_ms / 1000)),
+                        humantime::format_duration(self.current_hold())
+                    ),
+                    "approve once `canaryd status` says awaiting_approval; `canaryd promote` ends the rollout now",
+                )
+            }
+            Phase::Progressing => {
+                return refuse(
+                    format!("step {step} does not wait for approval (no `approval = true` in the policy): it moves on by itself once its hold is met"),
+                    "nothing to approve; `canaryd promote` ends the rollout now",
+                )
+            }
+            Phase::Paused => {
+                return refuse(
+                    format!(
+                        "the rollout is paused (it was {}): approve moves on only from awaiting_approval",
+                        self.paused_from().as_str()
+                    ),
+                    "`canaryd resume` first; once `canaryd status` says awaiting_approval, `canaryd approve`",
+                )
+            }
+            Phase::RollingBack => {
+                return refuse(
+                    format!("the rollout is rolling back ({}); approving would move traffic towards a canary that failed", self.state.reason),
+                    "start a new rollout with `canaryd start` once the canary is fixed",
+                )
+            }
+            other => {
+                return refuse(
+                    format!("nothing to approve: the rollout is {}", other.as_str()),
+                    "approve moves on a rollout that is awaiting_approval; `canaryd start` starts one",
+                )
+            }
+        }
+        let not_healthy = self.not_healthy();
+        if !not_healthy.is_empty() {
+            return refuse(
+                format!(
+                    "the canary is not healthy right now ({}): approving would move traffic towards it",
+                    not_healthy.join(", ")
+                ),
+                "wait until the hold ends (`canaryd status` shows each rule), then approve; `canaryd promote` or `canaryd set-weight` override the rules",
+            );
+        }
+        let by = |what: String| {
+            if reason.is_empty() {
+                format!("operator: {what}")
+            } else {
+                format!("operator: {what}: {reason}")
+            }
+        };
+        let mut out = vec![Transition::Approved];
+        self.state.phase = Phase::Progressing;
+        self.holding = false;
+        self.last_tick = None;
+        self.move_on(
+            by(format!("approved step {step}, moved to step {}", step + 1)),
+            by(format!("approved step {step}: promoted")),
+            wall_ms,
+            &mut out,
+        );
         self.touch(wall_ms);
         Ok(out)
     }

@@ -41,7 +41,8 @@ pub struct PageData<'a> {
 }
 
 /// Operator actions: API path segment and button label.
-const ACTIONS: [(&str, &str); 6] = [
+const ACTIONS: [(&str, &str); 7] = [
+    ("approve", "Approve"),
     ("start", "Start"),
     ("pause", "Pause"),
     ("resume", "Resume"),
@@ -51,11 +52,14 @@ const ACTIONS: [(&str, &str); 6] = [
 ];
 
 /// The actions the API accepts in rollout state `state`; the same rules as `Rollout::apply`,
-/// so a disabled button is one the API would refuse with 409.
+/// so a disabled button is one the API would refuse with 409. Two refusals depend on more
+/// than the state, and the page leaves them to the API's `{error, hint}`: `approve` while a
+/// rule holds, and `promote` of a rollout paused during a gradual rollback.
 pub fn allowed_actions(state: State) -> &'static [&'static str] {
     match state {
         State::Idle => &["start", "weight"],
         State::Progressing => &["pause", "promote", "rollback", "abort", "weight"],
+        State::AwaitingApproval => &["approve", "pause", "promote", "rollback", "abort", "weight"],
         State::Paused => &["resume", "promote", "rollback", "abort", "weight"],
         State::RollingBack => &["pause", "rollback", "abort", "weight"],
         State::Promoted => &["start", "rollback", "weight"],
@@ -305,10 +309,10 @@ fn steps(out: &mut String, s: &RolloutStatus) {
                 secs(held),
                 secs(hold),
                 secs(left),
-                if state == State::Paused {
-                    " · paused"
-                } else {
-                    ""
+                match state {
+                    State::Paused => " · paused",
+                    State::AwaitingApproval => " · awaiting approval",
+                    _ => "",
                 }
             );
         } else {
@@ -565,6 +569,8 @@ h2{font-size:13px;text-transform:uppercase;letter-spacing:.04em;color:var(--mute
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;background:#e5e7eb}
 #state{font-size:15px;padding:3px 12px}
 .state-progressing,.state-promoted,.outcome-pass,.action-advance,.action-promote,.action-healthy{background:#dcfce7;color:#166534}
+.state-awaiting-approval,.action-awaiting-approval{background:#dbeafe;color:#1e40af}
+.action-approve{background:#dcfce7;color:#166534}
 .state-paused,.outcome-no-data,.action-pause,.action-hold,.action-paused,.action-set-weight{background:#fef3c7;color:#92400e}
 .state-rolled-back,.state-rolling-back,.state-aborted,.state-blocked,.outcome-fail,.outcome-error,.action-rollback,.action-rolled-back,.action-abort,.action-alert{background:#fee2e2;color:#991b1b}
 .split{margin:10px 0 4px;font-size:16px}
@@ -615,7 +621,8 @@ button:disabled{opacity:.4;cursor:not-allowed}
 button.quiet{border-color:var(--line)}
 .buttons{display:grid;grid-template-columns:1fr 1fr;gap:6px;margin-top:12px}
 .act-rollback,.act-abort{border-color:#fca5a5;color:#991b1b}
-.act-promote{border-color:#86efac;color:#166534}
+.act-promote,.act-approve{border-color:#86efac;color:#166534}
+.act-approve{grid-column:1/-1;font-weight:600}
 .result{margin-top:12px;font-size:13px;min-height:1.4em;word-break:break-word}
 .result.ok{color:var(--ok)}.result.bad{color:var(--bad)}.result.busy{color:var(--muted)}
 .result .hint{display:block;color:var(--fg);font-weight:400;margin-top:3px}

@@ -13,6 +13,7 @@ fn state() -> RolloutState {
         step_started_at_ms: 1,
         updated_at_ms: 2,
         reason: "r".into(),
+        paused_from: None,
     }
 }
 

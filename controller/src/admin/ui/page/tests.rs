@@ -143,7 +143,12 @@ fn allowed_actions_match_the_state_machine() {
         ("rollback", Command::Rollback),
         ("abort", Command::Abort),
         ("weight", Command::SetWeight(10.0)),
+        ("approve", Command::Approve),
     ];
+    // Every button of the panel is one of these.
+    for (action, _) in ACTIONS {
+        assert!(commands.iter().any(|(name, _)| *name == action), "{action}");
+    }
     for phase in Phase::ALL {
         for (name, cmd) in &commands {
             let mut r = Rollout::idle(policy(), 0.0, 0);
@@ -153,6 +158,68 @@ fn allowed_actions_match_the_state_machine() {
             assert_eq!(allowed, accepted, "{name} in {}", phase.as_str());
         }
     }
+    // Paused from each live phase: the same buttons, except that a rollout paused during a
+    // gradual rollback is not promoted (the API refuses it with its reason and a hint).
+    for from in [
+        Phase::Progressing,
+        Phase::AwaitingApproval,
+        Phase::RollingBack,
+    ] {
+        for (name, cmd) in &commands {
+            let mut r = Rollout::idle(policy(), 0.0, 0);
+            r.state.phase = Phase::Paused;
+            r.state.paused_from = Some(from);
+            let accepted = r.apply(cmd, "", 0).is_ok();
+            let allowed = allowed_actions(State::Paused).contains(name)
+                && !(from == Phase::RollingBack && *name == "promote");
+            assert_eq!(allowed, accepted, "{name} in paused from {}", from.as_str());
+        }
+    }
     assert!(allowed_actions(State::Blocked).is_empty());
     assert!(allowed_actions(State::Disabled).is_empty());
+}
+
+#[test]
+fn the_approve_button_is_enabled_only_while_awaiting_approval() {
+    let l = log();
+    for state in [
+        "idle",
+        "progressing",
+        "awaiting_approval",
+        "paused",
+        "rolling_back",
+        "promoted",
+        "rolled_back",
+        "aborted",
+        "blocked",
+    ] {
+        let mut doc = serde_json::to_value(status()).unwrap();
+        doc["state"] = json!(state);
+        let s = status_from(doc);
+        let html = page(&data(&s, &l, true), "n");
+        let enabled = html.contains("data-action=\"approve\" class=\"act act-approve\">Approve<");
+        let disabled =
+            html.contains("data-action=\"approve\" class=\"act act-approve\" disabled>Approve<");
+        assert_eq!(
+            (enabled, disabled),
+            (state == "awaiting_approval", state != "awaiting_approval"),
+            "{state}"
+        );
+        let allowed = fragment(&data(&s, &l, true));
+        assert_eq!(
+            allowed.contains("data-actions=\"approve "),
+            state == "awaiting_approval",
+            "{state}"
+        );
+    }
+    // Awaiting approval shows on the badge and the current step.
+    let mut doc = serde_json::to_value(status()).unwrap();
+    doc["state"] = json!("awaiting_approval");
+    let s = status_from(doc);
+    let html = page(&data(&s, &l, true), "n");
+    assert!(html.contains("class=\"badge state-awaiting-approval\">awaiting approval<"));
+    assert!(html.contains(" · awaiting approval</span>"));
+    // Without a token nothing is enabled, approve included.
+    let html = page(&data(&s, &l, false), "n");
+    assert!(html.contains("act-approve\" disabled>"));
 }
