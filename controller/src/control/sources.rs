@@ -2,9 +2,11 @@
 //! world. [`LiveSources`] asks Prometheus for PromQL rules and reads the proxy's own sliding
 //! windows for local rules; the loop's unit tests script the values instead.
 
+use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use canaryd_proxy::{Metrics, Variant};
 use tokio::time::Duration;
 
@@ -20,16 +22,55 @@ pub trait Sources: Send + Sync {
 }
 
 /// Prometheus for PromQL rules, the proxy's windows for local rules.
-#[derive(Debug, Clone)]
+///
+/// Cheap to clone, and clones share the Prometheus client slot: the daemon keeps one clone and
+/// replaces the client on reload ([`set_prometheus`](Self::set_prometheus)) while the control
+/// loop samples with another. A query already running keeps the client it started with.
+#[derive(Clone)]
 pub struct LiveSources {
-    pub prom: Option<PromClient>,
-    pub metrics: Arc<Metrics>,
+    prom: Arc<ArcSwapOption<PromClient>>,
+    metrics: Arc<Metrics>,
+}
+
+impl LiveSources {
+    /// Sources querying `prom` (none: PromQL rules are errors) and reading `metrics`.
+    pub fn new(prom: Option<PromClient>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            prom: Arc::new(ArcSwapOption::from(prom.map(Arc::new))),
+            metrics,
+        }
+    }
+
+    /// Replaces the Prometheus client for every clone (e.g. on SIGHUP after `[prometheus]`
+    /// changed); `None` removes it. Queries already running finish with the old one.
+    pub fn set_prometheus(&self, prom: Option<PromClient>) {
+        self.prom.store(prom.map(Arc::new));
+    }
+
+    /// The Prometheus client in use now.
+    pub fn prometheus(&self) -> Option<Arc<PromClient>> {
+        self.prom.load_full()
+    }
+
+    /// The proxy's metrics (local rules' windows).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+}
+
+impl fmt::Debug for LiveSources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveSources")
+            .field("prom", &self.prometheus())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Sources for LiveSources {
     async fn sample(&self, rule: &Rule, variant: Variant) -> Sample {
         match rule.source {
-            SourceKind::Prometheus => match (&self.prom, &rule.query) {
+            // The client is taken once: a reload swapping it does not touch this query.
+            SourceKind::Prometheus => match (self.prometheus(), &rule.query) {
                 (Some(p), Some(q)) => p.query(&render(q, variant.as_str())).await,
                 (None, _) => Sample::Error(
                     "no [prometheus] section in the config: PromQL rules cannot run".into(),

@@ -1,5 +1,6 @@
 //! The controller crate's integration tests, one binary (one link) for all:
 //!
+//! - [`live_sources`]: `LiveSources` swapping its Prometheus client while a query runs.
 //! - [`notify`]: webhooks against real HTTP receivers (retries, dead targets, full queue,
 //!   slack bodies, the `[[notify]]` keys).
 //! - [`policies`]: every shipped policy in `policies/` loads and keeps its seed's shape.
@@ -10,6 +11,7 @@
 //! - [`prometheus_tls`]: `PromClient::from_config` against a real Prometheus behind TLS and
 //!   basic auth (`--web.config.file`): `ca_file`, a wrong password, no CA.
 
+mod live_sources;
 mod notify;
 mod policies;
 mod prometheus;
