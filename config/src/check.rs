@@ -155,6 +155,7 @@ pub fn check_prometheus(p: &PrometheusConfig) -> Vec<Invalid> {
             );
         }
     }
+    let mut seen = std::collections::BTreeSet::new();
     for (name, value) in &p.headers {
         // A name with `.` or `[` cannot be a dotted-key segment: locate the table instead.
         let key = if name.contains(['.', '[']) {
@@ -177,6 +178,11 @@ pub fn check_prometheus(p: &PrometheusConfig) -> Vec<Invalid> {
                  prometheus.bearer_token_file or prometheus.basic_auth (their files are \
                  mode-checked and never logged)"
                     .into(),
+            );
+        } else if !seen.insert(name.to_ascii_lowercase()) {
+            problem(
+                &key,
+                format!("expected each header once, found {name:?} again (names ignore case)"),
             );
         } else if !is_header_value(value) {
             problem(

@@ -220,6 +220,11 @@ fn bad_header_names_and_values_are_located() {
         "{e}"
     );
     assert!(!e.contains("a\\nb"), "{e}");
+    let e = problem("headers = { \"X-Org\" = \"a\", \"x-org\" = \"b\" }\n");
+    assert!(
+        e.starts_with("canaryd.toml:10: key `prometheus.headers.x-org`: expected each header once"),
+        "{e}"
+    );
     let e = problem("headers = { \"a.b(\" = \"t\" }\n");
     assert!(
         e.contains("key `prometheus.headers`: expected an HTTP header name"),
