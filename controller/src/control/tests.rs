@@ -1428,3 +1428,388 @@ async fn start_continues_a_blocked_rollout_from_the_fixed_state_file() {
     let status = rollout_of(command(&mut ctl, Command::Resume, "").await.unwrap());
     assert_eq!((status.state, status.step), (State::Progressing, 1));
 }
+
+// === approval gates, hold modes, a paused gradual rollback ===
+
+/// 5 → 25 → 50 → 100 %, 3 s holds, approval on the first and the last step (as seed 002).
+fn gated_policy(top: &str) -> Policy {
+    let mut src = format!("name = \"unit\"\ninterval = \"2s\"\n{top}\n");
+    for (weight, approval) in [(5, true), (25, false), (50, false), (100, true)] {
+        src.push_str(&format!(
+            "[[steps]]\nweight = {weight}\nhold = \"3s\"\napproval = {approval}\n"
+        ));
+    }
+    src.push_str(RULES);
+    Policy::from_source("unit.toml", &src).unwrap_or_else(|e| panic!("{e}\n{src}"))
+}
+
+/// How many of `lines` have `action`.
+fn count(lines: &[Decision], action: Action) -> usize {
+    lines.iter().filter(|l| l.action == action).count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_approval_wait_is_announced_once_and_approve_advances() {
+    let rig = Rig::new("approval");
+    let (mut ctl, heard) = boot_with_hook(&rig, gated_policy(""), true);
+    ctl.tick().await;
+    secs(&mut ctl, 3).await;
+    assert_eq!(
+        (ctl.state().phase, ctl.state().step, rig.table.weight_bp()),
+        (Phase::AwaitingApproval, 0, 500),
+        "{}",
+        ctl.state().reason
+    );
+    // It waits: the split stays, the rules are still judged, one line and one webhook say so.
+    let samples = rig.src.samples();
+    secs(&mut ctl, 30).await;
+    assert!(
+        rig.src.samples() > samples,
+        "rules are judged while waiting"
+    );
+    assert_eq!(
+        (ctl.state().phase, rig.table.weight_bp()),
+        (Phase::AwaitingApproval, 500)
+    );
+    assert_eq!(rig.actions("transition"), ["start", "awaiting_approval"]);
+    let ready: Vec<Decision> = heard
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.action == Action::AwaitingApproval)
+        .cloned()
+        .collect();
+    assert_eq!(ready.len(), 1, "one webhook call");
+    assert_eq!(ready[0].kind, Kind::Transition);
+    assert_eq!(ready[0].by, Some(By::Controller));
+    assert_eq!(ready[0].state, Phase::AwaitingApproval);
+    assert!(
+        ready[0].reason.contains("ready for approval"),
+        "{}",
+        ready[0].reason
+    );
+    assert!(
+        crate::notify::slack_text(&ready[0])
+            .starts_with("canaryd unit: awaiting approval at step 0 (5 % canary): step 0 held"),
+        "{}",
+        crate::notify::slack_text(&ready[0])
+    );
+    let evaluations = rig.actions("evaluation");
+    assert!(
+        evaluations.iter().all(|a| a == "healthy"),
+        "{evaluations:?}"
+    );
+    let status = rig.status();
+    assert_eq!(status.state, State::AwaitingApproval);
+    assert_eq!(status.step_hold_remaining_s, 0.0);
+    assert!(rig
+        .metrics()
+        .contains("canaryd_rollout_state{state=\"awaiting_approval\"} 1\n"));
+    assert_eq!(rig.persisted().unwrap().phase, Phase::AwaitingApproval);
+
+    let status = rollout_of(
+        command(&mut ctl, Command::Approve, "ship it")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        (status.state, status.step, status.canary_percent),
+        (State::Progressing, 1, 25.0)
+    );
+    assert_eq!(rig.table.weight_bp(), 2_500);
+    assert_eq!(
+        rig.actions("transition"),
+        ["start", "awaiting_approval", "approve", "advance"]
+    );
+    let approve = rig.line("approve");
+    assert_eq!(
+        (approve.by, approve.operator_reason.as_deref()),
+        (Some(By::Operator), Some("ship it"))
+    );
+    let advance = rig.line("advance");
+    assert_eq!(
+        (advance.from_step, advance.to_step, advance.by),
+        (Some(0), Some(1), Some(By::Operator))
+    );
+    assert_eq!(count(&heard.lock().unwrap(), Action::Approve), 1);
+    // Steps 1 and 2 are not gated; the last is, and approving it promotes.
+    secs(&mut ctl, 12).await;
+    assert_eq!(
+        (ctl.state().phase, ctl.state().step, rig.table.weight_bp()),
+        (Phase::AwaitingApproval, 3, 10_000)
+    );
+    let status = rollout_of(command(&mut ctl, Command::Approve, "").await.unwrap());
+    assert_eq!(status.state, State::Promoted);
+    assert_eq!(count(&rig.decisions(), Action::AwaitingApproval), 2);
+    assert_eq!(rig.persisted().unwrap().phase, Phase::Promoted);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_while_awaiting_approval_still_awaits_it() {
+    let rig = Rig::new("approval-restart");
+    let mut ctl = rig.boot(gated_policy(""), 0.0, true);
+    ctl.tick().await;
+    secs(&mut ctl, 3).await;
+    assert_eq!(ctl.state().phase, Phase::AwaitingApproval);
+    drop(ctl);
+
+    let table = RoutingHandle::new(0);
+    let board = Arc::new(Board::default());
+    let mut ctl = boot(
+        rig.path(),
+        gated_policy(""),
+        0.0,
+        false,
+        &table,
+        &board,
+        &rig.src,
+    );
+    assert_eq!(
+        (ctl.state().phase, ctl.state().step, table.weight_bp()),
+        (Phase::AwaitingApproval, 0, 500)
+    );
+    assert_eq!(rollout_of(board.status()).state, State::AwaitingApproval);
+    ctl.tick().await;
+    secs(&mut ctl, 20).await;
+    assert_eq!(ctl.state().phase, Phase::AwaitingApproval);
+    assert_eq!(
+        count(&rig.decisions(), Action::AwaitingApproval),
+        1,
+        "the wait is not announced again"
+    );
+    let status = rollout_of(command(&mut ctl, Command::Approve, "").await.unwrap());
+    assert_eq!((status.state, status.step), (State::Progressing, 1));
+    assert_eq!(table.weight_bp(), 2_500);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_while_awaiting_approval_rolls_back() {
+    let rig = Rig::new("approval-failure");
+    let (mut ctl, heard) = boot_with_hook(&rig, gated_policy(""), true);
+    ctl.tick().await;
+    secs(&mut ctl, 3).await;
+    assert_eq!(ctl.state().phase, Phase::AwaitingApproval);
+    rig.src.set("errors", 0.5);
+    secs(&mut ctl, 1).await;
+    assert_eq!(
+        (ctl.state().phase, rig.table.weight_bp()),
+        (Phase::RolledBack, 0)
+    );
+    assert_eq!(
+        rig.actions("transition"),
+        ["start", "awaiting_approval", "rollback", "rolled_back"]
+    );
+    assert_eq!(
+        rig.line("rollback").failed_rules,
+        Some(vec!["errors".to_string()])
+    );
+    assert_eq!(count(&heard.lock().unwrap(), Action::RolledBack), 1);
+    let refused = command(&mut ctl, Command::Approve, "").await.unwrap_err();
+    assert!(
+        refused
+            .error
+            .contains("nothing to approve: the rollout is rolled_back"),
+        "{refused:?}"
+    );
+    assert_eq!(rig.table.weight_bp(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hold_while_awaiting_approval_is_shown_and_approve_waits_for_its_end() {
+    let rig = Rig::new("approval-hold");
+    let mut ctl = rig.boot(gated_policy(""), 0.0, true);
+    ctl.tick().await;
+    secs(&mut ctl, 3).await;
+    assert_eq!(ctl.state().phase, Phase::AwaitingApproval);
+    rig.src.set_sample("errors", Sample::NoData);
+    secs(&mut ctl, 1).await;
+    let status = rig.status();
+    assert_eq!(status.state, State::AwaitingApproval);
+    assert!(
+        status
+            .reason
+            .starts_with("awaiting approval, holding: errors no_data"),
+        "{}",
+        status.reason
+    );
+    let hold = rig.line("hold");
+    assert_eq!(
+        (hold.state, hold.hold_reasons.clone()),
+        (
+            Phase::AwaitingApproval,
+            Some(vec!["errors no_data".to_string()])
+        )
+    );
+    let refused = command(&mut ctl, Command::Approve, "").await.unwrap_err();
+    assert!(
+        refused.error.contains("not healthy right now"),
+        "{refused:?}"
+    );
+    assert_eq!(rig.table.weight_bp(), 500);
+    secs(&mut ctl, 10).await;
+    assert_eq!(ctl.state().phase, Phase::AwaitingApproval);
+    assert!(rig.actions("evaluation").iter().any(|a| a == "hold"));
+    rig.src.set("errors", 0.001);
+    secs(&mut ctl, 1).await;
+    assert_eq!(
+        rig.actions("transition"),
+        ["start", "awaiting_approval", "hold", "hold_end"]
+    );
+    assert!(command(&mut ctl, Command::Approve, "").await.is_ok());
+    assert_eq!(rig.table.weight_bp(), 2_500);
+}
+
+/// Seconds until the rollout leaves step 0, after 6 healthy seconds and one second of no data.
+async fn seconds_to_advance_after_a_blip(top: &str, name: &str) -> u64 {
+    let rig = Rig::new(name);
+    let mut ctl = rig.boot(policy_with(top, [10, 10, 10, 10], RULES), 0.0, true);
+    ctl.tick().await;
+    secs(&mut ctl, 6).await;
+    assert_eq!(ctl.state().held_ms, 6_000);
+    rig.src.set_sample("errors", Sample::NoData);
+    secs(&mut ctl, 1).await;
+    rig.src.set("errors", 0.001);
+    for second in 1..=30 {
+        secs(&mut ctl, 1).await;
+        if ctl.state().step == 1 {
+            return second;
+        }
+    }
+    panic!("never advanced: {}", ctl.state().reason)
+}
+
+#[tokio::test(start_paused = true)]
+async fn consecutive_holds_restart_after_a_blip_and_cumulative_ones_do_not() {
+    // Consecutive (the default): the blip restarts the 10 s hold; the first healthy
+    // evaluation ends the hold, ten more seconds advance.
+    assert_eq!(
+        seconds_to_advance_after_a_blip("", "hold-consecutive").await,
+        11
+    );
+    assert_eq!(
+        seconds_to_advance_after_a_blip("hold_mode = \"consecutive\"", "hold-consecutive-2").await,
+        11
+    );
+    // Cumulative: the 6 s held are kept; 4 more after the hold ends.
+    assert_eq!(
+        seconds_to_advance_after_a_blip("hold_mode = \"cumulative\"", "hold-cumulative").await,
+        5
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_consecutive_restart_is_logged_with_the_hold() {
+    let rig = Rig::new("hold-consecutive-line");
+    let mut ctl = rig.boot(policy_with("", [10, 10, 10, 10], RULES), 0.0, true);
+    ctl.tick().await;
+    secs(&mut ctl, 6).await;
+    rig.src.set_sample("errors", Sample::NoData);
+    secs(&mut ctl, 1).await;
+    let hold = rig.line("hold");
+    assert_eq!(hold.held_s, Some(0.0));
+    assert!(
+        hold.reason
+            .contains("restarts from zero (hold_mode = consecutive)"),
+        "{}",
+        hold.reason
+    );
+    assert_eq!(rig.status().step_held_s, 0.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_gradual_rollback_stays_paused_and_resume_continues_the_drain() {
+    let rig = Rig::new("gradual-pause");
+    let mut ctl = rig.boot(gradual(), 0.0, true);
+    ctl.tick().await;
+    rig.src.set("errors", 0.5);
+    secs(&mut ctl, 1).await;
+    assert_eq!(
+        (ctl.state().phase, rig.table.weight_bp()),
+        (Phase::RollingBack, 3_000)
+    );
+    let status = rollout_of(
+        command(&mut ctl, Command::Pause, "look first")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(status.state, State::Paused);
+    assert!(
+        status
+            .reason
+            .contains("paused the gradual rollback at 30 %"),
+        "{}",
+        status.reason
+    );
+    // The breach goes on, the drain stays frozen (it used to start over at the next tick).
+    assert_eq!(weights(&mut ctl, &rig.table, 30).await, [3_000; 30]);
+    assert_eq!(ctl.state().phase, Phase::Paused);
+    assert_eq!(
+        rig.actions("transition"),
+        ["start", "rollback", "rollback_step", "pause"]
+    );
+    let st = rig.persisted().unwrap();
+    assert_eq!(
+        (st.phase, st.paused_from, st.canary_percent),
+        (Phase::Paused, Some(Phase::RollingBack), 30.0)
+    );
+    assert!(command(&mut ctl, Command::Promote, "").await.is_err());
+
+    // A restart keeps it paused and frozen (the breach has ended meanwhile).
+    drop(ctl);
+    rig.src.set("errors", 0.001);
+    let mut ctl = rig.boot(gradual(), 0.0, false);
+    assert_eq!(rig.table.weight_bp(), 3_000);
+    ctl.tick().await;
+    assert_eq!(weights(&mut ctl, &rig.table, 10).await, [3_000; 10]);
+
+    // Resume continues the rollback from the split in force, not the step's 50 %.
+    let status = rollout_of(command(&mut ctl, Command::Resume, "").await.unwrap());
+    assert_eq!(
+        (status.state, status.canary_percent),
+        (State::RollingBack, 30.0)
+    );
+    assert_eq!(rig.table.weight_bp(), 3_000);
+    // After the restart the drain takes up a full `every` (3 s) after its first tick.
+    assert_eq!(
+        weights(&mut ctl, &rig.table, 7).await,
+        [3_000, 3_000, 3_000, 1_000, 1_000, 1_000, 0]
+    );
+    assert_eq!(ctl.state().phase, Phase::RolledBack);
+    let transitions = rig.actions("transition");
+    assert_eq!(
+        transitions[transitions.len() - 3..],
+        ["resume", "rollback_step", "rolled_back"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_failure_while_a_gradual_rollback_is_paused_goes_to_zero_at_once() {
+    let rig = Rig::new("gradual-pause-new-failure");
+    let (mut ctl, heard) = boot_with_hook(&rig, gradual(), true);
+    ctl.tick().await;
+    rig.src.set("errors", 0.5);
+    secs(&mut ctl, 1).await;
+    command(&mut ctl, Command::Pause, "").await.unwrap();
+    rig.src.set("errors", 0.001);
+    secs(&mut ctl, 2).await;
+    assert_eq!(
+        (ctl.state().phase, rig.table.weight_bp()),
+        (Phase::Paused, 3_000)
+    );
+    // Failing again is a new failure: safety first, 0 % now, paused or not.
+    rig.src.set("errors", 0.5);
+    secs(&mut ctl, 1).await;
+    assert_eq!(
+        (ctl.state().phase, rig.table.weight_bp()),
+        (Phase::RolledBack, 0)
+    );
+    let line = rig.line("rolled_back");
+    assert!(
+        line.reason
+            .contains("failed during a paused gradual rollback"),
+        "{}",
+        line.reason
+    );
+    assert_eq!(count(&heard.lock().unwrap(), Action::RolledBack), 1);
+    assert_eq!(rig.persisted().unwrap().paused_from, None);
+}
