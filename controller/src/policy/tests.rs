@@ -169,3 +169,46 @@ fn an_unreadable_policy_names_the_os_error_once() {
         )
     );
 }
+
+#[test]
+fn hold_mode_and_approval_parse_with_safe_defaults() {
+    let p = Policy::from_source("p.toml", GOOD).unwrap();
+    assert_eq!(p.hold_mode, HoldMode::Consecutive, "the default");
+    assert!(p.steps.iter().all(|s| !s.approval && s.hold_mode.is_none()));
+    let src = GOOD
+        .replace(
+            "min_requests = 10",
+            "min_requests = 10\nhold_mode = \"cumulative\"",
+        )
+        .replace(
+            "weight = 5\nhold = \"1m\"",
+            "weight = 5\nhold = \"1m\"\napproval = true\nhold_mode = \"consecutive\"",
+        );
+    let p = Policy::from_source("p.toml", &src).unwrap();
+    assert_eq!(p.hold_mode, HoldMode::Cumulative);
+    assert_eq!(
+        (p.hold_mode_at(0), p.hold_mode_at(1)),
+        (HoldMode::Consecutive, HoldMode::Cumulative)
+    );
+    assert!(p.needs_approval(0) && !p.needs_approval(1) && !p.needs_approval(9));
+}
+
+#[test]
+fn a_bad_hold_mode_or_approval_is_located() {
+    let e = err(&GOOD.replace(
+        "min_requests = 10",
+        "min_requests = 10\nhold_mode = \"strict\"",
+    ));
+    assert!(
+        e.starts_with("p.toml:5: key `hold_mode`:") && e.contains("consecutive"),
+        "{e}"
+    );
+    let e = err(&GOOD.replace("weight = 5\n", "weight = 5\napproval = \"yes\"\n"));
+    assert!(e.contains("key `steps[0].approval`"), "{e}");
+    let e = err(&GOOD.replace("weight = 5\n", "weight = 5\napprove = true\n"));
+    assert!(
+        e.contains("key `steps[0].approve`: unknown key")
+            && e.contains("`weight`, `hold`, `hold_mode`, `approval`"),
+        "{e}"
+    );
+}
