@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use canaryd_controller::{
-    Compare, OnFail, OnNoData, Op, Policy, RollbackMode, Rule, Signal, SourceKind, Threshold,
+    Compare, HoldMode, OnFail, OnNoData, Op, Policy, RollbackMode, Rule, Signal, SourceKind,
+    Threshold,
 };
 
 /// Every file in `policies/`, each with a test below.
@@ -28,6 +29,11 @@ fn load(name: &str) -> Policy {
 
 fn holds(p: &Policy) -> Vec<Duration> {
     p.steps.iter().map(|s| s.hold).collect()
+}
+
+/// Which steps wait for an operator's approval.
+fn approvals(p: &Policy) -> Vec<bool> {
+    p.steps.iter().map(|s| s.approval).collect()
 }
 
 fn names(p: &Policy) -> Vec<&str> {
@@ -90,6 +96,11 @@ fn gateway_migration_is_seed_002() {
     let p = load("gateway-migration");
     assert_eq!(p.weights(), [5.0, 25.0, 50.0, 100.0]);
     assert_eq!(holds(&p), [h(72), h(96), h(96), h(48)]);
+    // "Engineering team approves moving to next phase" (phase 1) and "approves
+    // decommission" (phase 4); every criterion "met for 24 consecutive hours".
+    assert_eq!(approvals(&p), [true, false, false, true]);
+    assert_eq!(p.hold_mode, HoldMode::Consecutive);
+    assert!(p.steps.iter().all(|s| s.hold_mode.is_none()));
     assert_eq!(p.interval, s(30));
     assert_eq!(p.rollback, RollbackMode::Immediate);
     assert_eq!(p.min_requests, 100);
@@ -143,6 +154,9 @@ fn gateway_migration_is_seed_002() {
 fn assert_seed_003(p: &Policy) {
     assert_eq!(p.weights(), [5.0, 20.0, 40.0, 60.0, 80.0, 100.0]);
     assert_eq!(holds(p), [m(10), m(15), m(5), m(5), m(5), m(5)]);
+    // Automatic from start to end: no approval, the default (consecutive) holds.
+    assert!(approvals(p).iter().all(|a| !a), "{:?}", approvals(p));
+    assert_eq!(p.hold_mode, HoldMode::Consecutive);
     assert_eq!(names(p), ["error-rate", "p95-latency"]);
     let r = rule(p, "error-rate");
     assert_eq!(
@@ -194,6 +208,8 @@ fn argo_style_is_seed_004() {
     assert_eq!(holds(&p)[..3], [m(10), m(20), m(30)]);
     assert_eq!(p.interval, m(1));
     assert_eq!(p.max_consecutive_errors, Some(5));
+    assert!(approvals(&p).iter().all(|a| !a));
+    assert_eq!(p.hold_mode, HoldMode::Consecutive);
     assert_eq!(names(&p), ["success-rate", "error-rate", "latency-p99"]);
     assert_eq!(rule(&p, "success-rate").fail_when, lt(0.99));
     assert_eq!(rule(&p, "error-rate").fail_when, gt(0.01));
@@ -219,6 +235,9 @@ fn demo_is_gateway_migration_in_seconds() {
     );
     let g = load("gateway-migration");
     assert_eq!(p.weights(), g.weights());
+    // The demo and the end-to-end tests run unattended: no step waits for an approval.
+    assert!(approvals(&p).iter().all(|a| !a), "{:?}", approvals(&p));
+    assert_eq!(p.hold_mode, g.hold_mode);
     for r in &p.rules {
         let twin = rule(&g, &r.name);
         assert_eq!(
