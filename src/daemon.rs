@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use canaryd_controller::{
     run_admin, AdminState, Board, Controller, DecisionLog, Handle, LiveSources, Notifier,
     PromClient, Settings, StateStore,
@@ -45,19 +46,27 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
         .context("starting the control runtime")?;
     let board = Arc::new(Board::default());
     let (controller_done_tx, controller_done_rx) = std::sync::mpsc::channel::<()>();
+    // Webhook targets, replaced whole when a reload changes `[[notify]]` (the old queues
+    // deliver what they hold, then end).
     let notifier = {
         let _guard = control.enter();
-        Notifier::start(&cfg.notify)
+        Arc::new(ArcSwap::from_pointee(Notifier::start(&cfg.notify)))
     };
+    let mut sources = None;
     let (handle, decisions): (Option<Handle>, Option<Arc<DecisionLog>>) = match policy {
         Some(policy) => {
-            let log = Arc::new(DecisionLog::open(&cfg.rollout.state_dir));
+            let log = {
+                let _guard = control.enter();
+                Arc::new(DecisionLog::from_config(&cfg.rollout))
+            };
             let prom = cfg
                 .prometheus
                 .as_ref()
-                .map(|p| PromClient::new(&p.url, p.timeout))
+                .map(PromClient::from_config)
                 .transpose()
-                .context("prometheus.url")?;
+                .with_context(|| format!("{}", path.display()))?;
+            let live = LiveSources::new(prom, plane.metrics.clone());
+            sources = Some(live.clone());
             let webhooks = notifier.clone();
             let controller = {
                 let _guard = control.enter();
@@ -66,26 +75,23 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
                     Settings {
                         initial_percent: cfg.rollout.initial_percent,
                         autostart: cfg.rollout.autostart,
-                        sample_timeout: cfg
-                            .prometheus
-                            .as_ref()
-                            .map_or(Duration::from_secs(5), |p| p.timeout),
-                        on_transition: Some(Arc::new(move |line| webhooks.notify(line))),
+                        on_transition: Some(Arc::new(move |line| webhooks.load().notify(line))),
                     },
                     StateStore::new(&cfg.rollout.state_dir),
                     log.clone(),
                     plane.table.clone(),
-                    LiveSources {
-                        prom,
-                        metrics: plane.metrics.clone(),
-                    },
+                    live,
                     board.clone(),
                 )
             };
             let handle = controller.handle();
             let stop = stop_rx.clone();
+            let flushed = log.clone();
             control.spawn(async move {
                 controller.run(stop).await;
+                // The last decisions reach the file before the process exits.
+                let _ = tokio::task::spawn_blocking(move || flushed.flush(Duration::from_secs(1)))
+                    .await;
                 let _ = controller_done_tx.send(());
             });
             (Some(handle), Some(log))
@@ -95,13 +101,22 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
             (None, None)
         }
     };
+    let extra_metrics = {
+        let (notifier, log) = (notifier.clone(), decisions.clone());
+        move |out: &mut String| {
+            notifier.load().render(out);
+            if let Some(log) = &log {
+                log.render(out);
+            }
+        }
+    };
     let admin_state = Arc::new(AdminState {
         plane: plane.clone(),
         board,
         decisions,
         controller: handle.clone(),
         token,
-        extra_metrics: Some(Arc::new(move |out: &mut String| notifier.render(out))),
+        extra_metrics: Some(Arc::new(extra_metrics)),
     });
     {
         let _guard = control.enter();
@@ -114,8 +129,12 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
         control.spawn(reload::on_sighup(
             path.to_path_buf(),
             cfg.clone(),
-            plane.clone(),
-            handle,
+            reload::Live {
+                plane: plane.clone(),
+                controller: handle,
+                sources,
+                notifier,
+            },
             health_stop,
         ));
         if let Some(every) = systemd::watchdog_interval() {
@@ -137,9 +156,10 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
     );
     server.run(Box::new(move || {
         let _ = systemd::notify("STOPPING=1");
-        // Stop the control tasks and give the controller a moment to persist its state.
+        // Stop the control tasks and give the controller a moment to persist its state and
+        // flush its decision log.
         let _ = stop_tx.send(true);
-        let _ = controller_done_rx.recv_timeout(Duration::from_secs(2));
+        let _ = controller_done_rx.recv_timeout(Duration::from_secs(3));
     }));
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! SIGHUP: re-read the files, validate everything, then apply what can change live — pools,
-//! routing, timeouts, health checks, the policy's thresholds and holds — and say which changed
-//! keys are not applied and why. On any error the running configuration is kept and the log
-//! says why.
+//! routing, timeouts, health checks, the policy's thresholds and holds, the Prometheus client
+//! (`[prometheus]`: URL, TLS, credentials, timeout) and the webhook targets (`[[notify]]`) —
+//! and say which changed keys are not applied and why. On any error (a secrets file that cannot
+//! be read, say) the running configuration is kept whole and the log says why.
 //!
 //! The [`Plan`] is computed against the configuration **in force**, not the last file read:
 //! a restart-only key changed in the file keeps its running value in [`Plan::in_force`], so
@@ -11,8 +12,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use canaryd_config::Config;
-use canaryd_controller::Handle;
+use canaryd_controller::{Handle, LiveSources, Notifier, PromClient};
 use canaryd_proxy::DataPlane;
 use tokio::sync::watch;
 
@@ -47,9 +50,9 @@ macro_rules! key {
     };
 }
 
-/// Every key a reload does not apply. Anything else in `[proxy]`, `[backends]`, `[routing]`
-/// and the policy applies live.
-fn not_live() -> [Key; 12] {
+/// Every key a reload does not apply. Anything else in `[proxy]`, `[backends]`, `[routing]`,
+/// `[prometheus]`, `[[notify]]` and the policy applies live.
+fn not_live() -> [Key; 10] {
     [
         key!(Restart, "proxy.listen", proxy.listen),
         key!(Restart, "proxy.threads", proxy.threads),
@@ -63,8 +66,6 @@ fn not_live() -> [Key; 12] {
         key!(Restart, "admin.listen", admin.listen),
         key!(Restart, "admin.token_file", admin.token_file),
         key!(Restart, "rollout.state_dir", rollout.state_dir),
-        key!(Restart, "prometheus", prometheus),
-        key!(Restart, "notify", notify),
         key!(FirstStart, "rollout.autostart", rollout.autostart),
         key!(
             FirstStart,
@@ -109,6 +110,8 @@ pub fn plan(running: &Config, file: &Config) -> Plan {
             "rollout.policy",
             in_force.rollout.policy != running.rollout.policy,
         ),
+        ("prometheus", in_force.prometheus != running.prometheus),
+        ("notify", in_force.notify != running.notify),
     ]
     .into_iter()
     .filter_map(|(name, changed)| changed.then_some(name))
@@ -121,12 +124,23 @@ pub fn plan(running: &Config, file: &Config) -> Plan {
     }
 }
 
+/// What a reload can replace in the running daemon.
+pub struct Live {
+    pub plane: Arc<DataPlane>,
+    /// Absent without a policy.
+    pub controller: Option<Handle>,
+    /// The controller's sources (absent without a policy): the Prometheus client is swapped
+    /// here, for the loop's clone too.
+    pub sources: Option<LiveSources>,
+    /// The webhook targets every transition goes to.
+    pub notifier: Arc<ArcSwap<Notifier>>,
+}
+
 /// Serves SIGHUP until the runtime stops. `running` is the configuration in force.
 pub async fn on_sighup(
     config: PathBuf,
     mut running: Config,
-    plane: Arc<DataPlane>,
-    controller: Option<Handle>,
+    live: Live,
     mut health_stop: watch::Sender<bool>,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
@@ -136,7 +150,7 @@ pub async fn on_sighup(
     };
     while hup.recv().await.is_some() {
         let _ = systemd::notify(&systemd::reloading_message());
-        match reload(&config, &running, &plane, controller.as_ref()).await {
+        match reload(&config, &running, &live).await {
             Ok((in_force, stop)) => {
                 running = in_force;
                 // The old generation's health checkers stop with their switch.
@@ -153,17 +167,16 @@ pub async fn on_sighup(
     }
 }
 
-/// One reload: validate everything before changing anything, then apply the live part.
-/// Returns the configuration now in force and the new health checkers' stop switch.
+/// One reload: validate and build everything before changing anything, then apply the live
+/// part. Returns the configuration now in force and the new health checkers' stop switch.
 async fn reload(
     config: &Path,
     running: &Config,
-    plane: &DataPlane,
-    controller: Option<&Handle>,
+    live: &Live,
 ) -> anyhow::Result<(Config, watch::Sender<bool>)> {
     let file = files::load_config(config)?;
     let policy = files::load_policy(&file, config)?;
-    if policy.is_some() != controller.is_some() {
+    if policy.is_some() != live.controller.is_some() {
         anyhow::bail!("adding or removing [rollout] policy needs a restart");
     }
     let plan = plan(running, &file);
@@ -176,15 +189,39 @@ async fn reload(
             "changed in the file, but it is read only when there is no rollout state yet"
         );
     }
+    // A new Prometheus client reads its secrets files now: a failure refuses the reload.
+    let prometheus = if plan.live.contains(&"prometheus") {
+        let client = plan
+            .in_force
+            .prometheus
+            .as_ref()
+            .map(PromClient::from_config);
+        Some(
+            client
+                .transpose()
+                .with_context(|| format!("{}: [prometheus]", config.display()))?,
+        )
+    } else {
+        None
+    };
     // The policy swap can still be refused by the controller, so it goes after the data plane
     // is prepared and before it is applied.
-    let prepared = canaryd_proxy::prepare_reload(plane, &plan.in_force.data_plane())?;
-    if let (Some(p), Some(c)) = (policy, controller) {
+    let prepared = canaryd_proxy::prepare_reload(&live.plane, &plan.in_force.data_plane())?;
+    if let (Some(p), Some(c)) = (policy, &live.controller) {
         c.replace_policy(p)
             .await
             .map_err(|r| anyhow::anyhow!("{} ({})", r.error, r.hint))?;
     }
-    let stop = canaryd_proxy::apply_reload(plane, prepared);
+    let stop = canaryd_proxy::apply_reload(&live.plane, prepared);
+    if let (Some(client), Some(sources)) = (prometheus, &live.sources) {
+        // Queries already running finish on the old client.
+        sources.set_prometheus(client);
+    }
+    if plan.live.contains(&"notify") {
+        // The old targets' queues deliver what they hold, then end.
+        live.notifier
+            .store(Arc::new(Notifier::start(&plan.in_force.notify)));
+    }
     tracing::info!(live = ?plan.live, "reload applied");
     Ok((plan.in_force, stop))
 }

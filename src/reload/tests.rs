@@ -49,17 +49,18 @@ fn live_keys_apply_and_restart_keys_keep_their_running_value() {
         .replace("initial_percent = 5", "initial_percent = 10");
     let running = cfg(BASE);
     let p = plan(&running, &cfg(&file));
-    assert_eq!(p.live, ["proxy", "backends"]);
-    assert_eq!(p.restart, ["proxy.listen", "prometheus"]);
+    assert_eq!(p.live, ["proxy", "backends", "prometheus"]);
+    assert_eq!(p.restart, ["proxy.listen"]);
     assert_eq!(p.first_start, ["rollout.initial_percent"]);
-    // In force: the new timeout and canary server, the old listener and Prometheus.
+    // In force: the new timeouts and canary server, the old listener.
     assert_eq!(
         p.in_force.proxy.read_timeout,
         std::time::Duration::from_secs(9)
     );
     assert_eq!(p.in_force.backends.canary.servers[0].addr, "127.0.0.1:8082");
     assert_eq!(p.in_force.proxy.listen, running.proxy.listen);
-    assert_eq!(p.in_force.prometheus, running.prometheus);
+    let timeout = p.in_force.prometheus.as_ref().map(|p| p.timeout);
+    assert_eq!(timeout, Some(std::time::Duration::from_secs(1)));
     assert_eq!(p.in_force.rollout.initial_percent, 5.0);
 }
 
@@ -83,9 +84,10 @@ fn putting_a_restart_key_back_plans_nothing() {
 }
 
 #[test]
-fn notify_targets_are_restart_only_not_silently_ignored() {
+fn notify_targets_apply_live() {
     let file = format!("{BASE}\n[[notify]]\nurl = \"http://127.0.0.1:9999/hook\"\n");
     let p = plan(&cfg(BASE), &cfg(&file));
-    assert_eq!(p.restart, ["notify"]);
-    assert!(p.in_force.notify.is_empty());
+    assert_eq!(p.live, ["notify"]);
+    assert!(p.restart.is_empty());
+    assert_eq!(p.in_force.notify.len(), 1);
 }

@@ -36,28 +36,14 @@ use crate::policy::{baseline_ratio, Compare, Policy, Rule, Sample, SourceKind};
 use crate::rollout::{Command, Phase, Refusal, Rollout, RolloutState, Transition};
 use crate::store::{DecisionLog, StateError, StateStore};
 
-/// Start-up settings: `[rollout]`'s, the PromQL deadline and who hears about transitions.
-#[derive(Clone)]
+/// Start-up settings: `[rollout]`'s and who hears about transitions.
+#[derive(Clone, Default)]
 pub struct Settings {
     pub initial_percent: f64,
     pub autostart: bool,
-    /// `prometheus.timeout`: a PromQL sample with no answer a second after it is an `error`
-    /// outcome, even if the source itself never gives up.
-    pub sample_timeout: Duration,
     /// Called with the decision line of every transition (webhooks), from the first one on:
     /// an `autostart` start at construction is delivered too.
     pub on_transition: Option<DecisionHook>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            initial_percent: 0.0,
-            autostart: false,
-            sample_timeout: Duration::from_secs(5),
-            on_transition: None,
-        }
-    }
 }
 
 impl std::fmt::Debug for Settings {
@@ -65,7 +51,6 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("initial_percent", &self.initial_percent)
             .field("autostart", &self.autostart)
-            .field("sample_timeout", &self.sample_timeout)
             .field("on_transition", &self.on_transition.is_some())
             .finish()
     }
@@ -112,9 +97,6 @@ pub struct Controller<S> {
     in_flight: Vec<bool>,
     sampled_tx: mpsc::UnboundedSender<Sampled>,
     sampled: mpsc::UnboundedReceiver<Sampled>,
-    /// Deadline of one PromQL sample (`sample_timeout` plus a second of slack, so that the
-    /// source's own, more precise, timeout error wins).
-    sample_deadline: Duration,
 }
 
 impl<S> std::fmt::Debug for Controller<S> {
@@ -176,7 +158,6 @@ impl<S: Sources + Clone + 'static> Controller<S> {
             in_flight: vec![false; rules],
             sampled_tx,
             sampled,
-            sample_deadline: settings.sample_timeout + Duration::from_secs(1),
         };
         if let Some(reason) = &me.blocked {
             tracing::error!(%reason, "rollout blocked");
@@ -502,7 +483,9 @@ impl<S: Sources + Clone + 'static> Controller<S> {
         let rule = self.rollout.policy.rules[i].clone();
         let sources = self.sources.clone();
         let tx = self.sampled_tx.clone();
-        let (epoch, deadline) = (self.epoch, self.sample_deadline);
+        // A second of slack, so that the source's own, more precise, timeout error wins.
+        let deadline = self.sources.sample_timeout() + Duration::from_secs(1);
+        let epoch = self.epoch;
         tokio::spawn(async move {
             let (sample, raw) =
                 match tokio::time::timeout(deadline, sample_rule(&sources, &rule)).await {

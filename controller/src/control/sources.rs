@@ -19,6 +19,11 @@ pub trait Sources: Send + Sync {
     fn sample(&self, rule: &Rule, variant: Variant) -> impl Future<Output = Sample> + Send;
     /// Requests the proxy served to `variant` over the last `window`.
     fn requests(&self, variant: Variant, window: Duration) -> u64;
+    /// How long a remote sample may take before it is an error (`prometheus.timeout`);
+    /// the control loop gives up a second later whatever the source does.
+    fn sample_timeout(&self) -> Duration {
+        Duration::from_secs(5)
+    }
 }
 
 /// Prometheus for PromQL rules, the proxy's windows for local rules.
@@ -67,6 +72,11 @@ impl fmt::Debug for LiveSources {
 }
 
 impl Sources for LiveSources {
+    fn sample_timeout(&self) -> Duration {
+        self.prometheus()
+            .map_or(Duration::from_secs(5), |p| p.timeout())
+    }
+
     async fn sample(&self, rule: &Rule, variant: Variant) -> Sample {
         match rule.source {
             // The client is taken once: a reload swapping it does not touch this query.
