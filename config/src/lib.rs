@@ -13,6 +13,9 @@
 //!   ([`DataPlaneConfig`]) and their validation; the proxy crate builds from these.
 //! - `problem`: what is wrong and where — [`Invalid`], [`Problem`], [`ConfigError`], and
 //!   figment's errors as problems ([`figment_problems`], also used by the policy loader).
+//! - `collect`: [`Loader`], which reports every mistake of a file at once: it records a
+//!   figment error, repairs the value tree (drop the key, or a placeholder) and extracts
+//!   again, then drops semantic problems that follow from a repaired key.
 //! - `location`: [`line_of`], a dotted key's line in TOML source.
 //! - `check`: value checks shared with the daemon's clients — header names, webhook and
 //!   Prometheus URLs — written without their HTTP stack.

@@ -112,3 +112,53 @@ fn serve_refuses_a_busy_port_clearly() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_reports_every_mistake_at_once_in_file_order() {
+    let src = "[proxy]\nlisten = [\"127.0.0.1:99999\"]\nthreads = \"two\"\n\n[backends.stable]\nservers = [\"127.0.0.1:8080\", \"not an address\"]\n";
+    let (ok, _, stderr) = check(src);
+    assert!(!ok);
+    assert_eq!(
+        stderr,
+        "canaryd: FILE:2: key `proxy.listen[0]`: expected \"ip:port\" like \"0.0.0.0:80\", found \"127.0.0.1:99999\"\n\
+         FILE:3: key `proxy.threads`: invalid type: found string \"two\", expected usize\n\
+         FILE:5: key `backends.canary`: missing; this key is required\n\
+         FILE:6: key `backends.stable.servers[1]`: expected \"host:port\" that resolves, found \"not an address\"\n"
+    );
+}
+
+#[test]
+fn check_names_an_unreadable_file_and_its_os_error_once() {
+    let dir = TempDir::new("canaryd-cli");
+    let run = |config: &std::path::Path| {
+        let out = Command::new(binary())
+            .args(["check", "--config"])
+            .arg(config)
+            .env_remove("CANARYD_PROXY__THREADS")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let absent = dir.path().join("absent.toml");
+    assert_eq!(
+        run(&absent),
+        format!(
+            "canaryd: {}: cannot read: {}\n",
+            absent.display(),
+            std::io::Error::from_raw_os_error(2)
+        )
+    );
+    let config = dir.path().join("canaryd.toml");
+    std::fs::write(
+        &config,
+        format!("{GOOD}[rollout]\npolicy = \"absent-policy.toml\"\n"),
+    )
+    .unwrap();
+    let stderr = run(&config);
+    assert!(
+        stderr.contains("absent-policy.toml: cannot read: "),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("os error 2").count(), 1, "{stderr}");
+}

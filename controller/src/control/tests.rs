@@ -313,7 +313,6 @@ async fn autostart_start_reaches_the_transition_hook() {
             initial_percent: 0.0,
             autostart: true,
             on_transition: Some(hook),
-            ..Settings::default()
         },
         StateStore::new(rig.path()),
         Arc::new(DecisionLog::open(rig.path())),
@@ -1109,7 +1108,6 @@ fn boot_with_hook(rig: &Rig, policy: Policy, autostart: bool) -> (Ctl, Arc<Mutex
             initial_percent: 0.0,
             autostart,
             on_transition: Some(hook),
-            ..Settings::default()
         },
         StateStore::new(rig.path()),
         Arc::new(DecisionLog::open(rig.path())),
