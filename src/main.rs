@@ -78,6 +78,9 @@ enum Command {
     Rollback(ActionArgs),
     /// Abort the rollout: 0 % canary.
     Abort(ActionArgs),
+    /// Approve a step waiting in `awaiting_approval`: move to the next step (or promote from
+    /// the last). Refused unless awaiting approval and every rule is healthy.
+    Approve(ActionArgs),
     /// Set the split by hand (pauses a running rollout).
     SetWeight {
         /// Canary share, 0 to 100.
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
         Command::Promote(a) => cli::action(cli::Action::Promote, a),
         Command::Rollback(a) => cli::action(cli::Action::Rollback, a),
         Command::Abort(a) => cli::action(cli::Action::Abort, a),
+        Command::Approve(a) => cli::action(cli::Action::Approve, a),
         Command::SetWeight { percent, action } => {
             cli::action(cli::Action::SetWeight { percent }, action)
         }

@@ -1,5 +1,5 @@
 //! The commands that do not run the daemon: the operator client of the admin API (`status`,
-//! `start`, `pause`, …, `set-weight`) and the offline tools (`check`, `import-nginx`).
+//! `start`, `pause`, …, `set-weight`, `approve`) and the offline tools (`check`, `import-nginx`).
 //!
 //! - [`client`]: the admin API's HTTP client.
 //! - [`view`]: the terminal rendering of the status document.
@@ -48,6 +48,7 @@ pub enum Action {
     Rollback,
     Abort,
     SetWeight { percent: f64 },
+    Approve,
 }
 
 // === impl Action ===
@@ -63,6 +64,7 @@ impl Action {
             Action::Rollback => "rollback",
             Action::Abort => "abort",
             Action::SetWeight { .. } => "weight",
+            Action::Approve => "approve",
         }
     }
 }

@@ -55,7 +55,10 @@ pub fn render(status: &Status) -> String {
         100.0 - canary
     );
     let (hold, held) = (s.step_hold_s, s.step_held_s);
-    if matches!(s.state, State::Progressing | State::Paused) {
+    if matches!(
+        s.state,
+        State::Progressing | State::Paused | State::AwaitingApproval
+    ) {
         let _ = writeln!(
             out,
             "hold    {} {} of {} held, {} left",
@@ -63,6 +66,16 @@ pub fn render(status: &Status) -> String {
             fmt_secs(held),
             fmt_secs(hold),
             fmt_secs(s.step_hold_remaining_s)
+        );
+    }
+    if s.state == State::AwaitingApproval {
+        let next = match s.steps.get(s.step + 1) {
+            Some(w) => format!("step {}/{} ({w}%)", s.step + 2, s.steps.len()),
+            None => "promoted (100%)".into(),
+        };
+        let _ = writeln!(
+            out,
+            "approve waiting for an operator: `canaryd approve` moves on to {next}"
         );
     }
     if let Some(e) = &s.error {

@@ -58,3 +58,26 @@ fn says_when_the_state_is_not_saved_and_when_there_is_no_policy() {
     assert!(render(&disabled).contains("no rollout policy configured"));
     assert_eq!(line(&disabled), "state=disabled");
 }
+
+#[test]
+fn says_a_rollout_awaits_approval_and_what_approve_does() {
+    let Status::Rollout(mut r) = status() else {
+        panic!("a rollout status")
+    };
+    r.state = State::AwaitingApproval;
+    r.step_held_s = 60.0;
+    r.step_hold_remaining_s = 0.0;
+    let v = render(&Status::Rollout(r.clone()));
+    assert!(v.contains("state awaiting_approval    step 2/3"), "{v}");
+    assert!(v.contains("1m of 1m held, 0s left"), "{v}");
+    assert!(
+        v.contains(
+            "approve waiting for an operator: `canaryd approve` moves on to step 3/3 (100%)"
+        ),
+        "{v}"
+    );
+    assert!(line(&Status::Rollout(r.clone())).starts_with("state=awaiting_approval step=1"));
+    r.step = 2;
+    let v = render(&Status::Rollout(r));
+    assert!(v.contains("moves on to promoted (100%)"), "{v}");
+}
