@@ -32,6 +32,7 @@
 
 mod common;
 
+mod approval;
 mod cli;
 mod connections;
 mod dashboards;
