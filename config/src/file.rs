@@ -18,6 +18,7 @@ use serde::Deserialize;
 use crate::check::{byte_size, check_prometheus, check_url};
 use crate::collect::Loader;
 use crate::de::duration;
+use crate::problem::read_source;
 use crate::problem::{ConfigError, Invalid};
 use crate::proxy::{BackendsConfig, DataPlaneConfig, ProxyConfig, RoutingConfig};
 
@@ -199,11 +200,7 @@ pub enum NotifyFormat {
 impl Config {
     /// Loads `path`, applies `CANARYD_SECTION__KEY` overrides, and validates.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let file = path.display().to_string();
-        let src = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-            file: file.clone(),
-            error,
-        })?;
+        let (file, src) = read_source(path)?;
         Self::from_source(&file, &src, true)
     }
 

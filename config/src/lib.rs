@@ -40,7 +40,7 @@ pub use file::{
     RolloutConfig,
 };
 pub use location::line_of;
-pub use problem::{figment_problems, ConfigError, Invalid, Problem};
+pub use problem::{figment_problems, read_source, ConfigError, Invalid, Problem};
 pub use proxy::{
     resolve, BackendsConfig, DataPlaneConfig, HealthConfig, PoolConfig, ProxyConfig, RouteConfig,
     RoutingConfig, ServerEntry, StickyConfig, StickyKey,

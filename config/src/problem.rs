@@ -48,6 +48,15 @@ pub enum ConfigError {
     },
 }
 
+/// Reads a configuration or policy file: its name as errors show it, and its text.
+pub fn read_source(path: &std::path::Path) -> Result<(String, String), ConfigError> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(src) => Ok((file, src)),
+        Err(error) => Err(ConfigError::Read { file, error }),
+    }
+}
+
 /// Converts figment's errors (wrong type, unknown key, missing key) into located problems.
 pub fn figment_problems(e: figment::Error, src: &str) -> Vec<Problem> {
     e.into_iter().map(|e| problem_of(&e, src)).collect()

@@ -247,31 +247,12 @@ impl<S: Sources + Clone + 'static> Controller<S> {
                         // Samples asked for under the old policy name other rules.
                         self.moved_on();
                         tracing::info!(policy = %name, "policy reloaded");
-                        let s = &self.rollout.state;
+                        let mut line =
+                            self.decision_line(Kind::Transition, Action::Reload, None, &[]);
                         // A reload line carries neither `held_s` nor `rules` nor `by`.
-                        self.log.append(&Decision {
-                            action: Action::Reload,
-                            alert_rule: None,
-                            by: None,
-                            canary_percent: s.canary_percent,
-                            failed_rules: None,
-                            from_percent: None,
-                            from_step: None,
-                            gradual: None,
-                            held_s: None,
-                            hold_reasons: None,
-                            kind: Kind::Transition,
-                            operator_reason: None,
-                            percent: None,
-                            policy: name,
-                            reason: "configuration reloaded (SIGHUP)".into(),
-                            rules: None,
-                            save_error: None,
-                            state: s.phase,
-                            step: s.step,
-                            to_step: None,
-                            ts: rfc3339(wall_ms()),
-                        });
+                        (line.held_s, line.rules, line.save_error) = (None, None, None);
+                        line.reason = "configuration reloaded (SIGHUP)".into();
+                        self.log.append(&line);
                         self.board.count_decision(Action::Reload);
                         self.publish(Instant::now());
                         self.board.status()
@@ -290,15 +271,7 @@ impl<S: Sources + Clone + 'static> Controller<S> {
     /// does; fixed → the rollout continues from the file as written (and a finished or idle one
     /// starts a new run).
     async fn unblock(&mut self, reason: &str) -> Result<Status, Refusal> {
-        let store = self.store.clone();
-        let loaded = tokio::task::spawn_blocking(move || store.load())
-            .await
-            .unwrap_or_else(|e| {
-                Err(StateError::Write {
-                    file: self.store.path().display().to_string(),
-                    source: std::io::Error::other(e.to_string()),
-                })
-            });
+        let loaded = self.on_disk(|store| store.load()).await;
         let policy = self.rollout.policy.clone();
         let (rollout, blocked) = restore(policy, loaded, &self.store, 0.0, wall_ms());
         if let Some(err) = blocked {
@@ -518,10 +491,18 @@ impl<S: Sources + Clone + 'static> Controller<S> {
     /// Writes the state on the blocking pool: the loop waits for the disk, the runtime's
     /// worker (admin API, health checks) does not.
     async fn save(&self) -> Result<(), StateError> {
-        let store = self.store.clone();
         let state = self.rollout.state.clone();
+        self.on_disk(move |store| store.save(&state)).await
+    }
+
+    /// Runs a state-file operation on the blocking pool.
+    async fn on_disk<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&StateStore) -> Result<T, StateError> + Send + 'static,
+    ) -> Result<T, StateError> {
+        let store = self.store.clone();
         let file = store.path().display().to_string();
-        tokio::task::spawn_blocking(move || store.save(&state))
+        tokio::task::spawn_blocking(move || op(&store))
             .await
             .unwrap_or_else(|e| {
                 Err(StateError::Write {

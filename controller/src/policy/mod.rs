@@ -183,11 +183,7 @@ pub enum Op {
 
 impl Policy {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let file = path.display().to_string();
-        let src = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-            file: file.clone(),
-            error,
-        })?;
+        let (file, src) = canaryd_config::read_source(path)?;
         Self::from_source(&file, &src)
     }
 
