@@ -13,8 +13,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use canaryd_controller::{
-    run_admin, AdminState, Board, Controller, DecisionLog, Handle, LiveSources, Notifier,
-    PromClient, Settings, StateStore,
+    run_admin, AdminState, Board, Controller, DecisionLog, LiveSources, Notifier, PromClient,
+    Settings, StateStore,
 };
 use canaryd_proxy::{ProxyServer, RoutingHandle};
 
@@ -52,69 +52,68 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
         let _guard = control.enter();
         Arc::new(ArcSwap::from_pointee(Notifier::start(&cfg.notify)))
     };
-    let mut sources = None;
-    let (handle, decisions): (Option<Handle>, Option<Arc<DecisionLog>>) = match policy {
-        Some(policy) => {
-            let log = {
-                let _guard = control.enter();
-                Arc::new(DecisionLog::from_config(&cfg.rollout))
-            };
-            let prom = cfg
-                .prometheus
-                .as_ref()
-                .map(PromClient::from_config)
-                .transpose()
-                .with_context(|| format!("{}", path.display()))?;
-            let live = LiveSources::new(prom, plane.metrics.clone());
-            sources = Some(live.clone());
-            let webhooks = notifier.clone();
-            let controller = {
-                let _guard = control.enter();
-                Controller::new(
-                    policy,
-                    Settings {
-                        initial_percent: cfg.rollout.initial_percent,
-                        autostart: cfg.rollout.autostart,
-                        on_transition: Some(Arc::new(move |line| webhooks.load().notify(line))),
-                    },
-                    StateStore::new(&cfg.rollout.state_dir),
-                    log.clone(),
-                    plane.table.clone(),
-                    live,
-                    board.clone(),
-                )
-            };
-            let handle = controller.handle();
-            let stop = stop_rx.clone();
-            let flushed = log.clone();
-            control.spawn(async move {
-                controller.run(stop).await;
-                // The last decisions reach the file before the process exits.
-                let _ = tokio::task::spawn_blocking(move || flushed.flush(Duration::from_secs(1)))
-                    .await;
-                let _ = controller_done_tx.send(());
-            });
-            (Some(handle), Some(log))
-        }
-        None => {
-            drop(controller_done_tx);
-            (None, None)
+    // Without a policy the controller runs in manual mode: the split is the operator's.
+    let log = {
+        let _guard = control.enter();
+        Arc::new(DecisionLog::from_config(&cfg.rollout))
+    };
+    let prom = cfg
+        .prometheus
+        .as_ref()
+        .map(PromClient::from_config)
+        .transpose()
+        .with_context(|| format!("{}", path.display()))?;
+    let sources = LiveSources::new(prom, plane.metrics.clone());
+    let webhooks = notifier.clone();
+    let settings = Settings {
+        initial_percent: cfg.rollout.initial_percent,
+        autostart: cfg.rollout.autostart,
+        on_transition: Some(Arc::new(move |line| webhooks.load().notify(line))),
+    };
+    let controller = {
+        let _guard = control.enter();
+        let (store, table) = (StateStore::new(&cfg.rollout.state_dir), plane.table.clone());
+        match policy {
+            Some(policy) => Controller::new(
+                policy,
+                settings,
+                store,
+                log.clone(),
+                table,
+                sources.clone(),
+                board.clone(),
+            ),
+            None => Controller::manual(
+                settings,
+                store,
+                log.clone(),
+                table,
+                sources.clone(),
+                board.clone(),
+            ),
         }
     };
+    let handle = controller.handle();
+    let stop = stop_rx.clone();
+    let flushed = log.clone();
+    control.spawn(async move {
+        controller.run(stop).await;
+        // The last decisions reach the file before the process exits.
+        let _ = tokio::task::spawn_blocking(move || flushed.flush(Duration::from_secs(1))).await;
+        let _ = controller_done_tx.send(());
+    });
     let extra_metrics = {
-        let (notifier, log) = (notifier.clone(), decisions.clone());
+        let (notifier, log) = (notifier.clone(), log.clone());
         move |out: &mut String| {
             notifier.load().render(out);
-            if let Some(log) = &log {
-                log.render(out);
-            }
+            log.render(out);
         }
     };
     let admin_state = Arc::new(AdminState {
         plane: plane.clone(),
         board,
-        decisions,
-        controller: handle.clone(),
+        decisions: Some(log),
+        controller: Some(handle.clone()),
         token,
         extra_metrics: Some(Arc::new(extra_metrics)),
     });

@@ -127,11 +127,11 @@ pub fn plan(running: &Config, file: &Config) -> Plan {
 /// What a reload can replace in the running daemon.
 pub struct Live {
     pub plane: Arc<DataPlane>,
-    /// Absent without a policy.
-    pub controller: Option<Handle>,
-    /// The controller's sources (absent without a policy): the Prometheus client is swapped
-    /// here, for the loop's clone too.
-    pub sources: Option<LiveSources>,
+    /// The controller (a rollout's, or manual mode's without a policy).
+    pub controller: Handle,
+    /// The controller's sources: the Prometheus client is swapped here, for the loop's clone
+    /// too.
+    pub sources: LiveSources,
     /// The webhook targets every transition goes to.
     pub notifier: Arc<ArcSwap<Notifier>>,
 }
@@ -176,7 +176,7 @@ async fn reload(
 ) -> anyhow::Result<(Config, watch::Sender<bool>)> {
     let file = files::load_config(config)?;
     let policy = files::load_policy(&file, config)?;
-    if policy.is_some() != live.controller.is_some() {
+    if policy.is_some() != running.rollout.policy.is_some() {
         anyhow::bail!("adding or removing [rollout] policy needs a restart");
     }
     let plan = plan(running, &file);
@@ -207,15 +207,16 @@ async fn reload(
     // The policy swap can still be refused by the controller, so it goes after the data plane
     // is prepared and before it is applied.
     let prepared = canaryd_proxy::prepare_reload(&live.plane, &plan.in_force.data_plane())?;
-    if let (Some(p), Some(c)) = (policy, &live.controller) {
-        c.replace_policy(p)
+    if let Some(p) = policy {
+        live.controller
+            .replace_policy(p)
             .await
             .map_err(|r| anyhow::anyhow!("{} ({})", r.error, r.hint))?;
     }
     let stop = canaryd_proxy::apply_reload(&live.plane, prepared);
-    if let (Some(client), Some(sources)) = (prometheus, &live.sources) {
+    if let Some(client) = prometheus {
         // Queries already running finish on the old client.
-        sources.set_prometheus(client);
+        live.sources.set_prometheus(client);
     }
     if plan.live.contains(&"notify") {
         // The old targets' queues deliver what they hold, then end.

@@ -94,6 +94,9 @@ pub enum State {
     Aborted,
     /// The state file could not be read: 0 % canary, nothing judged, every command refused.
     Blocked,
+    /// No `[rollout] policy`: the split is the operator's (`set-weight`), persisted, logged and
+    /// notified; nothing is judged.
+    Manual,
     /// No policy configured.
     Disabled,
 }
@@ -394,11 +397,12 @@ impl State {
             State::RolledBack => "rolled_back",
             State::Aborted => "aborted",
             State::Blocked => "blocked",
+            State::Manual => "manual",
             State::Disabled => "disabled",
         }
     }
 
-    /// The rollout phase this state is; `None` for `blocked` and `disabled`.
+    /// The rollout phase this state is; `None` for `blocked`, `manual` and `disabled`.
     pub fn phase(self) -> Option<Phase> {
         Some(match self {
             State::Idle => Phase::Idle,
@@ -409,7 +413,7 @@ impl State {
             State::Promoted => Phase::Promoted,
             State::RolledBack => Phase::RolledBack,
             State::Aborted => Phase::Aborted,
-            State::Blocked | State::Disabled => return None,
+            State::Blocked | State::Manual | State::Disabled => return None,
         })
     }
 }

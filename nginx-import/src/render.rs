@@ -284,7 +284,7 @@ fn rest(out: &mut String, plan: &Plan) {
     );
     line(
         out,
-        "# REVIEW: without a policy canaryd is a plain splitting proxy. Copy a policy (e.g. the",
+        "# REVIEW: without a policy canaryd runs in manual mode (`canaryd set-weight`). Copy a policy (e.g. the",
     );
     line(
         out,

@@ -35,19 +35,26 @@ pub fn render(status: &Status) -> String {
         return out;
     };
     let canary = s.canary_percent;
-    let _ = writeln!(
-        out,
-        "policy  {}    state {}    step {}/{} ({})",
-        s.policy,
-        s.state,
-        s.step + 1,
-        s.steps.len(),
-        s.steps
-            .iter()
-            .map(|w| format!("{w}%"))
-            .collect::<Vec<_>>()
-            .join(" → ")
-    );
+    if s.state == State::Manual {
+        let _ = writeln!(
+            out,
+            "mode    manual: no [rollout] policy; `canaryd set-weight PERCENT` sets the split"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "policy  {}    state {}    step {}/{} ({})",
+            s.policy,
+            s.state,
+            s.step + 1,
+            s.steps.len(),
+            s.steps
+                .iter()
+                .map(|w| format!("{w}%"))
+                .collect::<Vec<_>>()
+                .join(" → ")
+        );
+    }
     let _ = writeln!(
         out,
         "split   {} {canary} % canary / {} % stable",
@@ -130,6 +137,9 @@ pub fn line(status: &Status) -> String {
     let Some(s) = status.rollout() else {
         return format!("state={}", status.state());
     };
+    if s.state == State::Manual {
+        return format!("state=manual canary={}%", s.canary_percent);
+    }
     let mut out = format!(
         "state={} step={} canary={}% held={}/{}",
         s.state,

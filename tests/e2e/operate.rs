@@ -480,3 +480,45 @@ fn operator_actions_reach_the_webhook() {
         2.0,
     );
 }
+
+#[test]
+fn without_a_policy_set_weight_moves_the_split_and_it_survives_a_restart() {
+    // Seed 002's adjust_traffic_split.sh: no policy, an operator moves the split by hand.
+    let stable = FakeGateway::spawn("stable", &[]);
+    let canary = FakeGateway::spawn("canary", &[]);
+    let files = testkit::TempDir::new("canaryd-manual");
+    let token_file = common::write_token(files.path(), TOKEN);
+    let mut d = Canaryd::start_with_token(&Setup::new(&stable, &canary, 0.0), &token_file);
+    let (ok, out, err) = cli(&d, &["status"], None);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("mode    manual"), "{out}");
+
+    let (ok, out, err) = cli(
+        &d,
+        &["set-weight", "25", "--reason", "phase 2"],
+        Some(&token_file),
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("25 % canary / 75 % stable"), "{out}");
+    let s = d.status();
+    assert_eq!(
+        (s["state"].as_str(), s["canary_percent"].as_f64()),
+        (Some("manual"), Some(25.0))
+    );
+    assert_eq!(d.metric("canaryd_canary_weight_percent"), 25.0);
+    let line = d
+        .decisions()
+        .into_iter()
+        .find(|l| l["action"] == "set_weight")
+        .expect("a set_weight line");
+    assert_eq!(line["operator_reason"], "phase 2", "{line:#}");
+
+    // Anything else is refused, saying why.
+    let (ok, _, err) = cli(&d, &["start"], Some(&token_file));
+    assert!(!ok);
+    assert!(err.contains("manual mode"), "{err}");
+
+    d.kill9_and_restart();
+    assert_eq!(d.status()["canary_percent"].as_f64(), Some(25.0));
+    assert_eq!(d.metric("canaryd_canary_weight_percent"), 25.0);
+}

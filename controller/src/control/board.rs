@@ -58,11 +58,14 @@ impl Board {
             let v = u8::from(state == Some(State::from(p)));
             let _ = writeln!(out, "canaryd_rollout_state{{state=\"{}\"}} {v}", p.as_str());
         }
-        let _ = writeln!(
-            out,
-            "canaryd_rollout_state{{state=\"blocked\"}} {}",
-            u8::from(state == Some(State::Blocked))
-        );
+        for extra in [State::Blocked, State::Manual] {
+            let _ = writeln!(
+                out,
+                "canaryd_rollout_state{{state=\"{}\"}} {}",
+                extra.as_str(),
+                u8::from(state == Some(extra))
+            );
+        }
         let _ = writeln!(out, "# HELP canaryd_rollout_step Index of the current step.\n# TYPE canaryd_rollout_step gauge\ncanaryd_rollout_step {}", rollout.map_or(0, |r| r.step));
         let rules = rollout.map_or(&[][..], |r| &r.rules);
         out.push_str("# HELP canaryd_rule_value Last value of each rule (baseline rules: canary, stable and their ratio).\n# TYPE canaryd_rule_value gauge\n");

@@ -95,6 +95,8 @@ pub struct Controller<S> {
     epoch: u64,
     /// Per PromQL rule: a sample of this epoch is on its way (one at a time per rule).
     in_flight: Vec<bool>,
+    /// No policy: only `set-weight` ([`Controller::manual`]).
+    manual: bool,
     sampled_tx: mpsc::UnboundedSender<Sampled>,
     sampled: mpsc::UnboundedReceiver<Sampled>,
 }
@@ -134,9 +136,43 @@ impl<S: Sources + Clone + 'static> Controller<S> {
         sources: S,
         board: Arc<Board>,
     ) -> Self {
+        Self::build(Some(policy), settings, store, log, table, sources, board)
+    }
+
+    /// Manual mode, without a policy: the split is the operator's (`set-weight`), persisted,
+    /// logged and notified like a rollout's; every other command is refused, nothing is
+    /// judged. The persisted split (of an earlier manual split or rollout) wins over
+    /// `initial_percent`.
+    pub fn manual(
+        settings: Settings,
+        store: StateStore,
+        log: Arc<DecisionLog>,
+        table: RoutingHandle,
+        sources: S,
+        board: Arc<Board>,
+    ) -> Self {
+        Self::build(None, settings, store, log, table, sources, board)
+    }
+
+    fn build(
+        policy: Option<Policy>,
+        settings: Settings,
+        store: StateStore,
+        log: Arc<DecisionLog>,
+        table: RoutingHandle,
+        sources: S,
+        board: Arc<Board>,
+    ) -> Self {
         let wall = wall_ms();
-        let (rollout, blocked) =
-            restore(policy, store.load(), &store, settings.initial_percent, wall);
+        let manual = policy.is_none();
+        let loaded = store.load();
+        let loaded = if manual {
+            manual_split(loaded, wall)
+        } else {
+            loaded
+        };
+        let policy = policy.unwrap_or_else(Policy::manual);
+        let (rollout, blocked) = restore(policy, loaded, &store, settings.initial_percent, wall);
         let (tx, commands) = mpsc::channel(16);
         let (sampled_tx, sampled) = mpsc::unbounded_channel();
         let rules = rollout.policy.rules.len();
@@ -158,6 +194,7 @@ impl<S: Sources + Clone + 'static> Controller<S> {
             in_flight: vec![false; rules],
             sampled_tx,
             sampled,
+            manual,
         };
         if let Some(reason) = &me.blocked {
             tracing::error!(%reason, "rollout blocked");
@@ -167,7 +204,7 @@ impl<S: Sources + Clone + 'static> Controller<S> {
             me.table.set_weight_bp(RoutingHandle::percent_to_bp(
                 me.rollout.state.canary_percent,
             ));
-            if settings.autostart && me.rollout.state.phase == Phase::Idle {
+            if settings.autostart && !manual && me.rollout.state.phase == Phase::Idle {
                 let before = me.rollout.state.clone();
                 let t = me.rollout.start(wall);
                 // Before anything is served, so the one synchronous save is fine here.
@@ -218,6 +255,14 @@ impl<S: Sources + Clone + 'static> Controller<S> {
                 error: format!("the rollout is blocked: {err}"),
                 hint: BLOCKED_HINT.into(),
             }),
+            None if self.manual && !matches!(req.ask, Ask::Operator(Command::SetWeight(_))) => {
+                Err(Refusal {
+                    error: "no rollout policy is configured: canaryd is in manual mode".into(),
+                    hint: "`canaryd set-weight PERCENT` sets the split; set [rollout] policy \
+                           and restart canaryd to run a rollout"
+                        .into(),
+                })
+            }
             None => match req.ask {
                 Ask::Operator(ref cmd) => {
                     let before = self.rollout.state.clone();
@@ -272,6 +317,11 @@ impl<S: Sources + Clone + 'static> Controller<S> {
     /// starts a new run).
     async fn unblock(&mut self, reason: &str) -> Result<Status, Refusal> {
         let loaded = self.on_disk(|store| store.load()).await;
+        let loaded = if self.manual {
+            manual_split(loaded, wall_ms())
+        } else {
+            loaded
+        };
         let policy = self.rollout.policy.clone();
         let (rollout, blocked) = restore(policy, loaded, &self.store, 0.0, wall_ms());
         if let Some(err) = blocked {
@@ -295,6 +345,11 @@ impl<S: Sources + Clone + 'static> Controller<S> {
         self.table.set_weight_bp(RoutingHandle::percent_to_bp(
             self.rollout.state.canary_percent,
         ));
+        if self.manual {
+            // Nothing to start: the file's split is in force again.
+            self.publish(Instant::now());
+            return Ok(self.board.status());
+        }
         let before = self.rollout.state.clone();
         match self.rollout.apply(&Command::Start, reason, wall_ms()) {
             Ok(transitions) => {
@@ -759,6 +814,8 @@ impl<S: Sources + Clone + 'static> Controller<S> {
             save_error: self.save_error.clone(),
             state: if self.blocked.is_some() {
                 State::Blocked
+            } else if self.manual {
+                State::Manual
             } else {
                 s.phase.into()
             },
@@ -793,7 +850,8 @@ fn restore(
             if state.policy != policy.name {
                 tracing::warn!(persisted = %state.policy, configured = %policy.name, "the persisted rollout ran another policy; continuing it with the configured one");
             }
-            if state.step >= policy.steps.len() {
+            // (Manual mode's stand-in policy has no steps, and its state no step to check.)
+            if !policy.steps.is_empty() && state.step >= policy.steps.len() {
                 let msg = format!(
                     "{}: persisted step {} does not exist in policy {:?} ({} steps); canaryd routes 100 % to stable until an operator fixes or removes the state file",
                     store.path().display(), state.step, policy.name, policy.steps.len()
@@ -813,6 +871,21 @@ fn restore(
         Ok(None) => (Rollout::idle(policy, initial_percent, wall), None),
         Err(e) => (Rollout::idle(policy, 0.0, wall), Some(e.to_string())),
     }
+}
+
+/// Manual mode keeps the split of whatever ran before (a rollout, or an earlier manual split)
+/// and nothing else: no phase, no step.
+fn manual_split(
+    loaded: Result<Option<RolloutState>, StateError>,
+    wall: u64,
+) -> Result<Option<RolloutState>, StateError> {
+    loaded.map(|state| {
+        state.map(|persisted| {
+            let mut idle = Rollout::idle(Policy::manual(), persisted.canary_percent, wall);
+            idle.state.reason = persisted.reason;
+            idle.state
+        })
+    })
 }
 
 /// Samples one rule: the canary, or both variants at once for baseline rules.

@@ -1811,3 +1811,80 @@ async fn a_new_failure_while_a_gradual_rollback_is_paused_goes_to_zero_at_once()
     assert_eq!(count(&heard.lock().unwrap(), Action::RolledBack), 1);
     assert_eq!(rig.persisted().unwrap().paused_from, None);
 }
+
+fn boot_manual(rig: &Rig, initial_percent: f64, hook: Option<DecisionHook>) -> Ctl {
+    Controller::manual(
+        Settings {
+            initial_percent,
+            autostart: true,
+            on_transition: hook,
+        },
+        StateStore::new(rig.path()),
+        Arc::new(DecisionLog::open(rig.path())),
+        rig.table.clone(),
+        Arc::clone(&rig.src),
+        Arc::clone(&rig.board),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn manual_mode_sets_the_split_persists_logs_and_notifies() {
+    let rig = Rig::new("manual");
+    let heard = Arc::new(Mutex::new(Vec::<Decision>::new()));
+    let seen = Arc::clone(&heard);
+    let hook: DecisionHook = Arc::new(move |d: &Decision| seen.lock().unwrap().push(d.clone()));
+    // No policy: autostart starts nothing, the split is initial_percent.
+    let mut ctl = boot_manual(&rig, 5.0, Some(hook));
+    assert_eq!(rig.table.weight_bp(), 500);
+    assert_eq!(rig.status().state, State::Manual);
+    secs(&mut ctl, 3).await;
+    assert_eq!(rig.table.weight_bp(), 500);
+    assert!(rig.decisions().is_empty());
+
+    let status = rollout_of(
+        command(&mut ctl, Command::SetWeight(25.0), "seed 002 phase 2")
+            .await
+            .unwrap(),
+    );
+    assert_eq!((status.state, status.canary_percent), (State::Manual, 25.0));
+    assert_eq!(rig.table.weight_bp(), 2_500);
+    assert_eq!(rig.persisted().unwrap().canary_percent, 25.0);
+    assert_eq!(rig.actions("transition"), ["set_weight"]);
+    let line = rig.line("set_weight");
+    assert_eq!(line.operator_reason.as_deref(), Some("seed 002 phase 2"));
+    assert_eq!(heard.lock().unwrap().len(), 1, "the webhook heard it");
+
+    // Nothing but set-weight: a start would enter a step that does not exist.
+    for cmd in [
+        Command::Start,
+        Command::Promote,
+        Command::Rollback,
+        Command::Pause,
+    ] {
+        let refused = command(&mut ctl, cmd.clone(), "").await.unwrap_err();
+        assert!(
+            refused.error.contains("manual mode"),
+            "{cmd:?}: {}",
+            refused.error
+        );
+    }
+    assert_eq!(rig.table.weight_bp(), 2_500);
+
+    // A restart keeps the split (the persisted one wins over initial_percent).
+    drop(ctl);
+    let _ctl = boot_manual(&rig, 5.0, None);
+    assert_eq!(rig.table.weight_bp(), 2_500);
+    assert_eq!(rig.status().canary_percent, 25.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn manual_mode_keeps_the_split_a_rollout_left() {
+    let rig = Rig::new("manual-after-rollout");
+    let mut st = Rollout::idle(policy("", RULES), 0.0, 0).state;
+    (st.phase, st.step, st.canary_percent) = (Phase::Progressing, 2, 50.0);
+    StateStore::new(rig.path()).save(&st).unwrap();
+    let _ctl = boot_manual(&rig, 0.0, None);
+    let status = rig.status();
+    assert_eq!((status.state, status.canary_percent), (State::Manual, 50.0));
+    assert_eq!(rig.table.weight_bp(), 5_000);
+}

@@ -182,6 +182,21 @@ pub enum Op {
 // === impl Policy ===
 
 impl Policy {
+    /// The stand-in for no `[rollout] policy` (manual mode): no steps, no rules. The controller
+    /// refuses every command but `set-weight` with it, so nothing ever enters a step.
+    pub fn manual() -> Self {
+        Self {
+            name: String::new(),
+            interval: Duration::from_secs(1),
+            rollback: RollbackMode::default(),
+            min_requests: 0,
+            max_consecutive_errors: None,
+            hold_mode: HoldMode::default(),
+            steps: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let (file, src) = canaryd_config::read_source(path)?;
         Self::from_source(&file, &src)

@@ -81,3 +81,19 @@ fn says_a_rollout_awaits_approval_and_what_approve_does() {
     let v = render(&Status::Rollout(r));
     assert!(v.contains("moves on to promoted (100%)"), "{v}");
 }
+
+#[test]
+fn renders_manual_mode() {
+    let s: Status = serde_json::from_value(serde_json::json!({
+        "state": "manual", "policy": "", "step": 0, "steps": [],
+        "canary_percent": 25.0, "step_hold_s": 0.0, "step_held_s": 0.0,
+        "step_hold_remaining_s": 0.0, "reason": "operator: split set to 25 %",
+        "error": null, "step_started_at": "t", "updated_at": "t", "rules": []
+    }))
+    .expect("a status document");
+    let v = render(&s);
+    assert!(v.starts_with("mode    manual: no [rollout] policy"), "{v}");
+    assert!(v.contains("25 % canary / 75 % stable"), "{v}");
+    assert!(!v.contains("step 1/0"), "{v}");
+    assert_eq!(line(&s), "state=manual canary=25%");
+}

@@ -64,8 +64,11 @@ pub fn allowed_actions(state: State) -> &'static [&'static str] {
         State::RollingBack => &["pause", "rollback", "abort", "weight"],
         State::Promoted => &["start", "rollback", "weight"],
         State::RolledBack | State::Aborted => &["start", "weight"],
-        // Blocked refuses everything; disabled has no controller.
-        State::Blocked | State::Disabled => &[],
+        // Without a policy the split is the operator's.
+        State::Manual => &["weight"],
+        // Blocked refuses everything but a start; disabled has no controller.
+        State::Blocked => &["start"],
+        State::Disabled => &[],
     }
 }
 
