@@ -50,9 +50,17 @@ pub struct RolloutStatus {
     /// Why the controller is blocked (state `blocked`); `null` otherwise.
     #[serde(default)]
     pub error: Option<String>,
+    /// Some acting rule is not healthy now (failing, no data, an error, not judged yet): the
+    /// hold clock does not run and `approve` is refused.
+    #[serde(default)]
+    pub holding: bool,
     /// The newest decision line; `null` before the first one.
     #[serde(default)]
     pub last_decision: Option<Decision>,
+    /// State `paused`: what was paused (`progressing`, `awaiting_approval`, `rolling_back`),
+    /// which `resume` returns to. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_from: Option<State>,
     pub policy: String,
     /// Why the last transition happened.
     pub reason: String,

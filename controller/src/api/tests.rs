@@ -130,7 +130,9 @@ fn rollout_status() -> RolloutStatus {
     RolloutStatus {
         canary_percent: 25.0,
         error: None,
+        holding: false,
         last_decision: Some(advance()),
+        paused_from: None,
         policy: "gateway-migration".into(),
         reason: "step 0 held healthy for 1h".into(),
         rules: vec![plain_rule()],
@@ -273,7 +275,7 @@ fn status_documents() {
     let text = serde_json::to_string(&s).unwrap();
     assert!(
         text.starts_with(
-            r#"{"canary_percent":25.0,"error":null,"last_decision":{"action":"advance","#
+            r#"{"canary_percent":25.0,"error":null,"holding":false,"last_decision":{"action":"advance","#
         ),
         "{text}"
     );

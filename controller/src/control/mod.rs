@@ -807,7 +807,9 @@ impl<S: Sources + Clone + 'static> Controller<S> {
         let status = RolloutStatus {
             canary_percent: s.canary_percent,
             error: self.blocked.clone(),
+            holding: s.phase.is_live() && !r.not_healthy().is_empty(),
             last_decision: self.log.last(),
+            paused_from: (s.phase == Phase::Paused).then(|| r.paused_from().into()),
             policy: r.policy.name.clone(),
             reason: s.reason.clone(),
             rules: self.rule_statuses(now),

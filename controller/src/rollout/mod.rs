@@ -526,7 +526,7 @@ impl Rollout {
     }
 
     /// Every acting rule that is not healthy right now (holding or asking for a rollback).
-    fn not_healthy(&self) -> Vec<String> {
+    pub fn not_healthy(&self) -> Vec<String> {
         let failing = self
             .policy
             .rules

@@ -51,10 +51,24 @@ const ACTIONS: [(&str, &str); 7] = [
     ("abort", "Abort"),
 ];
 
+/// The actions the API accepts for `status`: its state's ([`allowed_actions`]), less `approve`
+/// while a rule holds and `promote` of a rollout paused during a gradual rollback — the two
+/// refusals that depend on more than the state.
+pub fn allowed_for(status: &RolloutStatus) -> Vec<&'static str> {
+    allowed_actions(status.state)
+        .iter()
+        .copied()
+        .filter(|a| match *a {
+            "approve" => !status.holding,
+            "promote" => status.paused_from != Some(State::RollingBack),
+            _ => true,
+        })
+        .collect()
+}
+
 /// The actions the API accepts in rollout state `state`; the same rules as `Rollout::apply`,
-/// so a disabled button is one the API would refuse with 409. Two refusals depend on more
-/// than the state, and the page leaves them to the API's `{error, hint}`: `approve` while a
-/// rule holds, and `promote` of a rollout paused during a gradual rollback.
+/// so a disabled button is one the API would refuse with 409 ([`allowed_for`] adds the two
+/// refusals that depend on more than the state).
 pub fn allowed_actions(state: State) -> &'static [&'static str] {
     match state {
         State::Idle => &["start", "weight"],
@@ -121,7 +135,6 @@ fn secs(s: f64) -> String {
 
 /// The whole page.
 pub fn page(d: &PageData<'_>, nonce: &str) -> String {
-    let state = d.status.state();
     let policy = d.status.rollout().map_or("", |r| r.policy.as_str());
     let mut out = String::with_capacity(64 * 1024);
     let _ = write!(
@@ -145,7 +158,7 @@ pub fn page(d: &PageData<'_>, nonce: &str) -> String {
     );
     out.push_str(&fragment(d));
     out.push_str("</main>");
-    ops_panel(&mut out, d, state);
+    ops_panel(&mut out, d);
     let _ = write!(
         out,
         "</div><script nonce=\"{nonce}\">const REFRESH_MS = {REFRESH_MS};\n{SCRIPT}</script></body></html>\n"
@@ -170,12 +183,7 @@ fn title(d: &PageData<'_>) -> String {
 
 /// The live part: summary, steps, charts, rules and decisions.
 pub fn fragment(d: &PageData<'_>) -> String {
-    let state = d.status.state();
-    let allowed = if d.token_configured {
-        allowed_actions(state).join(" ")
-    } else {
-        String::new()
-    };
+    let allowed = allowed(d).join(" ");
     let mut out = String::with_capacity(48 * 1024);
     let _ = write!(
         out,
@@ -503,12 +511,16 @@ fn decisions(out: &mut String, lines: &[Decision]) {
     out.push_str("</tbody></table></section>");
 }
 
-fn ops_panel(out: &mut String, d: &PageData<'_>, state: State) {
-    let allowed = if d.token_configured {
-        allowed_actions(state)
-    } else {
-        &[]
-    };
+/// The buttons to enable: none without a token.
+fn allowed(d: &PageData<'_>) -> Vec<&'static str> {
+    match d.status.rollout() {
+        Some(r) if d.token_configured => allowed_for(r),
+        _ => Vec::new(),
+    }
+}
+
+fn ops_panel(out: &mut String, d: &PageData<'_>) {
+    let allowed = allowed(d);
     out.push_str("<aside id=\"ops\" class=\"card\"><h2>Operator</h2>");
     if !d.token_configured {
         out.push_str(

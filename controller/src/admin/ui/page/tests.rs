@@ -175,7 +175,9 @@ fn allowed_actions_match_the_state_machine() {
             assert_eq!(allowed, accepted, "{name} in paused from {}", from.as_str());
         }
     }
-    assert!(allowed_actions(State::Blocked).is_empty());
+    // Blocked: only a start, which reads the state file again.
+    assert_eq!(allowed_actions(State::Blocked), ["start"]);
+    assert_eq!(allowed_actions(State::Manual), ["weight"]);
     assert!(allowed_actions(State::Disabled).is_empty());
 }
 
@@ -222,4 +224,23 @@ fn the_approve_button_is_enabled_only_while_awaiting_approval() {
     // Without a token nothing is enabled, approve included.
     let html = page(&data(&s, &l, false), "n");
     assert!(html.contains("act-approve\" disabled>"));
+}
+
+/// The two refusals that depend on more than the state disable their buttons too.
+#[test]
+fn approve_waits_for_a_healthy_canary_and_promote_for_a_finished_rollback() {
+    let doc = |state: &str, holding: bool, paused_from: Option<&str>| -> RolloutStatus {
+        serde_json::from_value(serde_json::json!({
+            "state": state, "policy": "p", "step": 0, "steps": [5.0, 100.0],
+            "canary_percent": 5.0, "step_hold_s": 60.0, "step_held_s": 60.0,
+            "step_hold_remaining_s": 0.0, "reason": "r", "error": null,
+            "step_started_at": "t", "updated_at": "t", "rules": [],
+            "holding": holding, "paused_from": paused_from
+        }))
+        .expect("a status document")
+    };
+    assert!(allowed_for(&doc("awaiting_approval", false, None)).contains(&"approve"));
+    assert!(!allowed_for(&doc("awaiting_approval", true, None)).contains(&"approve"));
+    assert!(allowed_for(&doc("paused", false, Some("progressing"))).contains(&"promote"));
+    assert!(!allowed_for(&doc("paused", false, Some("rolling_back"))).contains(&"promote"));
 }
