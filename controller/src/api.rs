@@ -25,7 +25,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::policy::{Compare, OnFail, Outcome, SourceKind};
+use crate::policy::{Compare, Counts, OnFail, Outcome, SourceKind, TestKind};
 use crate::rollout::Phase;
 
 // === the status document ===
@@ -133,11 +133,21 @@ pub struct RuleStatus {
     pub error: Option<String>,
     /// The rule's `for`.
     pub for_s: f64,
+    /// `test` rules: the confidence sequence for canary − stable error ratio, `[low, high]`,
+    /// at this evaluation. Absent for other rules and before the test has data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<[f64; 2]>,
+    /// `test` rules: the margin, as an absolute difference of error ratios.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin: Option<f64>,
     pub name: String,
     pub on_fail: RuleOnFail,
     /// `null` before the first evaluation.
     #[serde(default, with = "outcome")]
     pub outcome: Option<Outcome>,
+    /// `test` rules: the requests and 5xx of each variant since the step began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<RuleSamples>,
     pub source: RuleSource,
     /// Baseline rules only (`Some`, written even when `null`): stable's raw value.
     #[serde(
@@ -146,11 +156,32 @@ pub struct RuleStatus {
         deserialize_with = "present"
     )]
     pub stable_value: Option<Option<f64>>,
+    /// `test` rules: ln of the test's likelihood ratio against "the difference is the
+    /// margin"; the test decides once it reaches ln(1/alpha).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statistic: Option<f64>,
+    /// The rule's `test` (`sequential`); absent for threshold rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<RuleTest>,
     /// `fail_when` as written in the policy (`> 0.01`).
     pub threshold: String,
     /// The value judged (canary / stable for baseline rules); `null` for no data and errors.
     #[serde(default)]
     pub value: Option<f64>,
+}
+
+/// `test` of a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleTest {
+    Sequential,
+}
+
+/// The counts a `test` rule judged: each variant's requests and 5xx since the step began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleSamples {
+    pub canary: Counts,
+    pub stable: Counts,
 }
 
 /// `source` of a rule.
@@ -499,6 +530,14 @@ impl From<OnFail> for RuleOnFail {
     }
 }
 
+impl From<TestKind> for RuleTest {
+    fn from(t: TestKind) -> Self {
+        match t {
+            TestKind::Sequential => RuleTest::Sequential,
+        }
+    }
+}
+
 impl From<Compare> for RuleCompare {
     fn from(c: Compare) -> Self {
         match c {
@@ -513,7 +552,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<f64>>, D::Er
     Option::<f64>::deserialize(d).map(Some)
 }
 
-/// `Option<Outcome>` as `"pass"`, `"fail"`, `"no_data"`, `"error"` or `null` (the rule
+/// `Option<Outcome>` as `"pass"`, `"fail"`, `"no_data"`, `"error"`, `"inconclusive"` or `null` (the rule
 /// module's [`Outcome`] only serializes).
 mod outcome {
     use serde::de::Error as _;
@@ -533,7 +572,12 @@ mod outcome {
             .into_iter()
             .find(|o| o.as_str() == name)
             .map(Some)
-            .ok_or_else(|| D::Error::unknown_variant(&name, &["pass", "fail", "no_data", "error"]))
+            .ok_or_else(|| {
+                D::Error::unknown_variant(
+                    &name,
+                    &["pass", "fail", "no_data", "error", "inconclusive"],
+                )
+            })
     }
 }
 

@@ -39,7 +39,7 @@ mod store;
 pub use admin::{check_exposure, run as run_admin, AdminState, MetricsHook, Token, TokenError};
 pub use api::{
     Action, ActionRequest, ApiError, By, Decision, DecisionList, Kind, RolloutStatus, RuleCompare,
-    RuleOnFail, RuleSource, RuleStatus, State, Status,
+    RuleOnFail, RuleSamples, RuleSource, RuleStatus, RuleTest, State, Status,
 };
 pub use control::{
     render as render_query, wall_ms, Board, Controller, DecisionHook, Handle, LiveSources,
@@ -47,8 +47,14 @@ pub use control::{
 };
 pub use notify::{backoff, slack_text, Notifier, QUEUE as NOTIFY_QUEUE};
 pub use policy::{
-    Compare, HoldMode, OnFail, OnNoData, Op, Outcome, Policy, RollbackMode, Rule, Sample, Signal,
-    SourceKind, Threshold,
+    Compare, Counts, HoldMode, Judgement, Margin, OnFail, OnNoData, Op, Outcome, Policy,
+    RollbackMode, Rule, Sample, Share, Signal, SourceKind, TestKind, Threshold, Traffic,
 };
+/// The statistics of `test = "sequential"` rules and of the traffic-share check, for
+/// simulations (`examples/judge_sim.rs`).
+pub mod judge {
+    pub use crate::policy::sequential::{judge, log_lr, radius, DEFAULT_ALPHA, MIN_SAMPLES};
+    pub use crate::policy::traffic::{band, check as check_traffic, ALPHA as TRAFFIC_ALPHA};
+}
 pub use rollout::{Command, Phase, Refusal};
 pub use store::{DecisionLog, StateStore};

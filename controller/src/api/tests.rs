@@ -74,11 +74,16 @@ fn plain_rule() -> RuleStatus {
         dry_run: false,
         error: None,
         for_s: 300.0,
+        interval: None,
+        margin: None,
         name: "error-rate".into(),
         on_fail: RuleOnFail::Rollback,
         outcome: Some(Outcome::Pass),
+        samples: None,
         source: RuleSource::Prometheus,
         stable_value: None,
+        statistic: None,
+        test: None,
         threshold: "> 0.01".into(),
         value: Some(0.002),
     }
@@ -420,4 +425,38 @@ fn fixtures_fill_what_a_test_leaves_out() {
     assert_eq!((d.action, d.rules()[0].value), (Action::Advance, Some(0.5)));
     let s = status(json!({"state": "paused"}));
     assert_eq!(s.state(), State::Paused);
+}
+
+#[test]
+fn a_test_rule_carries_its_statistic_interval_and_samples_other_rules_do_not() {
+    use crate::api::{RuleSamples, RuleTest};
+    use crate::policy::Counts;
+    let plain = serde_json::to_value(plain_rule()).unwrap();
+    for k in ["interval", "margin", "samples", "statistic", "test"] {
+        assert!(plain.get(k).is_none(), "{k} on a threshold rule: {plain}");
+    }
+    let r = RuleStatus {
+        interval: Some([0.01, 0.04]),
+        margin: Some(0.005),
+        outcome: Some(Outcome::Inconclusive),
+        samples: Some(RuleSamples {
+            canary: Counts {
+                requests: 500,
+                errors: 12,
+            },
+            stable: Counts {
+                requests: 9_500,
+                errors: 95,
+            },
+        }),
+        statistic: Some(1.5),
+        test: Some(RuleTest::Sequential),
+        ..plain_rule()
+    };
+    assert_sorted_keys(&r);
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["outcome"], "inconclusive");
+    assert_eq!(v["test"], "sequential");
+    assert_eq!(v["samples"]["canary"]["errors"], 12);
+    assert_eq!(serde_json::from_value::<RuleStatus>(v).unwrap(), r);
 }

@@ -31,8 +31,12 @@ use prometheus::short_query;
 pub use prometheus::{render, PromClient, PromError};
 pub use sources::{LiveSources, Sources};
 
-use crate::api::{Action, By, Decision, Kind, RolloutStatus, RuleStatus, State, Status};
-use crate::policy::{baseline_ratio, Compare, Policy, Rule, Sample, SourceKind};
+use crate::api::{
+    Action, By, Decision, Kind, RolloutStatus, RuleSamples, RuleStatus, State, Status,
+};
+use crate::policy::{
+    baseline_ratio, sequential, traffic, Compare, Policy, Rule, Sample, SourceKind, Traffic,
+};
 use crate::rollout::{Command, Phase, Refusal, Rollout, RolloutState, Transition};
 use crate::store::{DecisionLog, StateError, StateStore};
 
@@ -99,6 +103,17 @@ pub struct Controller<S> {
     manual: bool,
     sampled_tx: mpsc::UnboundedSender<Sampled>,
     sampled: mpsc::UnboundedReceiver<Sampled>,
+    /// The proxy's counters when the current step (at the split in force) began: `test` rules
+    /// and the traffic-share check judge what was counted since.
+    step_base: Option<StepBase>,
+}
+
+/// Where the step's counts start: the epoch and split they belong to, and the counters then.
+#[derive(Debug, Clone, Copy)]
+struct StepBase {
+    epoch: u64,
+    weight_bp: u16,
+    traffic: Traffic,
 }
 
 impl<S> std::fmt::Debug for Controller<S> {
@@ -195,6 +210,7 @@ impl<S: Sources + Clone + 'static> Controller<S> {
             sampled_tx,
             sampled,
             manual,
+            step_base: None,
         };
         if let Some(reason) = &me.blocked {
             tracing::error!(%reason, "rollout blocked");
@@ -401,8 +417,13 @@ impl<S: Sources + Clone + 'static> Controller<S> {
             .last_prom_eval
             .is_none_or(|t| now.saturating_duration_since(t) >= interval);
         if live {
+            let step = self.step_traffic();
+            self.check_traffic(step);
             for i in 0..self.rollout.policy.rules.len() {
                 match self.rollout.policy.rules[i].source {
+                    SourceKind::Local if self.rollout.policy.rules[i].test.is_some() => {
+                        self.observe_test(i, now, step);
+                    }
                     SourceKind::Local => {
                         let (sample, raw) = match self.gate(i) {
                             Some(no_data) => (no_data, None),
@@ -483,6 +504,64 @@ impl<S: Sources + Clone + 'static> Controller<S> {
             rs.baseline = raw;
             rs.observe(rule, now, sample, max);
         }
+    }
+
+    /// The proxy's counts since the current step began at the split in force; a new step, run
+    /// or split starts them again from zero. `None` when the source does not count.
+    fn step_traffic(&mut self) -> Option<Traffic> {
+        let now = self.sources.traffic()?;
+        let weight_bp = self.table.weight_bp();
+        match self.step_base {
+            Some(b) if b.epoch == self.epoch && b.weight_bp == weight_bp => {
+                Some(now.since(b.traffic))
+            }
+            _ => {
+                self.step_base = Some(StepBase {
+                    epoch: self.epoch,
+                    weight_bp,
+                    traffic: now,
+                });
+                Some(Traffic::default())
+            }
+        }
+    }
+
+    /// Judges `test` rule `i` on the step's counts.
+    fn observe_test(&mut self, i: usize, now: Instant, step: Option<Traffic>) {
+        let p = &self.rollout.policy;
+        let Some(rule) = p.rules.get(i) else { return };
+        let min = rule.min_requests.unwrap_or(p.min_requests);
+        let judgement = match (step, rule.margin) {
+            (Some(t), Some(margin)) => {
+                sequential::judge(t.canary, t.stable, margin, rule.alpha(), min)
+            }
+            _ => None,
+        };
+        if let Some(rs) = self.rollout.rules.get_mut(i) {
+            rs.baseline = judgement.map(|j| (Some(j.canary.ratio()), Some(j.stable.ratio())));
+            rs.observe_test(rule, now, judgement);
+        }
+    }
+
+    /// The traffic-share check, while a step progresses or awaits approval (`traffic_check`).
+    fn check_traffic(&mut self, step: Option<Traffic>) {
+        let checked = self.rollout.policy.traffic_check
+            && matches!(
+                self.rollout.state.phase,
+                Phase::Progressing | Phase::AwaitingApproval
+            );
+        let weight = f64::from(self.table.weight_bp()) / 100.0;
+        let share = step
+            .filter(|_| checked)
+            .and_then(|t| traffic::check(t, weight));
+        let mismatch = share.filter(|s| s.mismatch).map(|s| s.describe());
+        if mismatch.is_some() && self.rollout.traffic_mismatch().is_none() {
+            tracing::warn!(
+                mismatch = mismatch.as_deref(),
+                "traffic share mismatch: holding"
+            );
+        }
+        self.rollout.set_traffic_mismatch(mismatch);
     }
 
     /// `min_requests`: too few canary requests in the rule's window is no data, without
@@ -794,8 +873,16 @@ impl<S: Sources + Clone + 'static> Controller<S> {
                     outcome: s.outcome,
                     source: r.source.into(),
                     stable_value: baseline.then_some(stable),
-                    threshold: r.fail_when.to_string(),
+                    threshold: r.threshold(),
                     value: s.value,
+                    interval: s.judgement.map(|j| [j.interval.0, j.interval.1]),
+                    margin: s.judgement.map(|j| j.margin),
+                    samples: s.judgement.map(|j| RuleSamples {
+                        canary: j.canary,
+                        stable: j.stable,
+                    }),
+                    statistic: s.judgement.map(|j| j.statistic),
+                    test: r.test.map(Into::into),
                 }
             })
             .collect()

@@ -11,7 +11,7 @@ use canaryd_proxy::{Metrics, Variant};
 use tokio::time::Duration;
 
 use super::prometheus::{render, PromClient};
-use crate::policy::{Rule, Sample, Signal, SourceKind};
+use crate::policy::{Counts, Rule, Sample, Signal, SourceKind, Traffic};
 
 /// Where rule values come from.
 pub trait Sources: Send + Sync {
@@ -23,6 +23,12 @@ pub trait Sources: Send + Sync {
     /// the control loop gives up a second later whatever the source does.
     fn sample_timeout(&self) -> Duration {
         Duration::from_secs(5)
+    }
+    /// The proxy's request, 5xx and fallback counters since it started (they only grow):
+    /// `test` rules and the traffic-share check judge what they gained since the step began.
+    /// `None`: this source does not count (those rules say no-data, the check is skipped).
+    fn traffic(&self) -> Option<Traffic> {
+        None
     }
 }
 
@@ -105,5 +111,21 @@ impl Sources for LiveSources {
 
     fn requests(&self, variant: Variant, window: Duration) -> u64 {
         self.metrics.windows().stats(variant, window).requests
+    }
+
+    /// The cumulative counters behind the windows (the windows reach back 120 s at most; a
+    /// step lasts hours): every request and 5xx `Metrics::record` counted, all routes.
+    fn traffic(&self) -> Option<Traffic> {
+        let m = &self.metrics;
+        let counts = |v: Variant| Counts {
+            requests: (1..=5).map(|class| m.requests_of(v, class)).sum(),
+            errors: m.requests_of(v, 5),
+        };
+        Some(Traffic {
+            canary: counts(Variant::Canary),
+            stable: counts(Variant::Stable),
+            fallbacks_from_canary: m.fallbacks_from(Variant::Canary),
+            fallbacks_from_stable: m.fallbacks_from(Variant::Stable),
+        })
     }
 }

@@ -6,6 +6,8 @@
 //! the file, the line, the key and what was expected, like the config loader's.
 
 mod rules;
+pub mod sequential;
+pub mod traffic;
 
 use std::fmt;
 use std::path::Path;
@@ -16,6 +18,8 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
 pub use rules::{baseline_ratio, Outcome, RuleState, Sample, Verdict};
+pub use sequential::{Counts, Judgement, Margin};
+pub use traffic::{Share, Traffic};
 
 /// A whole policy file.
 #[derive(Debug, Clone, Deserialize)]
@@ -37,6 +41,10 @@ pub struct Policy {
     /// How a step's healthy time is counted; a step's own `hold_mode` overrides it.
     #[serde(default)]
     pub hold_mode: HoldMode,
+    /// Check every step that the canary gets the share of requests its weight says
+    /// (sample-ratio mismatch, [`traffic`]); a mismatch holds and alerts. On by default.
+    #[serde(default = "yes")]
+    pub traffic_check: bool,
     pub steps: Vec<Step>,
     #[serde(default)]
     pub rules: Vec<Rule>,
@@ -97,7 +105,9 @@ pub struct Rule {
     /// Window of a local rule.
     #[serde(default = "default_window", deserialize_with = "duration")]
     pub window: Duration,
-    pub fail_when: Threshold,
+    /// Required, except for `test` rules (the test decides; they must not have one).
+    #[serde(default)]
+    pub fail_when: Option<Threshold>,
     /// How long the threshold must be breached continuously before `on_fail` applies.
     #[serde(default, rename = "for", deserialize_with = "duration")]
     pub for_: Duration,
@@ -115,6 +125,29 @@ pub struct Rule {
     /// traffic (`up`, memory, CPU).
     #[serde(default)]
     pub min_requests: Option<u64>,
+    /// `"sequential"`: judge the canary against stable with an always-valid test over the
+    /// whole step ([`sequential`]) instead of `fail_when`. Local baseline rules only.
+    #[serde(default)]
+    pub test: Option<TestKind>,
+    /// `test` rules: the worst tolerated increase of the canary's error ratio over stable's,
+    /// absolute (`0.005`) or relative to stable's (`"20%"`).
+    #[serde(default)]
+    pub margin: Option<Margin>,
+    /// `test` rules: the false-positive rate (default 0.01), in (0, 0.5).
+    #[serde(default)]
+    pub alpha: Option<f64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `test` of a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TestKind {
+    /// The mixture SPRT on the difference of error ratios ([`sequential`]).
+    Sequential,
 }
 
 fn default_window() -> Duration {
@@ -192,6 +225,7 @@ impl Policy {
             min_requests: 0,
             max_consecutive_errors: None,
             hold_mode: HoldMode::default(),
+            traffic_check: false,
             steps: Vec::new(),
             rules: Vec::new(),
         }
@@ -315,6 +349,7 @@ impl Policy {
                     format!("expected unique rule names, {:?} is repeated", r.name),
                 );
             }
+            r.validate_test(&key, &mut bad);
             match r.source {
                 SourceKind::Prometheus => {
                     if r.query.as_deref().is_none_or(|q| q.trim().is_empty()) {
@@ -371,8 +406,113 @@ fn related_keys(key: &str) -> Vec<String> {
     let at = |k: &str| format!("rules[{rule}].{k}");
     match field {
         "query" | "signal" | "window" => vec![at("source")],
+        "test" => vec![at("source"), at("compare"), at("signal")],
+        "margin" | "alpha" | "fail_when" => vec![at("test")],
         "compare" => vec![at("source"), at("query")],
         _ => Vec::new(),
+    }
+}
+
+// === impl Rule ===
+
+impl Rule {
+    /// `alpha`, or its default.
+    pub fn alpha(&self) -> f64 {
+        self.alpha.unwrap_or(sequential::DEFAULT_ALPHA)
+    }
+
+    /// `fail_when` as written, or what decides instead (`test = "sequential"`).
+    pub fn threshold(&self) -> String {
+        match (&self.fail_when, self.test, self.margin) {
+            (Some(t), _, _) => t.to_string(),
+            (None, Some(TestKind::Sequential), Some(m)) => {
+                format!(
+                    "sequential: canary worse than stable by > {m} (alpha {})",
+                    self.alpha()
+                )
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// The keys of `test` rules, and `fail_when`'s presence: one message per problem.
+    fn validate_test(&self, key: &dyn Fn(&str) -> String, bad: &mut dyn FnMut(String, String)) {
+        let Some(TestKind::Sequential) = self.test else {
+            if self.fail_when.is_none() {
+                bad(
+                    key("fail_when"),
+                    "expected a comparison like \"> 0.01\" (or `test = \"sequential\"` with a `margin` on a local baseline rule)".into(),
+                );
+            }
+            if self.margin.is_some() {
+                bad(
+                    key("margin"),
+                    "expected `margin` only with test = \"sequential\"".into(),
+                );
+            }
+            if self.alpha.is_some() {
+                bad(
+                    key("alpha"),
+                    "expected `alpha` only with test = \"sequential\"".into(),
+                );
+            }
+            return;
+        };
+        if self.source != SourceKind::Local {
+            bad(key("test"), "expected test = \"sequential\" only with source = \"local\" (it counts the proxy's requests)".into());
+        }
+        if self.compare != Some(Compare::Baseline) {
+            bad(key("test"), "expected compare = \"baseline\" with test = \"sequential\" (the canary is tested against stable)".into());
+        }
+        if self.source == SourceKind::Local && self.signal.is_some_and(|s| s != Signal::ErrorRatio)
+        {
+            bad(key("test"), "expected signal = \"error_ratio\" with test = \"sequential\" (latency tests are not implemented)".into());
+        }
+        if self.fail_when.is_some() {
+            bad(key("fail_when"), "expected no `fail_when` with test = \"sequential\" (the test decides against `margin`)".into());
+        }
+        match self.margin {
+            None => bad(key("margin"), "expected a `margin` with test = \"sequential\": the worst tolerated increase, like 0.005 or \"20%\"".into()),
+            Some(Margin::Absolute(m)) if !(0.0..1.0).contains(&m) => bad(key("margin"), format!("expected an absolute margin from 0 to below 1 (like 0.005), found {m}")),
+            Some(Margin::Relative(r)) if !(r > 0.0 && r <= 10.0) => bad(key("margin"), format!("expected a relative margin above 0 % and at most 1000 %, found {}%", r * 100.0)),
+            Some(_) => {}
+        }
+        if let Some(a) = self.alpha {
+            if !(a > 0.0 && a < 0.5) {
+                bad(
+                    key("alpha"),
+                    format!("expected alpha strictly between 0 and 0.5 (like 0.01), found {a}"),
+                );
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Margin {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(f64),
+            Text(String),
+        }
+        const EXPECTED: &str =
+            "expected a margin like 0.005 (absolute) or \"20%\" (relative to stable's error ratio)";
+        match Raw::deserialize(d).map_err(|_| de::Error::custom(EXPECTED))? {
+            Raw::Number(m) => Ok(Margin::Absolute(m)),
+            Raw::Text(t) => {
+                let pct = t
+                    .trim()
+                    .strip_suffix('%')
+                    .ok_or_else(|| de::Error::custom(format!("{EXPECTED}, found {t:?}")))?;
+                pct.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|p| p.is_finite())
+                    .map(|p| Margin::Relative(p / 100.0))
+                    .ok_or_else(|| de::Error::custom(format!("{EXPECTED}, found {t:?}")))
+            }
+        }
     }
 }
 

@@ -5,11 +5,15 @@
 //! (hold by default: never advance on silence); errors hold and alert, and after
 //! `max_consecutive_errors` in a row count as a failure. The state here is per rule and lives
 //! in memory: after a restart a breach must last `for` again before it acts.
+//!
+//! `test` rules ([`super::sequential`]) are judged by [`RuleState::observe_test`]: a `fail`
+//! acts like a breach (`for`, `on_fail`), a `pass` is healthy, and `inconclusive` holds the
+//! step like no-data — whatever `on_no_data` says, a test that cannot tell never advances.
 
 use serde::Serialize;
 use tokio::time::{Duration, Instant};
 
-use crate::policy::{OnFail, OnNoData, Rule};
+use crate::policy::{Judgement, OnFail, OnNoData, Rule};
 
 /// One observation of a rule's metric (a PromQL instant query or a local window).
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +34,8 @@ pub enum Outcome {
     Fail,
     NoData,
     Error,
+    /// A `test` rule that cannot tell yet whether the canary is worse: holds the step.
+    Inconclusive,
 }
 
 /// What a rule asks of the rollout.
@@ -54,17 +60,20 @@ pub struct RuleState {
     pub verdict: Option<Verdict>,
     pub error: Option<String>,
     pub consecutive_errors: u32,
+    /// `test` rules: the last evaluation of the test (`None` before one, and on no-data).
+    pub judgement: Option<Judgement>,
     breaching_since: Option<Instant>,
 }
 
 // === impl Outcome ===
 
 impl Outcome {
-    pub const ALL: [Outcome; 4] = [
+    pub const ALL: [Outcome; 5] = [
         Outcome::Pass,
         Outcome::Fail,
         Outcome::NoData,
         Outcome::Error,
+        Outcome::Inconclusive,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +82,7 @@ impl Outcome {
             Outcome::Fail => "fail",
             Outcome::NoData => "no_data",
             Outcome::Error => "error",
+            Outcome::Inconclusive => "inconclusive",
         }
     }
 }
@@ -99,7 +109,7 @@ impl RuleState {
                 self.consecutive_errors = 0;
                 self.error = None;
                 self.value = Some(v);
-                if rule.fail_when.breached(v) {
+                if rule.fail_when.is_some_and(|t| t.breached(v)) {
                     self.outcome = Some(Outcome::Fail);
                     self.breach(rule, now)
                 } else {
@@ -135,6 +145,34 @@ impl RuleState {
                 } else {
                     Verdict::Unhealthy
                 }
+            }
+        };
+        self.verdict = Some(verdict);
+        verdict
+    }
+
+    /// Judges one evaluation of a `test` rule: its judgement, or `None` for too few requests
+    /// (no-data, following `on_no_data`).
+    pub fn observe_test(&mut self, rule: &Rule, now: Instant, j: Option<Judgement>) -> Verdict {
+        let Some(j) = j else {
+            self.judgement = None;
+            return self.observe(rule, now, Sample::NoData, None);
+        };
+        self.consecutive_errors = 0;
+        self.error = None;
+        self.value = Some(j.difference);
+        self.judgement = Some(j);
+        self.outcome = Some(j.outcome);
+        let verdict = match j.outcome {
+            Outcome::Fail => self.breach(rule, now),
+            Outcome::Pass => {
+                self.breaching_since = None;
+                Verdict::Healthy
+            }
+            // Inconclusive (and anything else a test cannot say): hold, never advance.
+            _ => {
+                self.breaching_since = None;
+                Verdict::Unhealthy
             }
         };
         self.verdict = Some(verdict);

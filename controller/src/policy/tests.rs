@@ -34,7 +34,8 @@ fn good_policy_and_defaults() {
     assert_eq!(r.on_no_data, OnNoData::Hold);
     assert_eq!(r.for_, Duration::ZERO);
     assert_eq!(p.rollback, RollbackMode::Immediate);
-    assert!(r.fail_when.breached(0.06) && !r.fail_when.breached(0.05));
+    let t = r.fail_when.unwrap();
+    assert!(t.breached(0.06) && !t.breached(0.05));
     assert_eq!(p.weights(), [5.0, 100.0]);
 }
 
@@ -142,7 +143,7 @@ fn a_missing_or_bad_key_has_no_follow_on_problems() {
     assert_eq!(
         e,
         "p.toml:1: key `steps`: missing; this key is required\n\
-         p.toml:13: key `rules[0].bogus`: unknown key; expected one of `name`, `source`, `query`, `signal`, `window`, `fail_when`, `for`, `on_fail`, `on_no_data`, `dry_run`, `compare`, `min_requests`"
+         p.toml:13: key `rules[0].bogus`: unknown key; expected one of `name`, `source`, `query`, `signal`, `window`, `fail_when`, `for`, `on_fail`, `on_no_data`, `dry_run`, `compare`, `min_requests`, `test`, `margin`, `alpha`"
     );
 }
 
@@ -209,6 +210,128 @@ fn a_bad_hold_mode_or_approval_is_located() {
     assert!(
         e.contains("key `steps[0].approve`: unknown key")
             && e.contains("`weight`, `hold`, `hold_mode`, `approval`"),
+        "{e}"
+    );
+}
+
+const SEQUENTIAL: &str = r#"
+name = "t"
+interval = "10s"
+
+[[steps]]
+weight = 5
+hold = "1m"
+[[steps]]
+weight = 100
+hold = "1m"
+
+[[rules]]
+name = "errors-vs-stable"
+source = "local"
+signal = "error_ratio"
+compare = "baseline"
+test = "sequential"
+margin = 0.005
+"#;
+
+#[test]
+fn sequential_rules_and_the_traffic_check_parse_with_defaults() {
+    let p = Policy::from_source("p.toml", SEQUENTIAL).unwrap();
+    assert!(p.traffic_check, "on by default");
+    let r = &p.rules[0];
+    assert_eq!(r.test, Some(TestKind::Sequential));
+    assert_eq!(r.margin, Some(Margin::Absolute(0.005)));
+    assert_eq!((r.alpha, r.alpha()), (None, 0.01));
+    assert_eq!(r.fail_when, None);
+    assert!(r.threshold().starts_with("sequential"), "{}", r.threshold());
+    let p = Policy::from_source(
+        "p.toml",
+        &SEQUENTIAL
+            .replace("margin = 0.005", "margin = \"20%\"\nalpha = 0.05")
+            .replace(
+                "interval = \"10s\"",
+                "interval = \"10s\"\ntraffic_check = false",
+            ),
+    )
+    .unwrap();
+    assert!(!p.traffic_check);
+    assert_eq!(p.rules[0].margin, Some(Margin::Relative(0.2)));
+    assert_eq!(p.rules[0].alpha(), 0.05);
+}
+
+#[test]
+fn sequential_keys_are_validated_with_located_errors() {
+    let e = err(&SEQUENTIAL.replace("margin = 0.005", "margin = \"20 percent\""));
+    assert!(
+        e.starts_with("p.toml:18: key `rules[0].margin`: expected a margin like 0.005"),
+        "{e}"
+    );
+    let e = err(&SEQUENTIAL.replace("margin = 0.005", "margin = 1.5"));
+    assert!(
+        e.contains("key `rules[0].margin`: expected an absolute margin from 0 to below 1"),
+        "{e}"
+    );
+    let e = err(&SEQUENTIAL.replace("margin = 0.005", "margin = \"-5%\""));
+    assert!(
+        e.contains("key `rules[0].margin`: expected a relative margin"),
+        "{e}"
+    );
+    let e = err(&SEQUENTIAL.replace("margin = 0.005", "margin = 0.005\nalpha = 0.5"));
+    assert!(
+        e.contains("key `rules[0].alpha`: expected alpha strictly between 0 and 0.5"),
+        "{e}"
+    );
+    let e = err(&SEQUENTIAL.replace("margin = 0.005", "margin = 0.005\nalpha = 0"));
+    assert!(e.contains("key `rules[0].alpha`"), "{e}");
+    let e = err(&SEQUENTIAL.replace("margin = 0.005\n", ""));
+    assert!(
+        e.contains("key `rules[0].margin`: expected a `margin` with test"),
+        "{e}"
+    );
+    let e = err(&SEQUENTIAL.replace("test = \"sequential\"", "test = \"mann-whitney\""));
+    assert!(e.contains("key `rules[0].test`: unknown variant"), "{e}");
+    // `test` only on local baseline error-ratio rules, and then without `fail_when`.
+    let e = err(&SEQUENTIAL.replace("compare = \"baseline\"\n", ""));
+    assert!(
+        e.contains("key `rules[0].test`: expected compare = \"baseline\""),
+        "{e}"
+    );
+    let e = err(&SEQUENTIAL.replace("signal = \"error_ratio\"", "signal = \"latency_p99\""));
+    assert!(
+        e.contains("key `rules[0].test`: expected signal = \"error_ratio\""),
+        "{e}"
+    );
+    let e = err(&SEQUENTIAL.replace("margin = 0.005", "margin = 0.005\nfail_when = \"> 2\""));
+    assert!(
+        e.contains("key `rules[0].fail_when`: expected no `fail_when`"),
+        "{e}"
+    );
+    let e = err(&SEQUENTIAL.replace(
+        "source = \"local\"\nsignal = \"error_ratio\"",
+        "source = \"prometheus\"\nquery = 'x{variant=\"{{variant}}\"}'",
+    ));
+    assert!(
+        e.contains(
+            "key `rules[0].test`: expected test = \"sequential\" only with source = \"local\""
+        ),
+        "{e}"
+    );
+    // `margin` and `alpha` belong to tests; every other rule needs `fail_when`.
+    let e = err(&GOOD.replace(
+        "fail_when = \"> 0.05\"",
+        "fail_when = \"> 0.05\"\nmargin = 0.01\nalpha = 0.01",
+    ));
+    assert!(
+        e.contains("key `rules[0].margin`: expected `margin` only with test"),
+        "{e}"
+    );
+    assert!(
+        e.contains("key `rules[0].alpha`: expected `alpha` only with test"),
+        "{e}"
+    );
+    let e = err(&GOOD.replace("fail_when = \"> 0.05\"\n", ""));
+    assert!(
+        e.contains("key `rules[0].fail_when`: expected a comparison like \"> 0.01\""),
         "{e}"
     );
 }

@@ -11,6 +11,11 @@
 //! (`paused_from`): `resume` returns there, and a paused gradual rollback stays frozen except
 //! for a new failure, which goes to 0 % at once. [`RolloutState`] is what gets persisted;
 //! everything else is rebuilt at start.
+//!
+//! Besides the rules, the traffic-share check ([`crate::policy::traffic`]) can hold a step:
+//! the controller sets [`Rollout::set_traffic_mismatch`] while the canary's share of requests
+//! does not match its weight; the rollout then holds (never advances, `approve` is refused)
+//! and alerts once per mismatch.
 
 use serde::{Deserialize, Serialize};
 use tokio::time::{Duration, Instant};
@@ -131,6 +136,10 @@ pub struct Rollout {
     /// Per rule: its breach started the current gradual rollback and has not ended since, so
     /// it does not count as failing again.
     in_rollback_breach: Vec<bool>,
+    /// The traffic-share check found a mismatch: what it found (observed vs expected share).
+    traffic_mismatch: Option<String>,
+    /// An alert was sent for the current mismatch.
+    traffic_alerted: bool,
 }
 
 // === impl Phase ===
@@ -226,6 +235,8 @@ impl Rollout {
             alerted: vec![false; n],
             error_alerted: vec![false; n],
             in_rollback_breach: vec![false; n],
+            traffic_mismatch: None,
+            traffic_alerted: false,
         }
     }
 
@@ -246,6 +257,8 @@ impl Rollout {
         self.alerted.iter_mut().for_each(|a| *a = false);
         self.error_alerted.iter_mut().for_each(|a| *a = false);
         self.in_rollback_breach.iter_mut().for_each(|a| *a = false);
+        self.traffic_mismatch = None;
+        self.traffic_alerted = false;
         Transition::Started
     }
 
@@ -272,6 +285,18 @@ impl Rollout {
         let mut out = Vec::new();
         if !self.state.phase.is_live() {
             return out;
+        }
+
+        // A traffic-share mismatch holds (below) and alerts, once per mismatch.
+        match &self.traffic_mismatch {
+            Some(m) if !self.traffic_alerted => {
+                self.traffic_alerted = true;
+                out.push(Transition::Alert {
+                    rule: format!("traffic-share: {m}"),
+                });
+            }
+            Some(_) => {}
+            None => self.traffic_alerted = false,
         }
 
         // Rules that act: rollback wins over hold; alerts only notify.
@@ -502,6 +527,10 @@ impl Rollout {
     /// an evaluation said so (`false`: the rule has not been evaluated yet). `dry_run` and
     /// `alert` rules never hold; a rule asking for a rollback is not listed (it rolls back).
     fn holding_reasons(&self) -> Vec<(String, bool)> {
+        let traffic = self
+            .traffic_mismatch
+            .as_ref()
+            .map(|m| (format!("traffic share mismatch: {m}"), true));
         self.policy
             .rules
             .iter()
@@ -522,7 +551,19 @@ impl Rollout {
                 )),
                 (None, _) => Some((format!("{} not evaluated yet", rule.name), false)),
             })
+            .chain(traffic)
             .collect()
+    }
+
+    /// What the traffic-share check found this tick: `Some(why)` while the canary's share
+    /// does not match its weight (the rollout holds), `None` otherwise.
+    pub fn set_traffic_mismatch(&mut self, mismatch: Option<String>) {
+        self.traffic_mismatch = mismatch;
+    }
+
+    /// The current traffic-share mismatch, if any.
+    pub fn traffic_mismatch(&self) -> Option<&str> {
+        self.traffic_mismatch.as_deref()
     }
 
     /// Every acting rule that is not healthy right now (holding or asking for a rollback).

@@ -159,8 +159,10 @@ async fn immediate_rollback_and_dry_run_never_acts() {
 async fn dry_run_rule_failing_does_not_block() {
     let mut p = policy("\"immediate\"");
     p.rules.retain(|r| r.dry_run);
-    p.rules[0].fail_when.value = 1e9;
-    p.rules[0].fail_when.op = crate::policy::Op::Lt;
+    p.rules[0].fail_when = Some(crate::policy::Threshold {
+        value: 1e9,
+        op: crate::policy::Op::Lt,
+    });
     let mut r = Rollout::idle(p, 0.0, 0);
     let mut now = Instant::now();
     r.start(0);

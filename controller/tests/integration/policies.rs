@@ -59,12 +59,12 @@ const fn s(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-fn gt(value: f64) -> Threshold {
-    Threshold { op: Op::Gt, value }
+fn gt(value: f64) -> Option<Threshold> {
+    Some(Threshold { op: Op::Gt, value })
 }
 
-fn lt(value: f64) -> Threshold {
-    Threshold { op: Op::Lt, value }
+fn lt(value: f64) -> Option<Threshold> {
+    Some(Threshold { op: Op::Lt, value })
 }
 
 #[test]
