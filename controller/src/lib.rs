@@ -22,6 +22,8 @@
 //! - `api.rs`: the typed documents — the status document, the decision line, the action
 //!   request and the `{error, hint}` body — shared by the loop that writes them, the admin API,
 //!   the status page, the webhooks and the CLI (no `json!` read back by string keys).
+//! - `secret.rs`: secrets files (admin token, Prometheus credentials): refused when other
+//!   users can read them, empty or oversized; never logged.
 //! - `notify.rs`: `[[notify]]` webhooks, queued per target and retried off the controller's
 //!   path.
 //!
