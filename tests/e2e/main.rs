@@ -41,6 +41,7 @@ mod forwarding;
 mod import_nginx;
 mod malformed;
 mod operate;
+mod retention;
 mod rollout;
 mod routing;
 mod shutdown;
