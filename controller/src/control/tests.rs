@@ -1888,3 +1888,311 @@ async fn manual_mode_keeps_the_split_a_rollout_left() {
     assert_eq!((status.state, status.canary_percent), (State::Manual, 50.0));
     assert_eq!(rig.table.weight_bp(), 5_000);
 }
+
+// === sequential rules and the traffic-share check ===
+
+/// A source that counts requests like the proxy: every `serve` adds a second of traffic,
+/// `total` requests split by the routing table in force (the canary's part scaled by
+/// `share`, 1.0 when routing works), 5xx at the given ratios. Everything else is `Scripted`.
+struct Counting {
+    inner: Arc<Scripted>,
+    table: RoutingHandle,
+    traffic: Mutex<(Traffic, f64, f64)>,
+    /// (requests per second, canary error ratio, stable error ratio, canary share factor).
+    rate: Mutex<(f64, f64, f64, f64)>,
+}
+
+type CountingCtl = Controller<Arc<Counting>>;
+
+impl Counting {
+    fn new(table: &RoutingHandle, total: f64, p_canary: f64, p_stable: f64) -> Arc<Self> {
+        Arc::new(Self {
+            inner: Scripted::healthy(),
+            table: table.clone(),
+            traffic: Mutex::new((Traffic::default(), 0.0, 0.0)),
+            rate: Mutex::new((total, p_canary, p_stable, 1.0)),
+        })
+    }
+
+    /// The canary gets `factor` × its weight's share of the requests.
+    fn set_share(&self, factor: f64) {
+        self.rate.lock().unwrap().3 = factor;
+    }
+
+    fn serve(&self) {
+        let (total, pc, ps, factor) = *self.rate.lock().unwrap();
+        let w = f64::from(self.table.weight_bp()) / 10_000.0 * factor;
+        let canary = (total * w).round() as u64;
+        let stable = total as u64 - canary;
+        let mut t = self.traffic.lock().unwrap();
+        // Fractional errors carried over, so that the ratios are exact over time.
+        t.1 += canary as f64 * pc;
+        t.2 += stable as f64 * ps;
+        let (ec, es) = (t.1.floor(), t.2.floor());
+        (t.1, t.2) = (t.1 - ec, t.2 - es);
+        t.0.canary.requests += canary;
+        t.0.canary.errors += ec as u64;
+        t.0.stable.requests += stable;
+        t.0.stable.errors += es as u64;
+    }
+}
+
+impl Sources for Arc<Counting> {
+    async fn sample(&self, rule: &Rule, variant: Variant) -> Sample {
+        self.inner.sample(rule, variant).await
+    }
+
+    fn requests(&self, variant: Variant, window: Duration) -> u64 {
+        self.inner.requests(variant, window)
+    }
+
+    fn traffic(&self) -> Option<Traffic> {
+        Some(self.traffic.lock().unwrap().0)
+    }
+}
+
+/// A sequential rule `judge` (`extra` appended to it) next to `top` keys; 5/25/50/100 %,
+/// `hold` seconds each.
+fn sequential_policy(top: &str, hold: u64, extra: &str) -> Policy {
+    policy_with(
+        top,
+        [hold; 4],
+        &format!(
+            "[[rules]]\nname = \"judge\"\nsource = \"local\"\nsignal = \"error_ratio\"\n\
+             compare = \"baseline\"\ntest = \"sequential\"\nmargin = 0.005\n{extra}"
+        ),
+    )
+}
+
+fn boot_counting(rig: &Rig, src: &Arc<Counting>, policy: Policy) -> CountingCtl {
+    Controller::new(
+        policy,
+        Settings {
+            initial_percent: 0.0,
+            autostart: true,
+            ..Settings::default()
+        },
+        StateStore::new(rig.path()),
+        Arc::new(DecisionLog::open(rig.path())),
+        rig.table.clone(),
+        Arc::clone(src),
+        Arc::clone(&rig.board),
+    )
+}
+
+/// `n` virtual seconds of traffic, one tick each.
+async fn serve(ctl: &mut CountingCtl, src: &Counting, n: u64) {
+    for _ in 0..n {
+        src.serve();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        ctl.tick().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_canary_four_times_worse_than_stable_is_rolled_back_by_the_sequential_rule() {
+    let rig = Rig::new("seq-worse");
+    // 1 000 req/s at 5 %: 50 canary requests a second at 4 % 5xx, stable at 1 %.
+    let src = Counting::new(&rig.table, 1_000.0, 0.04, 0.01);
+    let mut ctl = boot_counting(&rig, &src, sequential_policy("", 3_600, ""));
+    serve(&mut ctl, &src, 300).await;
+    assert_eq!(
+        ctl.state().phase,
+        Phase::RolledBack,
+        "{}",
+        ctl.state().reason
+    );
+    assert_eq!(rig.table.weight_bp(), 0);
+    let line = rig.line("rollback");
+    assert_eq!(line.failed_rules, Some(vec!["judge".to_string()]));
+    let r = rule(line.rules(), "judge");
+    assert_eq!(r.outcome, Some(Outcome::Fail));
+    assert_eq!(r.test, Some(crate::api::RuleTest::Sequential));
+    assert!(r.threshold.starts_with("sequential"), "{}", r.threshold);
+    let [low, high] = r.interval.unwrap();
+    assert!(low > 0.005 && high > low, "{low} {high}");
+    assert_eq!(r.margin, Some(0.005));
+    assert!(r.statistic.unwrap() >= 100f64.ln());
+    let samples = r.samples.unwrap();
+    assert!(samples.canary.requests >= 1_000, "{samples:?}");
+    assert_eq!(samples.canary.requests * 19, samples.stable.requests);
+    // On the wire: the rule carries its test; other lines' rules are as before.
+    let v = serde_json::to_value(&line).unwrap();
+    assert_eq!(v["rules"][0]["test"], "sequential");
+    assert!(
+        v["rules"][0]["samples"]["stable"]["errors"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn inconclusive_holds_the_step_and_pass_counts_as_healthy() {
+    let rig = Rig::new("seq-inconclusive");
+    // Equal canary, 1 000 req/s: at 5 % the test needs minutes to show "not worse".
+    let src = Counting::new(&rig.table, 1_000.0, 0.01, 0.01);
+    let mut ctl = boot_counting(&rig, &src, sequential_policy("", 10, ""));
+    serve(&mut ctl, &src, 30).await;
+    let status = rig.status();
+    assert_eq!((status.state, status.step), (State::Progressing, 0));
+    assert!(status.holding);
+    assert_eq!(
+        rule(&status.rules, "judge").outcome,
+        Some(Outcome::Inconclusive)
+    );
+    // (The hold began on no-data, before the step had 50 requests per variant.)
+    assert_eq!(
+        rig.line("hold").hold_reasons,
+        Some(vec!["judge no_data".to_string()])
+    );
+    // Never advances on an inconclusive test, however long the step's hold has been served.
+    assert_eq!(ctl.state().held_ms, 0);
+    // Once shown not worse, the hold runs and the rollout moves on.
+    serve(&mut ctl, &src, 600).await;
+    assert!(ctl.state().step >= 1, "{}", ctl.state().reason);
+    assert!(rig.actions("transition").contains(&"advance".to_string()));
+    let advance = rig.line("advance");
+    assert_eq!(rule(advance.rules(), "judge").outcome, Some(Outcome::Pass));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_steps_counts_start_again_at_each_step() {
+    let rig = Rig::new("seq-reset");
+    // Lots of traffic: the equal canary passes within seconds.
+    let src = Counting::new(&rig.table, 200_000.0, 0.01, 0.01);
+    let mut ctl = boot_counting(&rig, &src, sequential_policy("", 5, ""));
+    for _ in 0..100 {
+        if ctl.state().step == 1 {
+            break;
+        }
+        serve(&mut ctl, &src, 1).await;
+    }
+    assert_eq!(ctl.state().step, 1, "{}", ctl.state().reason);
+    let before = rig.line("advance");
+    let at_step_0 = rule(before.rules(), "judge").samples.unwrap();
+    assert!(at_step_0.canary.requests >= 10_000, "{at_step_0:?}");
+    serve(&mut ctl, &src, 3).await;
+    assert_eq!(ctl.state().step, 1);
+    let now = rule(&rig.status().rules, "judge").samples.unwrap();
+    // A few seconds at 25 % (50 000 canary requests a second), not the whole run.
+    assert!(
+        now.canary.requests > 0 && now.canary.requests <= 3 * 50_000,
+        "{now:?}"
+    );
+    assert_eq!(now.canary.requests * 3, now.stable.requests);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_sequential_rule_acts_as_its_on_fail_says() {
+    let rig = Rig::new("seq-hold");
+    let src = Counting::new(&rig.table, 1_000.0, 0.04, 0.01);
+    let mut ctl = boot_counting(
+        &rig,
+        &src,
+        sequential_policy("", 10, "on_fail = \"hold\"\n"),
+    );
+    serve(&mut ctl, &src, 300).await;
+    assert_eq!(
+        (ctl.state().phase, ctl.state().step),
+        (Phase::Progressing, 0)
+    );
+    assert!(rig.status().holding);
+    assert_eq!(
+        rule(&rig.status().rules, "judge").outcome,
+        Some(Outcome::Fail)
+    );
+    assert!(!rig.actions("transition").contains(&"rollback".to_string()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_counts_a_sequential_rule_is_no_data_and_holds() {
+    let rig = Rig::new("seq-nodata");
+    // `Scripted` does not count requests.
+    let mut ctl = rig.boot(sequential_policy("", 3, ""), 0.0, true);
+    secs(&mut ctl, 30).await;
+    assert_eq!(ctl.state().step, 0);
+    assert_eq!(
+        rule(&rig.status().rules, "judge").outcome,
+        Some(Outcome::NoData)
+    );
+    assert!(rig.status().holding);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_drop_of_the_canarys_share_holds_and_alerts_with_the_shares() {
+    let rig = Rig::new("srm");
+    // A plain threshold rule that always passes: only the traffic check can hold.
+    let rules = "[[rules]]\nname = \"errors\"\nsource = \"local\"\nsignal = \"error_ratio\"\nfail_when = \"> 0.5\"\n";
+    let src = Counting::new(&rig.table, 1_000.0, 0.0, 0.0);
+    src.inner.set("errors", 0.0);
+    // The canary gets half of what its weight says.
+    src.set_share(0.5);
+    let mut ctl = boot_counting(&rig, &src, policy_with("", [60; 4], rules));
+    serve(&mut ctl, &src, 120).await;
+    assert_eq!(ctl.state().step, 0, "never advances on a mismatch");
+    let status = rig.status();
+    assert!(status.holding);
+    assert!(
+        status.reason.contains("traffic share mismatch"),
+        "{}",
+        status.reason
+    );
+    let alert = rig.line("alert");
+    let text = alert.alert_rule.unwrap();
+    assert!(
+        text.starts_with("traffic-share: the canary got 2.50 %"),
+        "{text}"
+    );
+    assert!(text.contains("its weight is 5 %"), "{text}");
+    assert_eq!(
+        rig.actions("transition")
+            .iter()
+            .filter(|a| *a == "alert")
+            .count(),
+        1
+    );
+    let hold = rig.line("hold");
+    assert!(hold.hold_reasons.unwrap()[0].starts_with("traffic share mismatch"));
+    // Routing fixed: a new step's counts match, the hold ends and the rollout moves on…
+    // (the step's counts still hold the bad minutes; a new run starts them afresh).
+    src.set_share(1.0);
+    let refused = {
+        let (reply, mut rx) = oneshot::channel();
+        ctl.command(Request {
+            ask: Ask::Operator(Command::Abort),
+            reason: String::new(),
+            reply,
+        })
+        .await;
+        rx.try_recv().unwrap()
+    };
+    assert!(refused.is_ok());
+    let (reply, mut rx) = oneshot::channel();
+    ctl.command(Request {
+        ask: Ask::Operator(Command::Start),
+        reason: String::new(),
+        reply,
+    })
+    .await;
+    assert!(rx.try_recv().unwrap().is_ok());
+    serve(&mut ctl, &src, 70).await;
+    assert!(ctl.state().step >= 1, "{}", ctl.state().reason);
+}
+
+#[tokio::test(start_paused = true)]
+async fn traffic_check_false_turns_the_check_off() {
+    let rig = Rig::new("srm-off");
+    let rules = "[[rules]]\nname = \"errors\"\nsource = \"local\"\nsignal = \"error_ratio\"\nfail_when = \"> 0.5\"\n";
+    let src = Counting::new(&rig.table, 1_000.0, 0.0, 0.0);
+    src.inner.set("errors", 0.0);
+    src.set_share(0.5);
+    let mut ctl = boot_counting(
+        &rig,
+        &src,
+        policy_with("traffic_check = false", [20; 4], rules),
+    );
+    serve(&mut ctl, &src, 30).await;
+    assert_eq!(ctl.state().step, 1, "{}", ctl.state().reason);
+    assert!(!rig.actions("transition").contains(&"alert".to_string()));
+}

@@ -114,3 +114,74 @@ fn baseline_ratios() {
         matches!(baseline_ratio(&Value(1.0), &Error("e".into())), Error(m) if m == "stable: e")
     );
 }
+
+fn test_rule(extra: &str) -> Rule {
+    let src = format!(
+        "name = \"t\"\ninterval = \"10s\"\n[[steps]]\nweight = 100\nhold = \"1m\"\n[[rules]]\nname = \"r\"\nsource = \"local\"\nsignal = \"error_ratio\"\ncompare = \"baseline\"\ntest = \"sequential\"\nmargin = 0.005\n{extra}"
+    );
+    Policy::from_source("p.toml", &src).unwrap().rules.remove(0)
+}
+
+fn judgement(outcome: Outcome) -> crate::policy::Judgement {
+    use crate::policy::Counts;
+    crate::policy::Judgement {
+        outcome,
+        difference: 0.01,
+        interval: (0.0, 0.02),
+        margin: 0.005,
+        statistic: 1.0,
+        canary: Counts {
+            errors: 10,
+            requests: 500,
+        },
+        stable: Counts {
+            errors: 95,
+            requests: 9_500,
+        },
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tests_outcomes_inconclusive_holds_whatever_on_no_data_says() {
+    let now = Instant::now();
+    let r = test_rule("on_no_data = \"pass\"");
+    let mut s = RuleState::default();
+    let v = s.observe_test(&r, now, Some(judgement(Outcome::Inconclusive)));
+    assert_eq!(
+        (v, s.outcome),
+        (Verdict::Unhealthy, Some(Outcome::Inconclusive))
+    );
+    assert_eq!(s.value, Some(0.01));
+    assert!(s.judgement.is_some());
+    let v = s.observe_test(&r, now, Some(judgement(Outcome::Pass)));
+    assert_eq!((v, s.outcome), (Verdict::Healthy, Some(Outcome::Pass)));
+    // Too few requests: no-data, as `on_no_data` says (here: pass).
+    let v = s.observe_test(&r, now, None);
+    assert_eq!((v, s.outcome), (Verdict::Healthy, Some(Outcome::NoData)));
+    assert!(s.judgement.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tests_fail_acts_per_on_fail_after_for() {
+    let now = Instant::now();
+    let r = test_rule("on_fail = \"hold\"\nfor = \"10s\"");
+    let mut s = RuleState::default();
+    assert_eq!(
+        s.observe_test(&r, now, Some(judgement(Outcome::Fail))),
+        Verdict::Unhealthy
+    );
+    let later = now + Duration::from_secs(10);
+    assert_eq!(
+        s.observe_test(&r, later, Some(judgement(Outcome::Fail))),
+        Verdict::Act(OnFail::Hold)
+    );
+    // An inconclusive evaluation ends the breach.
+    s.observe_test(&r, later, Some(judgement(Outcome::Inconclusive)));
+    assert_eq!(s.breaching_for(later), Duration::ZERO);
+    let r = test_rule("");
+    let mut s = RuleState::default();
+    assert_eq!(
+        s.observe_test(&r, now, Some(judgement(Outcome::Fail))),
+        Verdict::Act(OnFail::Rollback)
+    );
+}
