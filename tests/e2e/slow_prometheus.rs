@@ -1,7 +1,8 @@
-//! A Prometheus that is slow, hangs or answers garbage delays nothing the controller owns: with
-//! four PromQL rules in flight against a stand-in (testkit's `PromStandIn`), an operator
-//! command is answered within a second and a canary that starts failing is rolled back by the
-//! local rule within three seconds of the fault — as fast as with a healthy Prometheus.
+//! A Prometheus that is slow, hangs, floods, answers garbage or a 500 delays nothing the
+//! controller owns: with four PromQL rules in flight against a stand-in (testkit's
+//! `PromStandIn`), an operator command is answered within a second and a canary that starts
+//! failing is rolled back by the local rule within three seconds of the fault — as fast as with
+//! a healthy Prometheus.
 
 use std::time::{Duration, Instant};
 
@@ -151,4 +152,14 @@ fn a_huge_answer_is_refused_and_delays_nothing() {
         let error = r["error"].as_str().unwrap_or_default();
         assert!(error.contains("the limit set by"), "{error}");
     }
+}
+
+#[test]
+fn a_prometheus_answering_garbage_delays_nothing() {
+    scenario(Answer::Garbage, Duration::ZERO);
+}
+
+#[test]
+fn a_prometheus_answering_500_delays_nothing() {
+    scenario(Answer::Status(500), Duration::ZERO);
 }
