@@ -74,9 +74,19 @@ fn state(s: &Value) -> &str {
     s["state"].as_str().unwrap_or_default()
 }
 
+/// canaryd's peak RSS so far (VmHWM), in MB.
+fn peak_rss_mb(d: &Canaryd) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 /// Runs the scenario with the stand-in answering `answer` after `delay`; returns the rollback's
-/// decision line.
-fn scenario(answer: Answer, delay: Duration) -> Value {
+/// decision line and canaryd's peak RSS in MB.
+fn scenario(answer: Answer, delay: Duration) -> (Value, f64) {
     let prom = PromStandIn::start(answer);
     prom.set_delay(delay);
     let stable = FakeGateway::spawn("stable", &[]);
@@ -124,7 +134,9 @@ fn scenario(answer: Answer, delay: Duration) -> Value {
         .find(|l| l["action"] == "rollback")
         .expect("a rollback line");
     assert_eq!(line["failed_rules"][0], "canary-5xx-fast", "{line:#}");
-    line
+    let peak = peak_rss_mb(&d);
+    eprintln!("canaryd peak RSS: {peak:.1} MB");
+    (line, peak)
 }
 
 #[test]
@@ -139,7 +151,12 @@ fn a_prometheus_that_never_answers_delays_nothing() {
 
 #[test]
 fn a_huge_answer_is_refused_and_delays_nothing() {
-    let line = scenario(Answer::Series(200_000), Duration::ZERO);
+    let (line, peak) = scenario(Answer::Series(200_000), Duration::ZERO);
+    // Each answer (~22 MB) is abandoned at 1 MiB: memory stays bounded (the issue: 325 MB).
+    assert!(
+        peak > 0.0 && peak < 80.0,
+        "canaryd's peak RSS: {peak:.1} MB"
+    );
     // Each PromQL rule said why: the answer passed `max_response_size`.
     let rules = line["rules"].as_array().cloned().unwrap_or_default();
     let promql: Vec<&Value> = rules
