@@ -52,7 +52,7 @@ macro_rules! key {
 
 /// Every key a reload does not apply. Anything else in `[proxy]`, `[backends]`, `[routing]`,
 /// `[prometheus]`, `[[notify]]` and the policy applies live.
-fn not_live() -> [Key; 10] {
+fn not_live() -> [Key; 12] {
     [
         key!(Restart, "proxy.listen", proxy.listen),
         key!(Restart, "proxy.threads", proxy.threads),
@@ -66,6 +66,16 @@ fn not_live() -> [Key; 10] {
         key!(Restart, "admin.listen", admin.listen),
         key!(Restart, "admin.token_file", admin.token_file),
         key!(Restart, "rollout.state_dir", rollout.state_dir),
+        key!(
+            Restart,
+            "rollout.decision_log_max_size",
+            rollout.decision_log_max_size
+        ),
+        key!(
+            Restart,
+            "rollout.decision_log_keep",
+            rollout.decision_log_keep
+        ),
         key!(FirstStart, "rollout.autostart", rollout.autostart),
         key!(
             FirstStart,

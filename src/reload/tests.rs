@@ -91,3 +91,14 @@ fn notify_targets_apply_live() {
     assert!(p.restart.is_empty());
     assert_eq!(p.in_force.notify.len(), 1);
 }
+
+#[test]
+fn decision_log_retention_needs_a_restart() {
+    let file = BASE.replace(
+        "initial_percent = 5",
+        "initial_percent = 5\ndecision_log_keep = 2",
+    );
+    let p = plan(&cfg(BASE), &cfg(&file));
+    assert_eq!(p.restart, ["rollout.decision_log_keep"]);
+    assert_eq!(p.in_force.rollout.decision_log_keep, 5);
+}

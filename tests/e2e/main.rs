@@ -24,6 +24,8 @@
 //! - [`routing`]: split accuracy, exact 0 % and 100 %, header override, sticky buckets.
 //! - [`shutdown`]: SIGTERM drains in-flight requests within `shutdown_grace`; SIGINT stops at
 //!   once.
+//! - [`slow_prometheus`]: a slow, hanging or flooding Prometheus delays neither an operator
+//!   command nor a local rollback.
 //! - [`status_page`]: the admin status page in a real headless Chromium, checked against
 //!   `/api/v1/status`.
 //! - [`streaming`]: server-sent events, WebSocket upgrades and large request bodies stream
@@ -45,6 +47,7 @@ mod retention;
 mod rollout;
 mod routing;
 mod shutdown;
+mod slow_prometheus;
 mod status_page;
 mod streaming;
 mod systemd;
