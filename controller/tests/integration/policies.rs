@@ -5,14 +5,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use canaryd_controller::{
-    Compare, HoldMode, OnFail, OnNoData, Op, Policy, RollbackMode, Rule, Signal, SourceKind,
-    Threshold,
+    Compare, HoldMode, Margin, OnFail, OnNoData, Op, Policy, RollbackMode, Rule, Signal,
+    SourceKind, TestKind, Threshold,
 };
 
 /// Every file in `policies/`, each with a test below.
-const EXPECTED: [&str; 5] = [
+const EXPECTED: [&str; 6] = [
     "argo-style.toml",
     "demo.toml",
+    "gateway-migration-sequential.toml",
     "gateway-migration.toml",
     "quick-canary-gradual.toml",
     "quick-canary.toml",
@@ -148,6 +149,78 @@ fn gateway_migration_is_seed_002() {
     assert_eq!((r.fail_when, r.on_fail), (gt(0.001), OnFail::Alert));
     let r = rule(&p, "cpu-above-80pct");
     assert_eq!((r.fail_when, r.on_fail), (gt(0.8), OnFail::Alert));
+}
+
+#[test]
+fn gateway_migration_sequential_is_seed_002_judged_against_stable() {
+    let p = load("gateway-migration-sequential");
+    let g = load("gateway-migration");
+    // The same rollout: steps, holds, approvals, hold mode, cadence, rollback.
+    assert_eq!(p.weights(), g.weights());
+    assert_eq!(holds(&p), holds(&g));
+    assert_eq!(approvals(&p), approvals(&g));
+    assert_eq!(
+        (
+            p.hold_mode,
+            p.interval,
+            &p.rollback,
+            p.min_requests,
+            p.max_consecutive_errors
+        ),
+        (
+            g.hold_mode,
+            g.interval,
+            &g.rollback,
+            g.min_requests,
+            g.max_consecutive_errors
+        )
+    );
+    assert!(p.traffic_check);
+    // The error-rate threshold is replaced by the sequential comparison; the rest is kept.
+    let mut expected: Vec<&str> = names(&g);
+    expected[0] = "error-ratio-vs-stable";
+    assert_eq!(names(&p), expected);
+    let r = rule(&p, "error-ratio-vs-stable");
+    assert_eq!(
+        (r.source, r.signal, r.compare, r.test),
+        (
+            SourceKind::Local,
+            Some(Signal::ErrorRatio),
+            Some(Compare::Baseline),
+            Some(TestKind::Sequential)
+        )
+    );
+    assert_eq!(
+        (r.margin, r.alpha(), r.fail_when),
+        (Some(Margin::Absolute(0.005)), 0.01, None)
+    );
+    assert_eq!(
+        (r.for_, r.on_fail, r.dry_run),
+        (s(0), OnFail::Rollback, false)
+    );
+    for r in p.rules.iter().skip(1) {
+        let twin = rule(&g, &r.name);
+        assert_eq!(
+            (
+                &r.query,
+                r.fail_when,
+                r.for_,
+                r.on_fail,
+                r.on_no_data,
+                r.min_requests
+            ),
+            (
+                &twin.query,
+                twin.fail_when,
+                twin.for_,
+                twin.on_fail,
+                twin.on_no_data,
+                twin.min_requests
+            ),
+            "{}",
+            r.name
+        );
+    }
 }
 
 /// Seed 003: 5 % for 10 min, 20 % for 15 min, then +20 % every 5 min.
