@@ -41,6 +41,7 @@ mod dashboards;
 mod failover;
 mod forwarding;
 mod import_nginx;
+mod judge;
 mod malformed;
 mod operate;
 mod retention;

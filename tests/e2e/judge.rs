@@ -1,0 +1,150 @@
+//! Sequential rules end to end: canaryd with two fake gateways and a policy judged only by a
+//! `test = "sequential"` rule (and the traffic-share check, on by default), no Prometheus.
+//! A canary with 4× stable's 5xx ratio is rolled back and the rollback line names the test
+//! with its interval, statistic and samples; an equal canary is not failed, and its share of
+//! the traffic matches its weight (no `traffic-share` alert).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{Canaryd, FakeGateway, Setup, TempDir, Traffic};
+
+/// 50 % for `hold`, then 100 %; one sequential rule, `judge`, margin one point.
+fn policy(dir: &TempDir, hold: &str) -> PathBuf {
+    let text = format!(
+        "name = \"judge\"\ninterval = \"1s\"\n\
+         [[steps]]\nweight = 50\nhold = \"{hold}\"\n\
+         [[steps]]\nweight = 100\nhold = \"{hold}\"\n\
+         [[rules]]\nname = \"judge\"\nsource = \"local\"\nsignal = \"error_ratio\"\n\
+         compare = \"baseline\"\ntest = \"sequential\"\nmargin = 0.01\nalpha = 0.01\n\
+         on_fail = \"rollback\"\n"
+    );
+    let path = dir.path().join("judge.toml");
+    std::fs::write(&path, text).expect("write policy");
+    path
+}
+
+/// Gateways at the given 5xx ratios and canaryd running `policy` from the start.
+fn start(
+    stable_errors: f64,
+    canary_errors: f64,
+    hold: &str,
+) -> (FakeGateway, FakeGateway, TempDir, Canaryd) {
+    let stable = FakeGateway::spawn("stable", &[]);
+    let canary = FakeGateway::spawn("canary", &[]);
+    stable.set_knobs(&format!("error_rate={stable_errors}"));
+    canary.set_knobs(&format!("error_rate={canary_errors}"));
+    let dir = TempDir::new("canaryd-e2e-judge");
+    let mut setup = Setup::new(&stable, &canary, 0.0);
+    setup.rollout = format!(
+        "policy = \"{}\"\nautostart = true\n",
+        policy(&dir, hold).display()
+    );
+    let d = Canaryd::start(&setup);
+    (stable, canary, dir, d)
+}
+
+fn rule<'a>(line: &'a Value, name: &str) -> &'a Value {
+    line["rules"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["name"] == name))
+        .unwrap_or(&Value::Null)
+}
+
+#[test]
+fn a_canary_with_four_times_stables_error_ratio_is_rolled_back_by_the_sequential_test() {
+    let (_stable, _canary, _dir, d) = start(0.02, 0.08, "10m");
+    let traffic = Traffic::start(d.proxy, 3);
+    let started = Instant::now();
+    d.wait_status("rollback", Duration::from_secs(60), |s| {
+        s["state"] == "rolled_back"
+    });
+    let took = started.elapsed();
+    traffic.stop();
+    let lines = d.decisions();
+    let rollback = lines
+        .iter()
+        .find(|l| l["action"] == "rollback")
+        .unwrap_or_else(|| panic!("no rollback line: {lines:#?}"));
+    assert_eq!(
+        rollback["failed_rules"],
+        serde_json::json!(["judge"]),
+        "{rollback:#}"
+    );
+    assert_eq!(rollback["by"], "controller");
+    let r = rule(rollback, "judge");
+    assert_eq!(r["test"], "sequential", "{r:#}");
+    assert_eq!(r["outcome"], "fail", "{r:#}");
+    assert!(
+        r["threshold"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("sequential"),
+        "{r:#}"
+    );
+    assert_eq!(r["margin"], 0.01);
+    let low = r["interval"][0].as_f64().expect("interval");
+    let high = r["interval"][1].as_f64().expect("interval");
+    assert!(low > 0.01 && high > low, "{r:#}");
+    assert!(
+        r["statistic"].as_f64().expect("statistic") >= 100f64.ln(),
+        "{r:#}"
+    );
+    let canary = r["samples"]["canary"]["requests"]
+        .as_u64()
+        .expect("samples");
+    let stable = r["samples"]["stable"]["requests"]
+        .as_u64()
+        .expect("samples");
+    assert!(canary >= 50 && stable >= 50, "{r:#}");
+    // The canary's ratio is about 4× stable's.
+    let ratio = r["canary_value"].as_f64().unwrap() / r["stable_value"].as_f64().unwrap();
+    assert!(ratio > 2.0, "{r:#}");
+    assert_eq!(d.status()["canary_percent"], 0.0);
+    eprintln!("rolled back after {took:?} on {canary} canary / {stable} stable requests");
+}
+
+#[test]
+fn an_equal_canary_is_not_failed_and_gets_its_share() {
+    let (_stable, _canary, _dir, d) = start(0.02, 0.02, "10m");
+    let traffic = Traffic::start(d.proxy, 3);
+    let until = Instant::now() + Duration::from_secs(25);
+    let mut seen = Vec::new();
+    while Instant::now() < until {
+        let s = d.status();
+        assert_eq!(s["state"], "progressing", "{s:#}");
+        assert_eq!(s["canary_percent"], 50.0, "{s:#}");
+        let outcome = rule(&s, "judge")["outcome"].clone();
+        assert_ne!(outcome, "fail", "{s:#}");
+        if seen.last() != Some(&outcome) {
+            seen.push(outcome);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    traffic.stop();
+    let s = d.status();
+    let r = rule(&s, "judge");
+    assert!(
+        r["samples"]["canary"]["requests"].as_u64().unwrap_or(0) > 1_000,
+        "{r:#}"
+    );
+    // By now an equal canary is shown not worse by a point (or still being judged).
+    assert!(
+        ["pass", "inconclusive"].contains(&r["outcome"].as_str().unwrap_or_default()),
+        "{r:#}"
+    );
+    let lines = d.decisions();
+    assert!(
+        !lines.iter().any(|l| l["action"] == "rollback"),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l["alert_rule"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("traffic-share"))),
+        "a traffic-share alert on a healthy split: {lines:#?}"
+    );
+    eprintln!("outcomes seen: {seen:?}");
+}
