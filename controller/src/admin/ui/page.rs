@@ -586,7 +586,7 @@ h2{font-size:13px;text-transform:uppercase;letter-spacing:.04em;color:var(--mute
 .state-progressing,.state-promoted,.outcome-pass,.action-advance,.action-promote,.action-healthy{background:#dcfce7;color:#166534}
 .state-awaiting-approval,.action-awaiting-approval{background:#dbeafe;color:#1e40af}
 .action-approve{background:#dcfce7;color:#166534}
-.state-paused,.outcome-no-data,.action-pause,.action-hold,.action-paused,.action-set-weight{background:#fef3c7;color:#92400e}
+.state-paused,.outcome-no-data,.outcome-inconclusive,.action-pause,.action-hold,.action-paused,.action-set-weight{background:#fef3c7;color:#92400e}
 .state-rolled-back,.state-rolling-back,.state-aborted,.state-blocked,.outcome-fail,.outcome-error,.action-rollback,.action-rolled-back,.action-abort,.action-alert{background:#fee2e2;color:#991b1b}
 .split{margin:10px 0 4px;font-size:16px}
 .split .canary{color:var(--canary)}.split .stable{color:var(--stable)}
