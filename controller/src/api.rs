@@ -165,7 +165,8 @@ pub struct RuleStatus {
     pub test: Option<RuleTest>,
     /// `fail_when` as written in the policy (`> 0.01`).
     pub threshold: String,
-    /// The value judged (canary / stable for baseline rules); `null` for no data and errors.
+    /// The value judged (canary / stable for baseline rules, `test` rules included: their
+    /// test judges the difference, see `interval`); `null` for no data and errors.
     #[serde(default)]
     pub value: Option<f64>,
 }

@@ -555,12 +555,6 @@ impl<S: Sources + Clone + 'static> Controller<S> {
             .filter(|_| checked)
             .and_then(|t| traffic::check(t, weight));
         let mismatch = share.filter(|s| s.mismatch).map(|s| s.describe());
-        if mismatch.is_some() && self.rollout.traffic_mismatch().is_none() {
-            tracing::warn!(
-                mismatch = mismatch.as_deref(),
-                "traffic share mismatch: holding"
-            );
-        }
         self.rollout.set_traffic_mismatch(mismatch);
     }
 
@@ -772,6 +766,7 @@ impl<S: Sources + Clone + 'static> Controller<S> {
                 step = self.rollout.state.step,
                 canary_percent = self.rollout.state.canary_percent,
                 reason = %self.rollout.state.reason,
+                alert_rule = line.alert_rule.as_deref(),
                 save_error = self.save_error.as_deref(),
                 "rollout decision"
             );

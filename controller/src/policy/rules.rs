@@ -160,7 +160,15 @@ impl RuleState {
         };
         self.consecutive_errors = 0;
         self.error = None;
-        self.value = Some(j.difference);
+        // As for every baseline rule, the value is canary / stable (the interval is on the
+        // difference).
+        self.value = match baseline_ratio(
+            &Sample::Value(j.canary.ratio()),
+            &Sample::Value(j.stable.ratio()),
+        ) {
+            Sample::Value(v) => Some(v),
+            _ => None,
+        };
         self.judgement = Some(j);
         self.outcome = Some(j.outcome);
         let verdict = match j.outcome {

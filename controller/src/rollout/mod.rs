@@ -561,11 +561,6 @@ impl Rollout {
         self.traffic_mismatch = mismatch;
     }
 
-    /// The current traffic-share mismatch, if any.
-    pub fn traffic_mismatch(&self) -> Option<&str> {
-        self.traffic_mismatch.as_deref()
-    }
-
     /// Every acting rule that is not healthy right now (holding or asking for a rollback).
     pub fn not_healthy(&self) -> Vec<String> {
         let failing = self

@@ -151,7 +151,8 @@ async fn a_tests_outcomes_inconclusive_holds_whatever_on_no_data_says() {
         (v, s.outcome),
         (Verdict::Unhealthy, Some(Outcome::Inconclusive))
     );
-    assert_eq!(s.value, Some(0.01));
+    // canary / stable: 2 % / 1 %.
+    assert_eq!(s.value, Some(2.0));
     assert!(s.judgement.is_some());
     let v = s.observe_test(&r, now, Some(judgement(Outcome::Pass)));
     assert_eq!((v, s.outcome), (Verdict::Healthy, Some(Outcome::Pass)));
