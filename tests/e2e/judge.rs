@@ -2,7 +2,9 @@
 //! `test = "sequential"` rule (and the traffic-share check, on by default), no Prometheus.
 //! A canary with 4× stable's 5xx ratio is rolled back and the rollback line names the test
 //! with its interval, statistic and samples; an equal canary is not failed, and its share of
-//! the traffic matches its weight (no `traffic-share` alert).
+//! the traffic matches its weight (no `traffic-share` alert); a canary that gets none of its
+//! share (every request pinned to stable by the override header) holds the step and alerts
+//! once with the observed and expected shares.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -147,4 +149,87 @@ fn an_equal_canary_is_not_failed_and_gets_its_share() {
         "a traffic-share alert on a healthy split: {lines:#?}"
     );
     eprintln!("outcomes seen: {seen:?}");
+}
+
+/// Requests on one keep-alive connection, each with `header`, until `stop`.
+fn pinned_traffic(
+    addr: std::net::SocketAddr,
+    header: (&'static str, &'static str),
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut c = crate::common::Client::connect(addr).expect("connect");
+        let mut n = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if c.request("GET", "/", &[header], b"").is_ok() {
+                n += 1;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        n
+    })
+}
+
+#[test]
+fn a_canary_that_gets_none_of_its_share_holds_and_alerts_with_the_shares() {
+    // Every request pinned to stable by the override header: the canary, at 50 %, gets none.
+    let stable = FakeGateway::spawn("stable", &[]);
+    let canary = FakeGateway::spawn("canary", &[]);
+    let dir = TempDir::new("canaryd-e2e-judge");
+    let path = dir.path().join("share.toml");
+    std::fs::write(
+        &path,
+        "name = \"share\"\ninterval = \"1s\"\n\
+         [[steps]]\nweight = 50\nhold = \"3s\"\n\
+         [[steps]]\nweight = 100\nhold = \"3s\"\n\
+         [[rules]]\nname = \"errors\"\nsource = \"local\"\nsignal = \"error_ratio\"\n\
+         window = \"5s\"\nfail_when = \"> 0.5\"\non_no_data = \"pass\"\n",
+    )
+    .expect("write policy");
+    let mut setup = Setup::new(&stable, &canary, 0.0);
+    setup.rollout = format!("policy = \"{}\"\nautostart = true\n", path.display());
+    setup.tail = "[routing]\nheader = \"X-Canary\"\nstable_values = [\"pin\"]\n".into();
+    let d = Canaryd::start(&setup);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let threads: Vec<_> = (0..3)
+        .map(|_| pinned_traffic(d.proxy, ("X-Canary", "pin"), stop.clone()))
+        .collect();
+    let s = d.wait_status("a traffic-share hold", Duration::from_secs(30), |s| {
+        s["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("traffic share mismatch"))
+    });
+    // Held well past the step's 3 s hold: it never advances on a mismatch.
+    std::thread::sleep(Duration::from_secs(8));
+    let later = d.status();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let served: u64 = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+    assert_eq!(
+        (later["state"].as_str(), later["step"].as_u64()),
+        (Some("progressing"), Some(0)),
+        "{later:#}"
+    );
+    assert_eq!(later["canary_percent"], 50.0);
+    assert!(later["holding"].as_bool().unwrap_or(false), "{later:#}");
+    let reason = s["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("the canary got 0.00 %") && reason.contains("its weight is 50 %"),
+        "{reason}"
+    );
+    let lines = d.decisions();
+    let alerts: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            l["alert_rule"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("traffic-share:"))
+        })
+        .collect();
+    assert_eq!(alerts.len(), 1, "one alert per mismatch: {lines:#?}");
+    assert_eq!(alerts[0]["action"], "alert");
+    assert!(
+        !lines.iter().any(|l| l["action"] == "advance"),
+        "{lines:#?}"
+    );
+    eprintln!("{served} requests, all pinned to stable; {reason}");
 }
