@@ -5,6 +5,7 @@
 //! in [`common`]; tests needing Prometheus or Chromium skip when it is missing, unless
 //! `CANARYD_REQUIRE_TOOLS` is set (as `scripts/test` does).
 //!
+//! - [`approval`]: a gated step waits for `approve`, across a restart, and still rolls back.
 //! - [`cli`]: `canaryd check` locates every mistake; `canaryd serve` refuses a bad config or a
 //!   busy port.
 //! - [`connections`]: downstream keepalive request limit and idle timeout, per-route upstream
@@ -15,17 +16,20 @@
 //!   counted.
 //! - [`forwarding`]: forwarding headers as the seed's nginx front sets them; the override header
 //!   stripped.
+//! - [`judge`]: the sequential canary-vs-stable test rolls back a 4× worse canary, passes an
+//!   equal one, and the traffic-share check holds a canary that does not get its share.
 //! - [`import_nginx`]: `canaryd import-nginx` on nginx fronts that the real `nginx -t` accepts.
 //! - [`malformed`]: garbage, huge and slowloris requests, and a non-HTTP upstream.
 //! - [`operate`]: the admin API's authentication and actions, the CLI against a running daemon,
-//!   the token file's rules, reload on SIGHUP, SIGTERM mid-rollout.
+//!   the token file's rules, reload on SIGHUP, SIGTERM mid-rollout, manual mode.
+//! - [`retention`]: the decision log rotates at its size and the history reads across it.
 //! - [`rollout`]: the rollout controller with a real Prometheus: promotion, rollbacks, the memory
 //!   rule, a Prometheus outage, `kill -9` mid-step, an unreadable state file.
 //! - [`routing`]: split accuracy, exact 0 % and 100 %, header override, sticky buckets.
 //! - [`shutdown`]: SIGTERM drains in-flight requests within `shutdown_grace`; SIGINT stops at
 //!   once.
-//! - [`slow_prometheus`]: a slow, hanging or flooding Prometheus delays neither an operator
-//!   command nor a local rollback.
+//! - [`slow_prometheus`]: a slow, hanging, flooding or broken Prometheus delays neither an
+//!   operator command nor a local rollback.
 //! - [`status_page`]: the admin status page in a real headless Chromium, checked against
 //!   `/api/v1/status`.
 //! - [`streaming`]: server-sent events, WebSocket upgrades and large request bodies stream
