@@ -342,6 +342,15 @@ pub struct ActionRequest {
     pub reason: String,
 }
 
+/// `GET /ready`: 200 when a pool can serve and no graceful stop is under way, else 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    pub canary_available: bool,
+    pub draining: bool,
+    pub ready: bool,
+    pub stable_available: bool,
+}
+
 /// The admin API's answer to a request it refuses (4xx).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ApiError {

@@ -40,8 +40,8 @@ mod store;
 
 pub use admin::{check_exposure, run as run_admin, AdminState, MetricsHook, Token, TokenError};
 pub use api::{
-    Action, ActionRequest, ApiError, By, Decision, DecisionList, Kind, RolloutStatus, RuleCompare,
-    RuleOnFail, RuleSamples, RuleSource, RuleStatus, RuleTest, State, Status,
+    Action, ActionRequest, ApiError, By, Decision, DecisionList, Kind, Readiness, RolloutStatus,
+    RuleCompare, RuleOnFail, RuleSamples, RuleSource, RuleStatus, RuleTest, State, Status,
 };
 pub use control::{
     render as render_query, wall_ms, Board, Controller, DecisionHook, Handle, LiveSources,

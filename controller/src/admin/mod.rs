@@ -27,7 +27,7 @@ use tokio::sync::watch;
 
 pub use token::{check_exposure, Token, TokenError};
 
-use crate::api::{ActionRequest, ApiError, DecisionList};
+use crate::api::{ActionRequest, ApiError, DecisionList, Readiness};
 use crate::control::{Board, Handle};
 use crate::rollout::Command;
 use crate::store::DecisionLog;
@@ -292,18 +292,18 @@ fn read_endpoint(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
             let stable = up.pools[Variant::Stable.index()].has_available();
             let canary = up.pools[Variant::Canary.index()].has_available();
             let ready = stable || canary;
-            let body = serde_json::json!({
-                "ready": ready,
-                "stable_available": stable,
-                "canary_available": canary,
-                "draining": state.plane.drain.is_draining(),
-            });
-            let code = if ready && !state.plane.drain.is_draining() {
+            let body = Readiness {
+                canary_available: canary,
+                draining: state.plane.drain.is_draining(),
+                ready,
+                stable_available: stable,
+            };
+            let code = if ready && !body.draining {
                 StatusCode::OK
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            respond(code, "application/json", body.to_string())
+            json(code, &body)
         }
         (&Method::GET, "/api/v1/status") => json(StatusCode::OK, &state.board.status()),
         (&Method::GET, "/api/v1/decisions") => {
