@@ -32,14 +32,14 @@
 mod clock;
 mod forwarding;
 mod health;
-mod request;
 mod listener;
 mod metrics;
+mod plane;
 mod pool;
 mod process_metrics;
+mod request;
 mod routes;
 mod routing;
-mod plane;
 mod server;
 mod sticky;
 mod windows;
@@ -48,12 +48,12 @@ use std::sync::Arc;
 
 use canaryd_config::DataPlaneConfig;
 pub use metrics::{escape as escape_label, FailureKind, FallbackReason, Metrics};
+pub use plane::{DataPlane, Drain, Upstreams};
 pub use pool::{Pool, PoolError};
 pub use process_metrics::render as render_process_metrics;
 pub use routes::Routes;
 pub use routing::{Reason, Router, RoutingHandle, RoutingTable, Variant};
 pub use server::ProxyServer;
-pub use plane::{DataPlane, Drain, Upstreams};
 pub use windows::{WindowStats, Windows};
 
 /// Builds the shared data plane from validated configuration and a routing handle.

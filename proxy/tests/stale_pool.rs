@@ -67,16 +67,29 @@ fn stale_pooled_connections_are_retried_fresh_and_never_count_as_failures() {
     let mut c = Client::connect(listen).expect("connect");
     for i in 0..20 {
         let r = c.get("/").unwrap_or_else(|e| panic!("request {i}: {e}"));
-        assert_eq!((r.status, r.text().as_str()), (200, "stable"), "request {i}");
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "stable"),
+            "request {i}"
+        );
     }
     let m = &plane.metrics;
     assert_eq!(m.requests_of(Variant::Stable, 2), 20);
-    assert_eq!(m.requests_of(Variant::Stable, 5), 0, "a stale connection was counted");
-    assert_eq!(m.fallbacks_from(Variant::Stable), 0, "traffic moved to the canary");
+    assert_eq!(
+        m.requests_of(Variant::Stable, 5),
+        0,
+        "a stale connection was counted"
+    );
+    assert_eq!(
+        m.fallbacks_from(Variant::Stable),
+        0,
+        "traffic moved to the canary"
+    );
     let mut text = String::new();
     m.render(&mut text, 0);
     for kind in ["connect", "timeout", "reset", "protocol"] {
-        let line = format!("canaryd_upstream_failures_total{{variant=\"stable\",kind=\"{kind}\"}} 0");
+        let line =
+            format!("canaryd_upstream_failures_total{{variant=\"stable\",kind=\"{kind}\"}} 0");
         assert!(text.contains(&line), "expected {line}");
     }
     assert!(

@@ -207,7 +207,9 @@ pub async fn serve(
             None => match upstream::connect(addr, timeouts.connect).await {
                 Ok(s) => s,
                 Err(kind) => {
-                    plane.metrics.upstream_failure(r.variant, FailureKind::Connect);
+                    plane
+                        .metrics
+                        .upstream_failure(r.variant, FailureKind::Connect);
                     r.record_attempt(502);
                     r.server_failed();
                     tracing::debug!(server = %addr, ?kind, "connect failed");
@@ -248,7 +250,11 @@ pub async fn serve(
                 if !stale {
                     r.server_failed();
                 }
-                let status = if kind == FailureKind::Timeout { 504 } else { 502 };
+                let status = if kind == FailureKind::Timeout {
+                    504
+                } else {
+                    502
+                };
                 if r.variant == Variant::Canary
                     && up.retry_on_canary_error
                     && idempotent
@@ -256,12 +262,9 @@ pub async fn serve(
                 {
                     let failed_start = r.attempt_start;
                     if r.move_to_other_pool(FallbackReason::CanaryError) {
-                        plane.metrics.record(
-                            Variant::Canary,
-                            route,
-                            502,
-                            failed_start.elapsed(),
-                        );
+                        plane
+                            .metrics
+                            .record(Variant::Canary, route, 502, failed_start.elapsed());
                         fresh_only = false;
                         continue;
                     }
@@ -306,7 +309,9 @@ pub async fn serve(
             // Recorded now, in the second it belongs to: its length is how long the user
             // stayed, not its latency.
             r.recorded = true;
-            plane.metrics.record(r.variant, route, status, start.elapsed());
+            plane
+                .metrics
+                .record(r.variant, route, status, start.elapsed());
             Some(plane.metrics.stream(r.variant))
         } else {
             None
@@ -327,20 +332,16 @@ pub async fn serve(
             .metrics
             .bytes(r.variant, ds.body_bytes_read() as u64, bytes_out);
         if !r.recorded {
-            plane.metrics.record(r.variant, route, status, start.elapsed());
+            plane
+                .metrics
+                .record(r.variant, route, status, start.elapsed());
         }
         match end {
             RelayEnd::Complete if status != 101 => {
                 us.respect_keepalive();
                 if let Some(stream) = us.reuse().await {
                     drop(in_use);
-                    upstream_pool::put(
-                        &plane.metrics,
-                        r.variant,
-                        addr,
-                        stream,
-                        up.keepalive_pool,
-                    );
+                    upstream_pool::put(&plane.metrics, r.variant, addr, stream, up.keepalive_pool);
                 }
             }
             RelayEnd::Complete => {}

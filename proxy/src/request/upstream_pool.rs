@@ -82,13 +82,7 @@ pub fn take(
 }
 
 /// Returns a connection whose last response is complete; closes it when the pool is full.
-pub fn put(
-    metrics: &Metrics,
-    variant: Variant,
-    addr: SocketAddr,
-    stream: Stream,
-    max_idle: usize,
-) {
+pub fn put(metrics: &Metrics, variant: Variant, addr: SocketAddr, stream: Stream, max_idle: usize) {
     let rejected = IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         if idle.total >= max_idle {
@@ -96,10 +90,13 @@ pub fn put(
         }
         idle.total += 1;
         metrics.upstream_idle(variant, 1);
-        idle.by_server.entry((variant, addr)).or_default().push(IdleConn {
-            stream,
-            since_ms: now_ms(),
-        });
+        idle.by_server
+            .entry((variant, addr))
+            .or_default()
+            .push(IdleConn {
+                stream,
+                since_ms: now_ms(),
+            });
         None
     });
     drop(rejected);
@@ -112,8 +109,5 @@ fn is_open(stream: &mut Stream) -> bool {
     let mut cx = Context::from_waker(Waker::noop());
     let mut empty = [0u8; 0];
     let mut buf = ReadBuf::new(&mut empty);
-    matches!(
-        Pin::new(stream).poll_read(&mut cx, &mut buf),
-        Poll::Pending
-    )
+    matches!(Pin::new(stream).poll_read(&mut cx, &mut buf), Poll::Pending)
 }
