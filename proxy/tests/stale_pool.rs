@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use canaryd_config::DataPlaneConfig;
 use canaryd_proxy::{build_data_plane, ProxyServer, RoutingHandle, Variant};
-use testkit::{free_addr, wait_for_port, Client, FakeGateway};
+use testkit::{free_addr, wait_for_port, wait_until, Client, FakeGateway};
 
 /// Answers the first request of every connection (keeping it alive), then closes the
 /// connection without answering when the next request arrives on it.
@@ -74,7 +74,10 @@ fn stale_pooled_connections_are_retried_fresh_and_never_count_as_failures() {
         );
     }
     let m = &plane.metrics;
-    assert_eq!(m.requests_of(Variant::Stable, 2), 20);
+    // A response is recorded right after its last byte is written.
+    wait_until("20 requests recorded", Duration::from_secs(5), || {
+        m.requests_of(Variant::Stable, 2) == 20
+    });
     assert_eq!(
         m.requests_of(Variant::Stable, 5),
         0,

@@ -1,17 +1,19 @@
 //! One client connection: the pingora-core `ServerApp` each worker runs for every connection it
 //! accepts.
 //!
-//! HTTP/1 is a loop on this task: wait for the next request's first byte (holding no buffer
-//! while idle), read its header under `client_header_timeout`, serve it (`session.rs`), finish
+//! HTTP/1 is a loop on this task: wait for the next request's first bytes (holding no buffer
+//! while idle: they are read into the worker's scratch buffer and copied out), read its header under `client_header_timeout`, serve it (`session.rs`), finish
 //! the response, and go round again while the connection is kept alive. The wait is
 //! `keepalive_timeout` between requests and `client_header_timeout` before the first one, as in
 //! nginx; a header that does not complete in time closes the connection. A prior-knowledge
 //! HTTP/2 (h2c) connection is recognised by its preface and each of its streams is served by
 //! the same request code on a task of its own.
 
+use std::cell::RefCell;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
@@ -29,8 +31,8 @@ use crate::plane::DataPlane;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Size of the buffer a request header is read into; taken when the request's first byte
-/// arrives, released when the request is done.
+/// Size of the buffer a request header is read into; taken when the request's first bytes
+/// arrive, released when the request is done.
 const HEADER_BUF: usize = 4096;
 
 /// The per-connection application handed to every worker's listening service.
@@ -47,84 +49,106 @@ impl ProxyApp {
     }
 
     /// Serves an HTTP/1 connection until it is closed, not kept alive, or idle too long.
+    /// `first` holds the first bytes of the first request.
     async fn serve_h1(
         &self,
         mut stream: Stream,
-        mut first: BytesMut,
+        first: BytesMut,
         client_ip: Option<IpAddr>,
         shutdown: &ShutdownWatch,
     ) {
         let metrics = &self.plane.metrics;
         let mut served: u32 = 0;
-        let mut prefix = Some(std::mem::take(&mut first));
+        let mut prefix = first;
         loop {
-            let up = self.plane.upstreams();
-            if prefix.is_none() {
-                // Idle between requests: no buffer held, only the socket.
+            if prefix.is_empty() {
+                // Idle between requests: no buffer held (an empty remainder may still share the
+                // last request's), only the socket.
+                drop(std::mem::take(&mut prefix));
                 let _idle = metrics.conn_state(ConnState::Idle);
                 if self.plane.drain.is_draining() || *shutdown.borrow() {
                     return;
                 }
+                let keepalive = self.plane.upstreams().keepalive_timeout;
                 let mut stop = shutdown.clone();
                 tokio::select! {
-                    ready = tokio::time::timeout(up.keepalive_timeout, wait_readable(&mut stream)) => {
+                    ready = tokio::time::timeout(keepalive, read_first(&mut stream)) => {
                         match ready {
-                            Ok(Ok(())) => {}
-                            Ok(Err(_)) | Err(_) => return,
+                            Ok(Ok(data)) if !data.is_empty() => prefix = data,
+                            _ => return,
                         }
                     }
                     _ = stop.changed() => return,
                 }
             }
-            let _reading = metrics.conn_state(ConnState::Reading);
-            let mut ds = ServerSession::new_http1(stream);
-            if let Some(p) = prefix.take().filter(|p| !p.is_empty()) {
-                ds.set_pipelined_prefix(p);
-            }
-            ds.set_read_timeout(Some(up.client_header_timeout));
-            match tokio::time::timeout(up.client_header_timeout, ds.read_request()).await {
-                Err(_) => {
-                    tracing::debug!("client_header_timeout: closing the connection");
-                    return;
-                }
-                Ok(Ok(true)) => {}
-                Ok(Ok(false)) => return,
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "bad request header");
-                    let status = super::upstream::client_status(&e);
-                    if status != 0 {
-                        ds.set_keepalive(None);
-                        let _ = ds.respond_error(status).await;
-                    }
-                    return;
-                }
-            }
-            drop(_reading);
             served += 1;
-            let keep = ds.get_keepalive().is_some()
-                && served < up.keepalive_requests
-                && !self.plane.drain.is_draining();
-            if keep {
-                ds.set_keepalive(Some(up.keepalive_timeout.as_secs().max(1)));
-            } else {
-                ds.set_keepalive(None);
-            }
-            ds.set_read_timeout(Some(up.client_timeout));
-            ds.set_write_timeout(Some(up.client_timeout));
-            {
-                let _writing = metrics.conn_state(ConnState::Writing);
-                // Boxed: the request's state is only held while a request runs, so an idle
-                // connection's future stays small.
-                Box::pin(session::serve(&self.plane, &up, &mut ds, client_ip)).await;
-            }
-            match ds.finish().await {
-                Ok(Some(reusable)) => {
-                    let (s, p) = reusable.into_parts();
+            // Boxed: a request's state (sessions, buffers, timers) exists only while it runs,
+            // so an idle connection's future stays small.
+            let next = Box::pin(self.one_request(stream, prefix, served, client_ip)).await;
+            match next {
+                Some((s, p)) => {
                     stream = s;
                     prefix = p;
                 }
-                _ => return,
+                None => return,
             }
+        }
+    }
+
+    /// Reads one request header (starting with `prefix`, already read) under
+    /// `client_header_timeout`, serves the request and finishes its response. Returns the
+    /// connection and the bytes already read of the next request when it is kept alive.
+    async fn one_request(
+        &self,
+        stream: Stream,
+        prefix: BytesMut,
+        served: u32,
+        client_ip: Option<IpAddr>,
+    ) -> Option<(Stream, BytesMut)> {
+        let metrics = &self.plane.metrics;
+        let up = self.plane.upstreams();
+        let reading = metrics.conn_state(ConnState::Reading);
+        let mut ds = ServerSession::new_http1(stream);
+        ds.set_pipelined_prefix(prefix);
+        ds.set_read_timeout(Some(up.client_header_timeout));
+        match tokio::time::timeout(up.client_header_timeout, ds.read_request()).await {
+            Err(_) => {
+                tracing::debug!("client_header_timeout: closing the connection");
+                return None;
+            }
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return None,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "bad request header");
+                let status = super::upstream::client_status(&e);
+                if status != 0 {
+                    ds.set_keepalive(None);
+                    let _ = ds.respond_error(status).await;
+                }
+                return None;
+            }
+        }
+        drop(reading);
+        let keep = ds.get_keepalive().is_some()
+            && served < up.keepalive_requests
+            && !self.plane.drain.is_draining();
+        if keep {
+            ds.set_keepalive(Some(up.keepalive_timeout.as_secs().max(1)));
+        } else {
+            ds.set_keepalive(None);
+        }
+        ds.set_read_timeout(Some(up.client_timeout));
+        ds.set_write_timeout(Some(up.client_timeout));
+        {
+            let _writing = metrics.conn_state(ConnState::Writing);
+            session::serve(&self.plane, &up, &mut ds, client_ip).await;
+        }
+        match ds.finish().await {
+            Ok(Some(reusable)) => {
+                let (s, p) = reusable.into_parts();
+                Some((s, p.unwrap_or_default()))
+            }
+            _ => None,
         }
     }
 
@@ -199,11 +223,13 @@ impl ServerApp for ProxyApp {
         let first = {
             let _reading = metrics.conn_state(ConnState::Reading);
             let read = async {
-                wait_readable(&mut stream).await?;
-                let mut buf = BytesMut::with_capacity(HEADER_BUF);
-                while buf.len() < H2_PREFACE.len() {
-                    let n = stream.read_buf(&mut buf).await?;
-                    if n == 0 || !H2_PREFACE.starts_with(&buf) {
+                let mut buf = read_first(&mut stream).await?;
+                // Enough to tell a prior-knowledge HTTP/2 preface from an HTTP/1 request.
+                while !buf.is_empty()
+                    && buf.len() < H2_PREFACE.len()
+                    && H2_PREFACE.starts_with(&buf)
+                {
+                    if stream.read_buf(&mut buf).await? == 0 {
                         break;
                     }
                 }
@@ -221,7 +247,8 @@ impl ServerApp for ProxyApp {
             };
             l4.rewind(&first);
             drop(first);
-            self.serve_h2(l4, client_ip, shutdown).await;
+            // Boxed: rare, and its futures are large.
+            Box::pin(self.serve_h2(l4, client_ip, shutdown)).await;
         } else {
             self.serve_h1(stream, first, client_ip, shutdown).await;
         }
@@ -229,13 +256,35 @@ impl ServerApp for ProxyApp {
     }
 }
 
-/// Waits until `stream` is readable without reading: a read into an empty buffer completes
-/// when data (or the end) is there, and takes no memory while the connection is idle.
-async fn wait_readable(stream: &mut Stream) -> std::io::Result<()> {
+thread_local! {
+    /// Each worker's buffer for the first read of a request; its bytes are copied out.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; HEADER_BUF].into_boxed_slice());
+}
+
+/// Waits for the next request's first bytes without holding a buffer while the connection is
+/// idle: each poll reads into the worker's scratch buffer, and only bytes that arrived are
+/// copied into a request buffer of their own. Empty: the client closed the connection.
+async fn read_first(stream: &mut Stream) -> std::io::Result<BytesMut> {
     std::future::poll_fn(|cx| {
-        let mut empty = [0u8; 0];
-        let mut buf = ReadBuf::new(&mut empty);
-        Pin::new(&mut *stream).poll_read(cx, &mut buf)
+        SCRATCH.with(|scratch| {
+            let mut poll = |bytes: &mut [u8]| {
+                let mut buf = ReadBuf::new(bytes);
+                match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
+                    Poll::Ready(Ok(())) => {
+                        let mut out = BytesMut::with_capacity(HEADER_BUF);
+                        out.extend_from_slice(buf.filled());
+                        Poll::Ready(Ok(out))
+                    }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
+                }
+            };
+            match scratch.try_borrow_mut() {
+                Ok(mut scratch) => poll(&mut scratch[..]),
+                // Not reached (nothing polls two reads at once on one thread); stay correct.
+                Err(_) => poll(&mut vec![0u8; HEADER_BUF]),
+            }
+        })
     })
     .await
 }

@@ -8,8 +8,8 @@
 //! - a pooled connection to it, or a new one; a failed connect counts against the server
 //!   (`max_fails`) and the variant (a 502 attempt), then the other pool once (`connect_error`);
 //! - a pooled connection that turns out closed before any byte of the response (the upstream
-//!   closed it while idle) is retried on a fresh connection to the same server, and counts
-//!   against nothing;
+//!   closed it while idle) is retried on a fresh connection to the same server — a request
+//!   that was fully written only if it is idempotent — and counts against nothing;
 //! - a canary that answers 502/503/504, or breaks before anything reached the client, to an
 //!   idempotent request whose body can be replayed: counted against the canary, retried on
 //!   stable (`canary_error`) when `retry_on_canary_error` is on;
@@ -239,8 +239,14 @@ pub async fn serve(
         match sent {
             Ok(()) => {}
             Err(AttemptError::Client(status)) => return finish_error(&mut r, ds, status).await,
-            Err(AttemptError::Upstream { kind, stale }) => {
-                if stale && body.replayable() && stale_retries < STALE_RETRIES {
+            Err(AttemptError::Upstream { kind, stale, sent }) => {
+                // A request that was fully written may have reached the application: only an
+                // idempotent one is sent again.
+                if stale
+                    && body.replayable()
+                    && (idempotent || !sent)
+                    && stale_retries < STALE_RETRIES
+                {
                     tracing::debug!(server = %addr, "pooled connection was closed; retrying on a fresh one");
                     stale_retries += 1;
                     fresh_only = true;

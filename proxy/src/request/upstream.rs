@@ -26,8 +26,13 @@ use crate::metrics::FailureKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptError {
     /// The upstream failed. `stale`: on a pooled connection, before any byte of the response —
-    /// the upstream had closed it while it was idle; not the server's fault.
-    Upstream { kind: FailureKind, stale: bool },
+    /// the upstream had closed it while it was idle; not the server's fault. `sent`: the
+    /// whole request had been written (it may have reached the application).
+    Upstream {
+        kind: FailureKind,
+        stale: bool,
+        sent: bool,
+    },
     /// The client failed (went away: 0, timed out: 408, bad body: 400).
     Client(u16),
 }
@@ -115,16 +120,17 @@ pub async fn send_request(
     body: &mut RequestBody,
     reused: bool,
 ) -> Result<(), AttemptError> {
-    let upstream = |e: Box<Error>, us: &ClientSession| {
+    let upstream = |e: Box<Error>, us: &ClientSession, sent: bool| {
         let kind = failure_kind(&e);
         tracing::debug!(error = %e, reused, "upstream attempt failed");
         AttemptError::Upstream {
             kind,
             stale: reused && kind == FailureKind::Reset && us.resp_header().is_none(),
+            sent,
         }
     };
     if let Err(e) = us.write_request_header(req).await {
-        return Err(upstream(e, us));
+        return Err(upstream(e, us, false));
     }
     match body.send(ds, us).await {
         Ok(()) => {}
@@ -132,11 +138,11 @@ pub async fn send_request(
             tracing::debug!(error = %e, "reading the request body failed");
             return Err(AttemptError::Client(client_status(&e)));
         }
-        Err(SendError::Upstream(e)) => return Err(upstream(e, us)),
+        Err(SendError::Upstream(e)) => return Err(upstream(e, us, false)),
     }
     loop {
         if let Err(e) = us.read_response().await {
-            return Err(upstream(e, us));
+            return Err(upstream(e, us, true));
         }
         match us.resp_header().map(|r| r.status.as_u16()) {
             Some(101) | None => return Ok(()),
