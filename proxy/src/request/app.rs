@@ -50,13 +50,7 @@ impl ProxyApp {
 
     /// Serves an HTTP/1 connection until it is closed, not kept alive, or idle too long.
     /// `first` holds the first bytes of the first request.
-    async fn serve_h1(
-        &self,
-        mut stream: Stream,
-        first: BytesMut,
-        client_ip: Option<IpAddr>,
-        shutdown: &ShutdownWatch,
-    ) {
+    async fn serve_h1(&self, mut stream: Stream, first: BytesMut, client_ip: Option<IpAddr>) {
         let metrics = &self.plane.metrics;
         let mut served: u32 = 0;
         let mut prefix = first;
@@ -66,19 +60,17 @@ impl ProxyApp {
                 // last request's), only the socket.
                 drop(std::mem::take(&mut prefix));
                 let _idle = metrics.conn_state(ConnState::Idle);
-                if self.plane.drain.is_draining() || *shutdown.borrow() {
+                if self.plane.drain.is_draining() {
                     return;
                 }
                 let keepalive = self.plane.upstreams().keepalive_timeout;
-                let mut stop = shutdown.clone();
-                tokio::select! {
-                    ready = tokio::time::timeout(keepalive, read_first(&mut stream)) => {
-                        match ready {
-                            Ok(Ok(data)) if !data.is_empty() => prefix = data,
-                            _ => return,
-                        }
-                    }
-                    _ = stop.changed() => return,
+                // No wait on the shutdown signal here: registering with it costs a shared lock
+                // per request. On a graceful stop the process exits once in-flight requests are
+                // done (see server.rs), which closes idle connections; a request that arrives
+                // before then is served with `Connection: close`.
+                match tokio::time::timeout(keepalive, read_first(&mut stream)).await {
+                    Ok(Ok(data)) if !data.is_empty() => prefix = data,
+                    _ => return,
                 }
             }
             served += 1;
@@ -250,7 +242,7 @@ impl ServerApp for ProxyApp {
             // Boxed: rare, and its futures are large.
             Box::pin(self.serve_h2(l4, client_ip, shutdown)).await;
         } else {
-            self.serve_h1(stream, first, client_ip, shutdown).await;
+            self.serve_h1(stream, first, client_ip).await;
         }
         None
     }
