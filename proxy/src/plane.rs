@@ -57,7 +57,7 @@ pub struct Drain {
 
 /// Counts one request in flight until dropped.
 #[derive(Debug)]
-pub struct InflightGuard(Arc<Drain>);
+pub struct InflightGuard<'a>(&'a Drain);
 
 // === impl DataPlane ===
 
@@ -74,6 +74,16 @@ impl DataPlane {
     /// The upstreams in force now.
     pub fn upstreams(&self) -> Arc<Upstreams> {
         self.upstreams.load_full()
+    }
+
+    /// Brings `cached` up to the upstreams in force now. A connection keeps the generation it
+    /// last used and only takes a new reference after a reload, so a request touches no
+    /// reference count shared with other workers.
+    pub fn refresh_upstreams(&self, cached: &mut Arc<Upstreams>) {
+        let now = self.upstreams.load();
+        if !Arc::ptr_eq(&now, cached) {
+            *cached = arc_swap::Guard::into_inner(now);
+        }
     }
 
     /// Replaces the upstreams; requests already running finish on the old ones.
@@ -98,13 +108,13 @@ impl Drain {
         self.draining.store(true, Ordering::Relaxed);
     }
 
-    pub fn enter(self: &Arc<Self>) -> InflightGuard {
+    pub fn enter(&self) -> InflightGuard<'_> {
         self.inflight.fetch_add(1, Ordering::AcqRel);
-        InflightGuard(self.clone())
+        InflightGuard(self)
     }
 }
 
-impl Drop for InflightGuard {
+impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
         self.0.inflight.fetch_sub(1, Ordering::AcqRel);
     }

@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 use super::session;
 use crate::metrics::ConnState;
-use crate::plane::DataPlane;
+use crate::plane::{DataPlane, Upstreams};
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -54,6 +54,8 @@ impl ProxyApp {
         let metrics = &self.plane.metrics;
         let mut served: u32 = 0;
         let mut prefix = first;
+        // This connection's upstreams generation, refreshed before each request.
+        let mut up = self.plane.upstreams();
         loop {
             if prefix.is_empty() {
                 // Idle between requests: no buffer held (an empty remainder may still share the
@@ -63,7 +65,7 @@ impl ProxyApp {
                 if self.plane.drain.is_draining() {
                     return;
                 }
-                let keepalive = self.plane.upstreams().keepalive_timeout;
+                let keepalive = up.keepalive_timeout;
                 // No wait on the shutdown signal here: registering with it costs a shared lock
                 // per request. On a graceful stop the process exits once in-flight requests are
                 // done (see server.rs), which closes idle connections; a request that arrives
@@ -74,9 +76,10 @@ impl ProxyApp {
                 }
             }
             served += 1;
+            self.plane.refresh_upstreams(&mut up);
             // Boxed: a request's state (sessions, buffers, timers) exists only while it runs,
             // so an idle connection's future stays small.
-            let next = Box::pin(self.one_request(stream, prefix, served, client_ip)).await;
+            let next = Box::pin(self.one_request(&up, stream, prefix, served, client_ip)).await;
             match next {
                 Some((s, p)) => {
                     stream = s;
@@ -92,13 +95,13 @@ impl ProxyApp {
     /// connection and the bytes already read of the next request when it is kept alive.
     async fn one_request(
         &self,
+        up: &Upstreams,
         stream: Stream,
         prefix: BytesMut,
         served: u32,
         client_ip: Option<IpAddr>,
     ) -> Option<(Stream, BytesMut)> {
         let metrics = &self.plane.metrics;
-        let up = self.plane.upstreams();
         let reading = metrics.conn_state(ConnState::Reading);
         let mut ds = ServerSession::new_http1(stream);
         ds.set_pipelined_prefix(prefix);
@@ -133,7 +136,7 @@ impl ProxyApp {
         ds.set_write_timeout(Some(up.client_timeout));
         {
             let _writing = metrics.conn_state(ConnState::Writing);
-            session::serve(&self.plane, &up, &mut ds, client_ip).await;
+            session::serve(&self.plane, up, &mut ds, client_ip).await;
         }
         match ds.finish().await {
             Ok(Some(reusable)) => {
