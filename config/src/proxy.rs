@@ -54,10 +54,14 @@ pub struct ProxyConfig {
     /// `keepalive_requests`, 1000).
     pub keepalive_requests: u32,
     /// Time a client has to send the next chunk of its body or accept the next chunk of the
-    /// response (nginx `client_body_timeout` / `send_timeout`, 60 s). The header phase has
-    /// Pingora's fixed 60 s timeout.
+    /// response (nginx `client_body_timeout` / `send_timeout`, 60 s).
     #[serde(deserialize_with = "duration")]
     pub client_timeout: Duration,
+    /// Time a client has to send a whole request header, from its first byte (or from the
+    /// connection's start for its first request); past it the connection is closed (nginx
+    /// `client_header_timeout`, 60 s).
+    #[serde(deserialize_with = "duration")]
+    pub client_header_timeout: Duration,
     /// Upper bound on a graceful stop: in-flight requests get this long to finish.
     #[serde(deserialize_with = "duration")]
     pub shutdown_grace: Duration,
@@ -77,6 +81,7 @@ impl Default for ProxyConfig {
             keepalive_timeout: Duration::from_secs(75),
             keepalive_requests: 1000,
             client_timeout: Duration::from_secs(60),
+            client_header_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
             routes: Vec::new(),
         }
@@ -251,6 +256,12 @@ impl DataPlaneConfig {
             bad(
                 "proxy.keepalive_requests".into(),
                 "expected at least 1 request per client connection".into(),
+            );
+        }
+        if self.proxy.client_header_timeout.is_zero() {
+            bad(
+                "proxy.client_header_timeout".into(),
+                "expected a positive duration like \"60s\"".into(),
             );
         }
         if self.proxy.shutdown_grace.is_zero() {

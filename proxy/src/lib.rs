@@ -16,7 +16,11 @@
 //! - `metrics` and `process_metrics`: lock-free counters and histograms, Prometheus text.
 //! - `windows`: per-variant one-second rings (requests, 5xx, latency buckets) giving the
 //!   controller's `source = "local"` rules error ratio, rps and quantiles over the last seconds.
-//! - `service`: the `ProxyHttp` implementation tying the above together.
+//! - `plane`: what every worker shares: routing handle, metrics, drain accounting, and the
+//!   reloadable upstreams generation.
+//! - `request`: canaryd's own request loop on pingora-core's HTTP/1 and HTTP/2 server sessions:
+//!   reading the request header under `client_header_timeout`, deciding, forwarding over a
+//!   per-worker upstream keepalive pool, retries, streaming and upgraded tunnels.
 //! - `listener`: one single-threaded Pingora service per worker, accepting on shared
 //!   listening sockets (no cross-thread wake-ups).
 //! - `server`: building the Pingora server and stopping it gracefully.
@@ -30,12 +34,13 @@ mod forwarding;
 mod health;
 mod listener;
 mod metrics;
+mod plane;
 mod pool;
 mod process_metrics;
+mod request;
 mod routes;
 mod routing;
 mod server;
-mod service;
 mod sticky;
 mod windows;
 
@@ -43,12 +48,12 @@ use std::sync::Arc;
 
 use canaryd_config::DataPlaneConfig;
 pub use metrics::{escape as escape_label, FailureKind, FallbackReason, Metrics};
+pub use plane::{DataPlane, Drain, Upstreams};
 pub use pool::{Pool, PoolError};
 pub use process_metrics::render as render_process_metrics;
 pub use routes::Routes;
 pub use routing::{Reason, Router, RoutingHandle, RoutingTable, Variant};
 pub use server::ProxyServer;
-pub use service::{DataPlane, Drain, Upstreams};
 pub use windows::{WindowStats, Windows};
 
 /// Builds the shared data plane from validated configuration and a routing handle.
@@ -106,8 +111,12 @@ pub fn build_upstreams(
             .sticky
             .as_ref()
             .map_or(86_400, |s| s.max_age.as_secs()),
-        keepalive_timeout_s: cfg.proxy.keepalive_timeout.as_secs().max(1),
+        keepalive_timeout: cfg.proxy.keepalive_timeout,
+        keepalive_requests: cfg.proxy.keepalive_requests.max(1),
+        client_header_timeout: cfg.proxy.client_header_timeout,
         client_timeout: cfg.proxy.client_timeout,
+        keepalive_pool: cfg.proxy.keepalive_pool,
+        upstream_idle_timeout: cfg.proxy.upstream_idle_timeout,
     })
 }
 

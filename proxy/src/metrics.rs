@@ -5,7 +5,7 @@
 //! allocation, no label formatting on the request path. Rendering does the formatting.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::routing::Variant;
@@ -43,6 +43,67 @@ pub enum FailureKind {
 }
 const FAILURE_KINDS: [&str; 4] = ["connect", "timeout", "reset", "protocol"];
 
+/// What a client connection is doing (nginx's stub_status states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnState {
+    /// Reading a request header.
+    Reading = 0,
+    /// Serving a request: from its header to the end of its response.
+    Writing = 1,
+    /// Kept alive, waiting for the next request.
+    Idle = 2,
+}
+const CONN_STATES: [&str; 3] = ["reading", "writing", "idle"];
+
+/// Upstream connections of a variant: idle in a worker's pool, or carrying a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamConnState {
+    Idle = 0,
+    InUse = 1,
+}
+const UPSTREAM_CONN_STATES: [&str; 2] = ["idle", "in_use"];
+
+/// Connection-level counters and gauges: nginx users' `stub_status`, plus streams, pooled
+/// upstream connections and bytes per variant.
+#[derive(Debug, Default)]
+pub struct ConnMetrics {
+    states: [AtomicI64; 3],
+    accepted: AtomicU64,
+    handled: AtomicU64,
+    /// SSE responses and upgraded tunnels open now, per variant.
+    streams: [AtomicI64; 2],
+    /// `[variant][idle | in use]`.
+    upstream: [[AtomicI64; 2]; 2],
+    /// Body bytes from clients to upstreams and back, per variant.
+    bytes_in: [AtomicU64; 2],
+    bytes_out: [AtomicU64; 2],
+}
+
+/// Holds a gauge up by one until dropped.
+#[derive(Debug)]
+pub struct GaugeGuard<'a>(&'a AtomicI64);
+
+/// Counts a client connection: accepted when made, handled when it ends.
+#[derive(Debug)]
+pub struct ConnectionGuard<'a>(&'a ConnMetrics);
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for ConnectionGuard<'_> {
+    fn drop(&mut self) {
+        self.0.handled.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn gauge(g: &AtomicI64) -> GaugeGuard<'_> {
+    g.fetch_add(1, Ordering::Relaxed);
+    GaugeGuard(g)
+}
+
 /// A latency histogram with fixed buckets.
 #[derive(Debug, Default)]
 pub struct Histogram {
@@ -63,6 +124,7 @@ pub struct Metrics {
     fallbacks: [[AtomicU64; 3]; 2],
     /// Per-variant sliding windows for the controller's `source = "local"` rules.
     windows: Windows,
+    conns: ConnMetrics,
 }
 
 // === impl Histogram ===
@@ -95,7 +157,41 @@ impl Metrics {
             upstream_failures: Default::default(),
             fallbacks: Default::default(),
             windows: Windows::new(),
+            conns: ConnMetrics::default(),
         }
+    }
+
+    /// A client connection accepted; handled when the guard drops.
+    pub fn connection(&self) -> ConnectionGuard<'_> {
+        self.conns.accepted.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(&self.conns)
+    }
+
+    /// A client connection in `state` until the guard drops.
+    pub fn conn_state(&self, state: ConnState) -> GaugeGuard<'_> {
+        gauge(&self.conns.states[state as usize])
+    }
+
+    /// An open stream (SSE, upgraded tunnel) of `variant` until the guard drops.
+    pub fn stream(&self, variant: Variant) -> GaugeGuard<'_> {
+        gauge(&self.conns.streams[variant.index()])
+    }
+
+    /// An upstream connection of `variant` in `state` until the guard drops.
+    pub fn upstream_conn(&self, variant: Variant, state: UpstreamConnState) -> GaugeGuard<'_> {
+        gauge(&self.conns.upstream[variant.index()][state as usize])
+    }
+
+    /// Moves the idle upstream connection gauge of `variant` by `delta`.
+    pub fn upstream_idle(&self, variant: Variant, delta: i64) {
+        self.conns.upstream[variant.index()][UpstreamConnState::Idle as usize]
+            .fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Body bytes relayed for `variant`: from the client, to the client.
+    pub fn bytes(&self, variant: Variant, from_client: u64, to_client: u64) {
+        self.conns.bytes_in[variant.index()].fetch_add(from_client, Ordering::Relaxed);
+        self.conns.bytes_out[variant.index()].fetch_add(to_client, Ordering::Relaxed);
     }
 
     fn slot(&self, variant: Variant, route: usize, status: u16) -> usize {
@@ -203,11 +299,66 @@ impl Metrics {
                 );
             }
         }
+        self.render_connections(out);
         let _ = writeln!(
             out,
             "# HELP canaryd_canary_weight_percent Share of traffic routed to the canary.\n# TYPE canaryd_canary_weight_percent gauge\ncanaryd_canary_weight_percent {}",
             f64::from(weight_bp) / 100.0
         );
+    }
+}
+
+// === impl Metrics (connections) ===
+
+impl Metrics {
+    fn render_connections(&self, out: &mut String) {
+        let c = &self.conns;
+        let load = |a: &AtomicI64| a.load(Ordering::Relaxed).max(0);
+        out.push_str("# HELP canaryd_connections Client connections by state.\n# TYPE canaryd_connections gauge\n");
+        for (i, state) in CONN_STATES.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "canaryd_connections{{state=\"{state}\"}} {}",
+                load(&c.states[i])
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP canaryd_connections_accepted_total Client connections accepted.\n# TYPE canaryd_connections_accepted_total counter\ncanaryd_connections_accepted_total {}\n# HELP canaryd_connections_handled_total Client connections handled to their end.\n# TYPE canaryd_connections_handled_total counter\ncanaryd_connections_handled_total {}",
+            c.accepted.load(Ordering::Relaxed),
+            c.handled.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP canaryd_active_streams Open SSE responses and upgraded tunnels.\n# TYPE canaryd_active_streams gauge\n");
+        for v in Variant::ALL {
+            let _ = writeln!(
+                out,
+                "canaryd_active_streams{{variant=\"{}\"}} {}",
+                v.as_str(),
+                load(&c.streams[v.index()])
+            );
+        }
+        out.push_str("# HELP canaryd_upstream_connections Upstream connections, idle in a worker's pool or in use.\n# TYPE canaryd_upstream_connections gauge\n");
+        for v in Variant::ALL {
+            for (i, state) in UPSTREAM_CONN_STATES.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "canaryd_upstream_connections{{variant=\"{}\",state=\"{state}\"}} {}",
+                    v.as_str(),
+                    load(&c.upstream[v.index()][i])
+                );
+            }
+        }
+        out.push_str("# HELP canaryd_body_bytes_total Body bytes relayed, from clients (in) and to clients (out).\n# TYPE canaryd_body_bytes_total counter\n");
+        for v in Variant::ALL {
+            for (dir, counter) in [("in", &c.bytes_in), ("out", &c.bytes_out)] {
+                let _ = writeln!(
+                    out,
+                    "canaryd_body_bytes_total{{variant=\"{}\",direction=\"{dir}\"}} {}",
+                    v.as_str(),
+                    counter[v.index()].load(Ordering::Relaxed)
+                );
+            }
+        }
     }
 }
 

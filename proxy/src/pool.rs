@@ -3,15 +3,14 @@
 //! Selection is nginx's smooth weighted round-robin, precomputed once into a schedule and walked
 //! with an atomic cursor, so picking is lock- and allocation-free. A server is available when its
 //! active health check says up and it is not inside a passive `fail_timeout` ban (nginx
-//! `max_fails`/`fail_timeout` semantics). Every server carries one prebuilt `HttpPeer` per route
-//! (per-route timeouts), cloned into the box Pingora asks for.
+//! `max_fails`/`fail_timeout` semantics). A pool none of whose servers is available answers
+//! `None` after looking at each server once, not after walking the whole schedule.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use canaryd_config::{resolve, PoolConfig};
-use pingora_core::upstreams::peer::HttpPeer;
 
 use crate::clock::now_ms;
 use crate::routes::Routes;
@@ -22,7 +21,6 @@ use crate::routing::Variant;
 pub struct Server {
     pub addr: SocketAddr,
     pub weight: u32,
-    peers: Vec<HttpPeer>,
     /// Active health check verdict (starts up, like nginx).
     up: AtomicBool,
     /// Passive failures in the current window.
@@ -69,11 +67,6 @@ impl Server {
     pub fn set_up(&self, up: bool) -> bool {
         self.up.swap(up, Ordering::Relaxed) != up
     }
-
-    /// The peer to dial for `route`.
-    pub fn peer(&self, route: usize) -> &HttpPeer {
-        &self.peers[route.min(self.peers.len() - 1)]
-    }
 }
 
 // === impl Pool ===
@@ -82,8 +75,8 @@ impl Pool {
     pub fn new(
         variant: Variant,
         cfg: &PoolConfig,
-        routes: &Routes,
-        idle_timeout: Duration,
+        _routes: &Routes,
+        _idle_timeout: Duration,
     ) -> Result<Self, PoolError> {
         let mut servers = Vec::with_capacity(cfg.servers.len());
         for (index, entry) in cfg.servers.iter().enumerate() {
@@ -92,24 +85,9 @@ impl Pool {
                 index,
                 addr: entry.addr.clone(),
             })?;
-            let peers = routes
-                .all()
-                .iter()
-                .map(|route| {
-                    let mut peer = HttpPeer::new(addr, false, String::new());
-                    let o = &mut peer.options;
-                    o.connection_timeout = Some(route.timeouts.connect);
-                    o.total_connection_timeout = Some(route.timeouts.connect);
-                    o.read_timeout = Some(route.timeouts.read);
-                    o.write_timeout = Some(route.timeouts.write);
-                    o.idle_timeout = Some(idle_timeout);
-                    peer
-                })
-                .collect();
             servers.push(Server {
                 addr,
                 weight: entry.weight.max(1),
-                peers,
                 up: AtomicBool::new(true),
                 fails: AtomicU32::new(0),
                 window_start_ms: AtomicU64::new(0),
@@ -134,6 +112,11 @@ impl Pool {
             return None;
         }
         let now = now_ms();
+        // A pool with nothing available is the common case when one is down: answer after
+        // looking at each server once, not after walking the whole schedule.
+        if !self.servers.iter().any(|s| s.available(now)) {
+            return None;
+        }
         let start = self.cursor.fetch_add(1, Ordering::Relaxed);
         (0..len)
             .map(|i| self.schedule[(start + i) % len])

@@ -1,5 +1,5 @@
-//! Building and running the Pingora server: worker threads, listeners, keepalive limits,
-//! upstream pool size, and a graceful stop bounded by `shutdown_grace`.
+//! Building and running the Pingora server: worker threads, listeners running canaryd's own
+//! request loop (`request/`), and a graceful stop bounded by `shutdown_grace`.
 //!
 //! Pingora's own SIGTERM path sleeps the full grace period and then drops whatever is still
 //! running. canaryd instead watches its in-flight counter: on SIGTERM it stops accepting and
@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use canaryd_config::DataPlaneConfig;
-use pingora_core::apps::HttpServerOptions;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::listener::WorkerService;
-use crate::service::{CanaryProxy, DataPlane, Drain};
+use crate::plane::{DataPlane, Drain};
+use crate::request::ProxyApp;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -75,12 +75,9 @@ impl ProxyServer {
             // Each worker is a one-thread service (see listener.rs); `true` gives it a tokio
             // multi-thread runtime with one worker, `false` Pingora's no-steal flavour.
             work_stealing: true,
-            upstream_keepalive_pool_size: cfg.proxy.keepalive_pool,
             // The drain thread exits before Pingora's fixed sleep would end.
             grace_period_seconds: Some(grace.as_secs() + 1),
             graceful_shutdown_timeout_seconds: Some(1),
-            // One retry is all canaryd ever asks for (the other pool).
-            max_retries: 2,
             ..ServerConf::default()
         };
         let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -88,12 +85,7 @@ impl ProxyServer {
 
         let drain = plane.drain.clone();
         for worker in 0..threads {
-            let mut proxy =
-                pingora_proxy::http_proxy(&server.configuration, CanaryProxy::new(plane.clone()));
-            let mut options = HttpServerOptions::default();
-            // Pingora counts reuses after the first request; nginx counts requests.
-            options.keepalive_request_limit = Some(cfg.proxy.keepalive_requests.saturating_sub(1));
-            proxy.server_options = Some(options);
+            let app = ProxyApp::new(plane.clone());
             let listeners = sockets
                 .iter()
                 .zip(&cfg.proxy.listen)
@@ -107,7 +99,7 @@ impl ProxyServer {
                 .collect::<Result<Vec<_>, _>>()?;
             server.add_service(WorkerService::new(
                 format!("canaryd-w{worker}"),
-                proxy,
+                app,
                 listeners,
             ));
         }

@@ -151,10 +151,6 @@ fn websocket_echo_round_trips_text_and_binary() {
 }
 
 #[test]
-#[ignore = "Pingora 0.9.1 bug cloudflare/pingora#946 (open; fixes proposed in #947, #1016): an \
-            HTTP/1 upgrade is torn down right after the 101 when the upstream answers before \
-            the proxy has consumed the upgrade request's empty body; about 1 tunnel in 300 \
-            fails under CPU load (client gets EOF on its first frame)"]
 fn websocket_many_tunnels_all_work() {
     let stable = FakeGateway::spawn("stable", &[]);
     let canary = FakeGateway::spawn("canary", &[]);

@@ -1,0 +1,20 @@
+//! canaryd's own request loop on pingora-core: its listeners and HTTP/1 and HTTP/2 server
+//! sessions carry the bytes; everything between reading a request header and finishing its
+//! response is here.
+//!
+//! - `app`: one client connection (the pingora-core `ServerApp`): the HTTP/1 keepalive loop
+//!   with `client_header_timeout`, or the streams of a prior-knowledge HTTP/2 connection.
+//! - `session`: one request: routing decision, attempts, fallbacks and retries, metrics.
+//! - `upstream`: one attempt over one upstream connection, and relaying the response.
+//! - `upstream_pool`: the per-worker (thread-local) upstream keepalive pool.
+//! - `retry`: the request body read ahead for replay.
+//! - `upgrade`: upgraded (WebSocket) tunnels.
+
+mod app;
+mod retry;
+mod session;
+mod upgrade;
+mod upstream;
+mod upstream_pool;
+
+pub use app::ProxyApp;
