@@ -4,15 +4,14 @@
 //! everywhere else, the wait survives a restart, and a failing canary is still rolled back
 //! while it waits. Status documents and decision lines are read as the controller's types.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use canaryd_controller::{Action, By, Decision, DecisionList, RolloutStatus, State, Status};
 use serde_json::{json, Value};
 
-use crate::common::{self, binary, Canaryd, FakeGateway, Setup};
+use crate::common::{self, cli, post, Canaryd, FakeGateway, Setup};
 
 /// 10 % (3 s, gated) → 50 % (1 h) → 100 % (1 s, gated); a local 5xx rule.
 const POLICY: &str = r#"
@@ -78,25 +77,6 @@ fn daemon() -> Gated {
     }
 }
 
-/// `POST /api/v1/<action>`: the status code and the body.
-fn post(d: &Canaryd, action: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-    let mut c = testkit::Client::connect(d.admin).unwrap();
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let mut headers = vec![("Content-Type", "application/json")];
-    if let Some(a) = &auth {
-        headers.push(("Authorization", a.as_str()));
-    }
-    let r = c
-        .request(
-            "POST",
-            &format!("/api/v1/{action}"),
-            &headers,
-            body.to_string().as_bytes(),
-        )
-        .unwrap();
-    (r.status, r.json())
-}
-
 /// An accepted action: the status it answers with.
 fn ok(d: &Canaryd, action: &str, body: Value) -> RolloutStatus {
     let (code, s) = post(d, action, Some(TOKEN), body);
@@ -142,23 +122,6 @@ fn wait_state(d: &Canaryd, state: State) -> RolloutStatus {
     rollout(d.wait_status(state.as_str(), Duration::from_secs(20), |s| {
         s["state"] == state.as_str()
     }))
-}
-
-fn cli(d: &Canaryd, args: &[&str], token_file: Option<&Path>) -> (bool, String, String) {
-    let mut cmd = Command::new(binary());
-    cmd.args(args)
-        .arg("--admin")
-        .arg(format!("http://{}", d.admin))
-        .env_remove("CANARYD_ADMIN_TOKEN");
-    if let Some(t) = token_file {
-        cmd.arg("--token-file").arg(t);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
 }
 
 #[test]

@@ -446,3 +446,50 @@ pub fn write_token(dir: &std::path::Path, token: &str) -> PathBuf {
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod token");
     path
 }
+
+/// `POST /api/v1/<action>` with `body` and, when given, the bearer token: the status code and
+/// the answer's JSON.
+pub fn post(
+    d: &Canaryd,
+    action: &str,
+    token: Option<&str>,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let mut c = testkit::Client::connect(d.admin).expect("admin connects");
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    let r = c
+        .request(
+            "POST",
+            &format!("/api/v1/{action}"),
+            &headers,
+            body.to_string().as_bytes(),
+        )
+        .expect("admin answers");
+    (r.status, r.json())
+}
+
+/// Runs `canaryd ARGS --admin <d>` (with `--token-file` when given): success, stdout, stderr.
+pub fn cli(
+    d: &Canaryd,
+    args: &[&str],
+    token_file: Option<&std::path::Path>,
+) -> (bool, String, String) {
+    let mut cmd = Command::new(binary());
+    cmd.args(args)
+        .arg("--admin")
+        .arg(format!("http://{}", d.admin))
+        .env_remove("CANARYD_ADMIN_TOKEN");
+    if let Some(t) = token_file {
+        cmd.arg("--token-file").arg(t);
+    }
+    let out = cmd.output().expect("canaryd runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}

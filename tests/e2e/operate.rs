@@ -3,13 +3,13 @@
 //! (valid and invalid) and a SIGTERM in the middle of a rollout.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{self, binary, Canaryd, FakeGateway, Setup};
+use crate::common::{self, binary, cli, post, Canaryd, FakeGateway, Setup};
 
 const POLICY: &str = r#"
 name = "manual"
@@ -58,24 +58,6 @@ fn daemon() -> Op {
         policy,
         _gw: (stable, canary),
     }
-}
-
-fn post(d: &Canaryd, action: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-    let mut c = testkit::Client::connect(d.admin).unwrap();
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let mut headers = vec![("Content-Type", "application/json")];
-    if let Some(a) = &auth {
-        headers.push(("Authorization", a.as_str()));
-    }
-    let r = c
-        .request(
-            "POST",
-            &format!("/api/v1/{action}"),
-            &headers,
-            body.to_string().as_bytes(),
-        )
-        .unwrap();
-    (r.status, r.json())
 }
 
 const TOKEN: &str = "t0ken-for-tests";
@@ -199,23 +181,6 @@ fn each_action_follows_the_state_rules_and_is_logged_with_its_reason() {
     assert!(ops.contains(&("set_weight", "more load")), "{ops:?}");
     assert!(ops.contains(&("rolled_back", "bad p99")), "{ops:?}");
     assert!(ops.contains(&("promote", "looks good")), "{ops:?}");
-}
-
-fn cli(d: &Canaryd, args: &[&str], token_file: Option<&Path>) -> (bool, String, String) {
-    let mut cmd = Command::new(binary());
-    cmd.args(args)
-        .arg("--admin")
-        .arg(format!("http://{}", d.admin))
-        .env_remove("CANARYD_ADMIN_TOKEN");
-    if let Some(t) = token_file {
-        cmd.arg("--token-file").arg(t);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
 }
 
 #[test]
