@@ -24,7 +24,7 @@ use crate::{files, systemd};
 /// How a change of a key takes effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Effect {
-    /// Only a restart applies it (listeners, threads, the admin listener, clients built once).
+    /// Only a restart applies it (listeners, threads, the admin listener, the state files).
     Restart,
     /// Read only when there is no rollout state yet; a running daemon has nothing to apply.
     FirstStart,
