@@ -142,6 +142,9 @@ fn dashboard_is_self_contained() {
         "canaryd_rule_value",
         "canaryd_rule_outcome",
         "canaryd_decisions_total",
+        "canaryd_connections",
+        "canaryd_active_streams",
+        "canaryd_upstream_connections",
         "process_resident_memory_bytes",
         "process_cpu_seconds_total",
     ] {
