@@ -59,6 +59,24 @@ impl Request<'_> {
         &self.up.pools[self.variant.index()]
     }
 
+    /// `retry_on_canary_error`: a canary attempt that failed with `status` (answered 502/503/504,
+    /// or broke before any byte reached the client) is counted against the canary, and a
+    /// request that can be sent again (`replayable`: idempotent, body fully buffered) moves to
+    /// stable. Returns whether it moved.
+    fn canary_error_to_stable(&mut self, status: u16, replayable: bool) -> bool {
+        if self.variant != Variant::Canary || !self.up.retry_on_canary_error || !replayable {
+            return false;
+        }
+        let failed_start = self.attempt_start;
+        if !self.move_to_other_pool(FallbackReason::CanaryError) {
+            return false;
+        }
+        self.plane
+            .metrics
+            .record(Variant::Canary, self.route, status, failed_start.elapsed());
+        true
+    }
+
     /// Moves the request to the other pool if it has not moved yet and the other pool can
     /// serve. Returns whether it moved.
     fn move_to_other_pool(&mut self, reason: FallbackReason) -> bool {
@@ -261,19 +279,9 @@ pub async fn serve(
                 } else {
                     502
                 };
-                if r.variant == Variant::Canary
-                    && up.retry_on_canary_error
-                    && idempotent
-                    && body.replayable()
-                {
-                    let failed_start = r.attempt_start;
-                    if r.move_to_other_pool(FallbackReason::CanaryError) {
-                        plane
-                            .metrics
-                            .record(Variant::Canary, route, 502, failed_start.elapsed());
-                        fresh_only = false;
-                        continue;
-                    }
+                if r.canary_error_to_stable(502, idempotent && body.replayable()) {
+                    fresh_only = false;
+                    continue;
                 }
                 return finish_error(&mut r, ds, status).await;
             }
@@ -284,20 +292,11 @@ pub async fn serve(
         let status = resp.status.as_u16();
 
         // A canary gateway error to a request that can go elsewhere.
-        if r.variant == Variant::Canary
-            && matches!(status, 502..=504)
-            && up.retry_on_canary_error
-            && idempotent
-            && body.replayable()
+        if matches!(status, 502..=504)
+            && r.canary_error_to_stable(status, idempotent && body.replayable())
         {
-            let failed_start = r.attempt_start;
-            if r.move_to_other_pool(FallbackReason::CanaryError) {
-                plane
-                    .metrics
-                    .record(Variant::Canary, route, status, failed_start.elapsed());
-                fresh_only = false;
-                continue;
-            }
+            fresh_only = false;
+            continue;
         }
 
         // The answer.
