@@ -72,26 +72,15 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
     };
     let controller = {
         let _guard = control.enter();
-        let (store, table) = (StateStore::new(&cfg.rollout.state_dir), plane.table.clone());
-        match policy {
-            Some(policy) => Controller::new(
-                policy,
-                settings,
-                store,
-                log.clone(),
-                table,
-                sources.clone(),
-                board.clone(),
-            ),
-            None => Controller::manual(
-                settings,
-                store,
-                log.clone(),
-                table,
-                sources.clone(),
-                board.clone(),
-            ),
-        }
+        Controller::with_policy(
+            policy,
+            settings,
+            StateStore::new(&cfg.rollout.state_dir),
+            log.clone(),
+            plane.table.clone(),
+            sources.clone(),
+            board.clone(),
+        )
     };
     let handle = controller.handle();
     let stop = stop_rx.clone();

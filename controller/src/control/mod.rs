@@ -140,7 +140,7 @@ impl<S: Sources + Clone + 'static> Controller<S> {
         sources: S,
         board: Arc<Board>,
     ) -> Self {
-        Self::build(Some(policy), settings, store, log, table, sources, board)
+        Self::with_policy(Some(policy), settings, store, log, table, sources, board)
     }
 
     /// Manual mode, without a policy: the split is the operator's (`set-weight`), persisted,
@@ -155,10 +155,11 @@ impl<S: Sources + Clone + 'static> Controller<S> {
         sources: S,
         board: Arc<Board>,
     ) -> Self {
-        Self::build(None, settings, store, log, table, sources, board)
+        Self::with_policy(None, settings, store, log, table, sources, board)
     }
 
-    fn build(
+    /// [`Controller::new`] with a policy, [`Controller::manual`] without one.
+    pub fn with_policy(
         policy: Option<Policy>,
         settings: Settings,
         store: StateStore,
