@@ -5,6 +5,8 @@
 //! in [`common`]; tests needing Prometheus or Chromium skip when it is missing, unless
 //! `CANARYD_REQUIRE_TOOLS` is set (as `scripts/test` does).
 //!
+//! - [`access_log`]: every request of a mixed load logged once, `combined` equal to a real
+//!   nginx's lines, `json` parsing; SIGUSR1 reopen under load; a full disk; SIGTERM.
 //! - [`approval`]: a gated step waits for `approve`, across a restart, and still rolls back.
 //! - [`cli`]: `canaryd check` locates every mistake; `canaryd serve` refuses a bad config or a
 //!   busy port.
@@ -38,6 +40,7 @@
 
 mod common;
 
+mod access_log;
 mod approval;
 mod cli;
 mod connections;
