@@ -24,6 +24,8 @@
 //! - [`malformed`]: garbage, huge and slowloris requests, and a non-HTTP upstream.
 //! - [`operate`]: the admin API's authentication and actions, the CLI against a running daemon,
 //!   the token file's rules, reload on SIGHUP, SIGTERM mid-rollout, manual mode.
+//! - [`replay`]: `canaryd replay` over a history backfilled into a real Prometheus: a clean
+//!   history promotes, a breach rolls back at the first evaluation after `for`.
 //! - [`retention`]: the decision log rotates at its size and the history reads across it.
 //! - [`rollout`]: the rollout controller with a real Prometheus: promotion, rollbacks, the memory
 //!   rule, a Prometheus outage, `kill -9` mid-step, an unreadable state file.
@@ -51,6 +53,7 @@ mod import_nginx;
 mod judge;
 mod malformed;
 mod operate;
+mod replay;
 mod retention;
 mod rollout;
 mod routing;
