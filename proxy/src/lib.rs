@@ -49,7 +49,7 @@ mod windows;
 
 use std::sync::Arc;
 
-pub use access_log::{AccessLog, AccessLogError};
+pub use access_log::{AccessLog, AccessLogError, Entry as AccessLogEntry};
 use canaryd_config::DataPlaneConfig;
 pub use metrics::{escape as escape_label, FailureKind, FallbackReason, Metrics};
 pub use plane::{DataPlane, Drain, Upstreams};
