@@ -22,6 +22,8 @@
 //! - `api.rs`: the typed documents — the status document, the decision line, the action
 //!   request and the `{error, hint}` body — shared by the loop that writes them, the admin API,
 //!   the status page, the webhooks and the CLI (no `json!` read back by string keys).
+//! - `cluster/`: a fleet sharing one rollout through etcd — election with a lease, fenced
+//!   writes, the watched shared state and the members' reports (`[cluster] store = "etcd"`).
 //! - `secret.rs`: secrets files (admin token, Prometheus credentials): refused when other
 //!   users can read them, empty or oversized; never logged.
 //! - `notify.rs`: `[[notify]]` webhooks, queued per target and retried off the controller's
@@ -31,6 +33,7 @@
 
 mod admin;
 mod api;
+mod cluster;
 mod control;
 mod notify;
 mod policy;
@@ -40,8 +43,12 @@ mod store;
 
 pub use admin::{check_exposure, run as run_admin, AdminState, MetricsHook, Token, TokenError};
 pub use api::{
-    Action, ActionRequest, ApiError, By, Decision, DecisionList, Kind, Readiness, RolloutStatus,
-    RuleCompare, RuleOnFail, RuleSamples, RuleSource, RuleStatus, RuleTest, State, Status,
+    Action, ActionRequest, ApiError, By, ClusterRole, ClusterStatus, Decision, DecisionList, Kind,
+    MemberStatus, Readiness, RolloutStatus, RuleCompare, RuleOnFail, RuleSamples, RuleSource,
+    RuleStatus, RuleTest, State, Status,
+};
+pub use cluster::{
+    Cluster, ClusterError, ClusterLink, ClusterOptions, Fleet, SharedState, WriteError,
 };
 pub use control::{
     render as render_query, wall_ms, Board, Controller, DecisionHook, Handle, LiveSources,

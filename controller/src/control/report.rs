@@ -42,6 +42,7 @@ impl<S: Sources + Clone + 'static> Controller<S> {
             held_s: Some(s.held_ms as f64 / 1000.0),
             hold_reasons: None,
             kind,
+            leader: self.cluster.as_ref().map(|c| c.cluster.name().to_string()),
             operator_reason: None,
             percent: None,
             policy: s.policy.clone(),
@@ -112,6 +113,7 @@ impl<S: Sources + Clone + 'static> Controller<S> {
         let s = &r.state;
         let status = RolloutStatus {
             canary_percent: s.canary_percent,
+            cluster: self.cluster.as_ref().map(|c| c.cluster.status(now)),
             error: self.blocked.clone(),
             holding: s.phase.is_live() && !r.not_healthy().is_empty(),
             last_decision: self.log.last(),
@@ -136,9 +138,10 @@ impl<S: Sources + Clone + 'static> Controller<S> {
             updated_at: rfc3339(s.updated_at_ms),
         };
         self.board.publish(Status::from(status));
+        self.publish_member();
     }
 }
 
-pub(super) fn rfc3339(ms: u64) -> String {
+pub(crate) fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
 }
