@@ -52,7 +52,7 @@ macro_rules! key {
 
 /// Every key a reload does not apply. Anything else in `[proxy]`, `[backends]`, `[routing]`,
 /// `[prometheus]`, `[[notify]]` and the policy applies live.
-fn not_live() -> [Key; 12] {
+fn not_live() -> [Key; 13] {
     [
         key!(Restart, "proxy.listen", proxy.listen),
         key!(Restart, "proxy.threads", proxy.threads),
@@ -76,6 +76,8 @@ fn not_live() -> [Key; 12] {
             "rollout.decision_log_keep",
             rollout.decision_log_keep
         ),
+        // The fleet's store, etcd and this member's name: read at start only.
+        key!(Restart, "cluster", cluster),
         key!(FirstStart, "rollout.autostart", rollout.autostart),
         key!(
             FirstStart,
