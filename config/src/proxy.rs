@@ -14,6 +14,7 @@ use ipnet::IpNet;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use crate::access_log::AccessLogConfig;
 use crate::check::is_header_name;
 use crate::de::{cidrs, duration, opt_duration};
 use crate::problem::Invalid;
@@ -66,6 +67,8 @@ pub struct ProxyConfig {
     #[serde(deserialize_with = "duration")]
     pub shutdown_grace: Duration,
     pub routes: Vec<RouteConfig>,
+    /// `[proxy.access_log]`; absent: no access log.
+    pub access_log: Option<AccessLogConfig>,
 }
 
 impl Default for ProxyConfig {
@@ -84,6 +87,7 @@ impl Default for ProxyConfig {
             client_header_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
             routes: Vec::new(),
+            access_log: None,
         }
     }
 }
@@ -270,6 +274,10 @@ impl DataPlaneConfig {
                 "expected a positive duration like \"30s\"".into(),
             );
         }
+        if let Some(log) = &self.proxy.access_log {
+            log.validate(&mut out);
+        }
+        let mut bad = |key: String, message: String| out.push(Invalid { key, message });
         for (i, r) in self.proxy.routes.iter().enumerate() {
             if !r.prefix.starts_with('/') {
                 bad(

@@ -16,7 +16,8 @@
 //! Here: the loop (`run`, `tick`, `command`). Beside it: `sampling` (judging samples, PromQL
 //! tasks, step counts), `commit` (persist, swap, log), `report` (decision lines, the status),
 //! `recover` (state file → rollout, blocked recovery, manual mode's split), `handle` (commands
-//! in), `board` (status and metrics out), `sources` and `prometheus` (where values come from).
+//! in), `board` (status and metrics out), `sources` and `prometheus` (where values come from),
+//! `replay` (the same rules and state machine over history, for `canaryd replay`).
 
 mod board;
 mod commit;
@@ -24,6 +25,7 @@ mod fleet;
 mod handle;
 mod prometheus;
 mod recover;
+mod replay;
 mod report;
 mod sampling;
 mod sources;
@@ -39,6 +41,7 @@ pub use board::Board;
 pub use handle::{Ask, Handle, Request};
 use prometheus::short_query;
 pub use prometheus::{render, PromClient, PromError};
+pub use replay::{replay, ReplayError};
 pub(crate) use report::rfc3339;
 pub(crate) use sources::traffic_of;
 pub use sources::{LiveSources, Sources};
