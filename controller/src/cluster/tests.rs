@@ -49,12 +49,24 @@ async fn a_deposed_leaders_write_is_refused_inside_etcd() {
         return;
     };
     let metrics = Arc::new(Metrics::new(Vec::new()));
-    let a = Cluster::start(opts(&etcd, "a"), metrics.clone());
+    let mut a = Cluster::start(opts(&etcd, "a"), metrics.clone());
     let fence_a = elected(&a).await;
     assert_eq!(a.cluster.write(fence_a, &state(5.0)).await, Ok(1));
     // Same split: same epoch; a new split: the next one.
     assert_eq!(a.cluster.write(fence_a, &state(5.0)).await, Ok(1));
     assert_eq!(a.cluster.write(fence_a, &state(25.0)).await, Ok(2));
+    // A move towards stable is written in the background; its outcome is an event.
+    a.cluster.write_later(fence_a, &state(10.0));
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), a.events.recv()).await {
+            Ok(Some(Event::Written(r))) => {
+                assert_eq!(r, Ok(3));
+                break;
+            }
+            Ok(Some(Event::Shared(_))) => continue,
+            other => panic!("no write outcome: {other:?}"),
+        }
+    }
 
     // A's report is out under its lease.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -82,15 +94,15 @@ async fn a_deposed_leaders_write_is_refused_inside_etcd() {
     );
     let stored: SharedState =
         serde_json::from_str(&etcd.get("/canaryd/test/state").expect("state")).unwrap();
-    assert_eq!(stored.state.canary_percent, 25.0);
+    assert_eq!(stored.state.canary_percent, 10.0);
     assert_eq!(stored.leader, "a");
-    // B continues from what it read: epoch 3 for a new split.
+    // B continues from what it read: epoch 4 for a new split.
     let deadline = Instant::now() + Duration::from_secs(5);
     while b.cluster.last_shared().is_none() {
         assert!(Instant::now() < deadline, "b never saw the shared state");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(b.cluster.write(fence_b, &state(50.0)).await, Ok(3));
+    assert_eq!(b.cluster.write(fence_b, &state(50.0)).await, Ok(4));
     let status = b.cluster.status(Instant::now());
     assert_eq!(status.role, crate::api::ClusterRole::Leader);
     assert_eq!(status.leader.as_deref(), Some("b"));
