@@ -11,6 +11,9 @@
 //!   `[prometheus]`, `[rollout]`, `[[notify]]`): loading, environment overrides, validation.
 //! - `proxy`: the data-plane sections `[proxy]`, `[backends]`, `[routing]`
 //!   ([`DataPlaneConfig`]) and their validation; the proxy crate builds from these.
+//! - `tls`: `[proxy.tls]` (TLS listeners, certificates, protocols, ALPN), the
+//!   `https_redirect` keys and `https://` servers ([`TlsConfig`], [`server_target`]); file and
+//!   PEM checks only, no TLS library.
 //! - `problem`: what is wrong and where — [`Invalid`], [`Problem`], [`ConfigError`], and
 //!   figment's errors as problems ([`figment_problems`], also used by the policy loader).
 //! - `collect`: [`Loader`], which reports every mistake of a file at once: it records a
@@ -28,6 +31,7 @@ mod file;
 mod location;
 mod problem;
 mod proxy;
+mod tls;
 
 pub use check::{
     byte_size, check_prometheus, check_prometheus_url, check_url, is_header_name, is_header_value,
@@ -45,3 +49,4 @@ pub use proxy::{
     resolve, BackendsConfig, DataPlaneConfig, HealthConfig, PoolConfig, ProxyConfig, RouteConfig,
     RoutingConfig, ServerEntry, StickyConfig, StickyKey,
 };
+pub use tls::{server_target, CertificateConfig, TlsConfig, TLS_PROTOCOLS};
