@@ -27,7 +27,7 @@ use pingora_core::protocols::http::ServerSession;
 
 use super::retry::RequestBody;
 use super::upstream::{self, AttemptError, RelayEnd};
-use super::{upgrade, upstream_pool};
+use super::{redirect, upgrade, upstream_pool};
 use crate::metrics::{FailureKind, FallbackReason, UpstreamConnState};
 use crate::plane::{DataPlane, Upstreams};
 use crate::pool::Pool;
@@ -121,14 +121,18 @@ impl Request<'_> {
     }
 }
 
-/// Serves one request whose header `ds` has read. Leaves `ds` ready for `finish()`; an answer
-/// that is not a complete response turns keepalive off.
+/// Serves one request whose header `ds` has read; `tls`: it came over a TLS listener. Leaves
+/// `ds` ready for `finish()`; an answer that is not a complete response turns keepalive off.
 pub async fn serve(
     plane: &DataPlane,
     up: &Upstreams,
     ds: &mut ServerSession,
     client_ip: Option<IpAddr>,
+    tls: bool,
 ) {
+    if !tls && up.https_redirect && redirect::applies(up, ds.req_header()) {
+        return redirect::to_https(ds).await;
+    }
     let start = Instant::now();
     let _inflight = plane.drain.enter();
     let (route, decision, idempotent, upgrade, expect_continue) = {
@@ -206,6 +210,7 @@ pub async fn serve(
         r.server = Some(idx);
         r.attempt_start = Instant::now();
         let addr = r.pool().servers[idx].addr;
+        let server_tls = r.pool().servers[idx].tls.as_deref();
         let timeouts = up.routes.all()[route.min(up.routes.len() - 1)].timeouts;
 
         // A connection.
@@ -222,7 +227,7 @@ pub async fn serve(
         let reused = pooled.is_some();
         let stream = match pooled {
             Some(s) => s,
-            None => match upstream::connect(addr, timeouts.connect).await {
+            None => match upstream::connect(addr, server_tls, timeouts.connect).await {
                 Ok(s) => s,
                 Err(kind) => {
                     plane
@@ -249,7 +254,7 @@ pub async fn serve(
 
         // The request, and the response header.
         let mut req = upstream::upstream_header(ds, upgrade);
-        crate::forwarding::apply(&mut req, client_ip, "http");
+        crate::forwarding::apply(&mut req, client_ip, if tls { "https" } else { "http" });
         if let Some(h) = up.router.header_to_strip() {
             req.remove_header(h);
         }
