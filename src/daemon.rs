@@ -28,7 +28,7 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
     let dp_cfg = cfg.data_plane();
     let table = RoutingHandle::new(RoutingHandle::percent_to_bp(cfg.rollout.initial_percent));
     let plane =
-        canaryd_proxy::build_data_plane(&dp_cfg, table).context("building upstream pools")?;
+        canaryd_proxy::build_data_plane(&dp_cfg, table).context("building the data plane")?;
 
     let admin_listener = std::net::TcpListener::bind(&cfg.admin.listen)
         .with_context(|| format!("admin.listen: cannot listen on {}", cfg.admin.listen))?;
@@ -93,9 +93,13 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
     });
     let extra_metrics = {
         let (notifier, log) = (notifier.clone(), log.clone());
+        let access_log = plane.access_log.clone();
         move |out: &mut String| {
             notifier.load().render(out);
             log.render(out);
+            if let Some(access_log) = &access_log {
+                access_log.render(out);
+            }
         }
     };
     let admin_state = Arc::new(AdminState {
@@ -114,6 +118,15 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
         // Health checkers run per generation of upstreams; dropping the switch stops them.
         let (health_stop, health_rx) = tokio::sync::watch::channel(false);
         canaryd_proxy::spawn_health_checks(&plane.upstreams(), &dp_cfg, health_rx);
+        // Installed before READY=1: SIGUSR1's default action would end the process.
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+            Ok(usr1) => {
+                control.spawn(reopen_on_sigusr1(usr1, plane.access_log.clone()));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGUSR1; the access log cannot be reopened")
+            }
+        }
         control.spawn(reload::on_sighup(
             path.to_path_buf(),
             cfg.clone(),
@@ -194,6 +207,19 @@ async fn stopping_on_term() {
         _ = quit.recv() => {}
     }
     let _ = systemd::notify("STOPPING=1");
+}
+
+/// SIGUSR1: the access log's writer reopens its file (logrotate's `postrotate`).
+async fn reopen_on_sigusr1(
+    mut usr1: tokio::signal::unix::Signal,
+    access_log: Option<Arc<canaryd_proxy::AccessLog>>,
+) {
+    while usr1.recv().await.is_some() {
+        match &access_log {
+            Some(log) => log.reopen(),
+            None => tracing::info!("SIGUSR1: no [proxy.access_log] to reopen"),
+        }
+    }
 }
 
 /// Tells systemd we are alive, at half its watchdog interval.

@@ -9,6 +9,7 @@
 //!
 //! - `file`: [`Config`], the whole file (the data-plane sections plus `[admin]`,
 //!   `[prometheus]`, `[rollout]`, `[[notify]]`): loading, environment overrides, validation.
+//! - `access_log`: `[proxy.access_log]` ([`AccessLogConfig`]): path and line format.
 //! - `proxy`: the data-plane sections `[proxy]`, `[backends]`, `[routing]`
 //!   ([`DataPlaneConfig`]) and their validation; the proxy crate builds from these.
 //! - `tls`: `[proxy.tls]` (TLS listeners, certificates, protocols, ALPN), the
@@ -24,6 +25,7 @@
 //!   Prometheus URLs — written without their HTTP stack.
 //! - `de`: serde helpers for values written as strings ([`duration`], CIDRs).
 
+mod access_log;
 mod check;
 mod collect;
 mod de;
@@ -33,6 +35,7 @@ mod problem;
 mod proxy;
 mod tls;
 
+pub use access_log::{AccessLogConfig, AccessLogFormat, STDOUT as ACCESS_LOG_STDOUT};
 pub use check::{
     byte_size, check_prometheus, check_prometheus_url, check_url, is_header_name, is_header_value,
     parse_size, MAX_PROMETHEUS_RESPONSE_SIZE,

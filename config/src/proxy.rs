@@ -15,6 +15,7 @@ use ipnet::IpNet;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use crate::access_log::AccessLogConfig;
 use crate::check::is_header_name;
 use crate::de::{cidrs, duration, opt_duration};
 use crate::problem::Invalid;
@@ -74,6 +75,8 @@ pub struct ProxyConfig {
     pub https_redirect: bool,
     /// Path prefixes proxied as usual on plain listeners despite `https_redirect`.
     pub https_redirect_except: Vec<String>,
+    /// `[proxy.access_log]`; absent: no access log.
+    pub access_log: Option<AccessLogConfig>,
 }
 
 impl Default for ProxyConfig {
@@ -95,6 +98,7 @@ impl Default for ProxyConfig {
             tls: None,
             https_redirect: false,
             https_redirect_except: default_redirect_except(),
+            access_log: None,
         }
     }
 }
@@ -295,6 +299,9 @@ impl DataPlaneConfig {
                     message: format!("expected a path prefix starting with '/', found {p:?}"),
                 });
             }
+        }
+        if let Some(log) = &self.proxy.access_log {
+            log.validate(&mut out);
         }
         let mut bad = |key: String, message: String| out.push(Invalid { key, message });
         for (i, r) in self.proxy.routes.iter().enumerate() {

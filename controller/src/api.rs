@@ -9,6 +9,8 @@
 //! - [`RuleStatus`]: one rule, in the status document and in every decision line.
 //! - [`ActionRequest`]: the body of `POST /api/v1/{start,…,weight,approve}`.
 //! - [`ApiError`]: the admin API's `{"error", "hint"}` answer to a refused request.
+//! - [`Replay`]: `canaryd replay --json`, the decision lines a policy would have produced
+//!   over history.
 //!
 //! The controller builds these values and every reader (admin API, status page, webhooks, the
 //! CLI) uses their fields, so a renamed or retyped field is a compile error, not a runtime
@@ -327,6 +329,38 @@ pub enum By {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecisionList {
     pub decisions: Vec<Decision>,
+}
+
+// === replay ===
+
+/// `canaryd replay --json`: what a policy would have decided over a stretch of history.
+///
+/// Fields are in alphabetical order (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replay {
+    /// The decision lines the controller would have written, oldest first, each stamped with
+    /// the historical time (`ts`) of its evaluation: the `start` at `from`, then one line per
+    /// evaluation (a transition, or the evaluation itself) until `to` or the rollout's end.
+    pub decisions: Vec<Decision>,
+    /// Evaluations from `from` to `to` at the policy's interval (the replay stops earlier
+    /// when the rollout ends).
+    pub evaluations: u64,
+    /// RFC 3339: the replayed rollout starts here.
+    pub from: String,
+    /// The policy's `interval`: one evaluation each.
+    pub interval_s: f64,
+    pub policy: String,
+    /// Rules left out of the replay, and why (`source = "local"` rules).
+    pub skipped: Vec<SkippedRule>,
+    /// RFC 3339.
+    pub to: String,
+}
+
+/// A rule `canaryd replay` cannot evaluate over history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedRule {
+    pub reason: String,
+    pub rule: String,
 }
 
 // === requests and errors ===

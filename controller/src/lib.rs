@@ -14,7 +14,8 @@
 //! - `control/`: the loop that samples rules (`sources.rs`: Prometheus and the proxy's local
 //!   windows; `prometheus.rs`: the PromQL client), moves the rollout and commits each move —
 //!   persist, swap the routing table, log, notify; `handle.rs`: commands to a running loop;
-//!   `board.rs`: the published status and the controller's metrics. Its unit tests run on
+//!   `board.rs`: the published status and the controller's metrics; `replay.rs`: the same
+//!   rules and state machine over Prometheus history (`canaryd replay`). Its unit tests run on
 //!   virtual time in `control/tests.rs`.
 //! - `store/`: the rollout state file (atomic, fsync'd) and the decision log.
 //! - `admin/`: the admin HTTP listener (`/metrics`, `/healthz`, `/ready`, the API, the status
@@ -40,12 +41,13 @@ mod store;
 
 pub use admin::{check_exposure, run as run_admin, AdminState, MetricsHook, Token, TokenError};
 pub use api::{
-    Action, ActionRequest, ApiError, By, Decision, DecisionList, Kind, Readiness, RolloutStatus,
-    RuleCompare, RuleOnFail, RuleSamples, RuleSource, RuleStatus, RuleTest, State, Status,
+    Action, ActionRequest, ApiError, By, Decision, DecisionList, Kind, Readiness, Replay,
+    RolloutStatus, RuleCompare, RuleOnFail, RuleSamples, RuleSource, RuleStatus, RuleTest,
+    SkippedRule, State, Status,
 };
 pub use control::{
-    render as render_query, wall_ms, Board, Controller, DecisionHook, Handle, LiveSources,
-    PromClient, PromError, Settings, Sources,
+    render as render_query, replay, wall_ms, Board, Controller, DecisionHook, Handle, LiveSources,
+    PromClient, PromError, ReplayError, Settings, Sources,
 };
 pub use notify::{backoff, slack_text, Notifier, QUEUE as NOTIFY_QUEUE};
 pub use policy::{

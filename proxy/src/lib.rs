@@ -26,11 +26,14 @@
 //! - `listener`: one single-threaded Pingora service per worker, accepting on shared
 //!   listening sockets (no cross-thread wake-ups).
 //! - `server`: building the Pingora server and stopping it gracefully.
+//! - `access_log`: `[proxy.access_log]`: lines formatted into per-worker buffers, written by a
+//!   thread of its own, reopened on SIGUSR1.
 //! - `clock`: a cheap monotonic millisecond clock.
 //!
 //! Modules are private; what the controller, the binary, the benches and the tests use is
 //! re-exported below.
 
+mod access_log;
 mod clock;
 mod forwarding;
 mod health;
@@ -49,6 +52,7 @@ mod windows;
 
 use std::sync::Arc;
 
+pub use access_log::{AccessLog, AccessLogError};
 use canaryd_config::DataPlaneConfig;
 pub use metrics::{escape as escape_label, FailureKind, FallbackReason, Metrics};
 pub use plane::{DataPlane, Drain, Upstreams};
@@ -67,14 +71,23 @@ pub enum BuildError {
     Pool(#[from] pool::PoolError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    AccessLog(#[from] AccessLogError),
 }
 
-/// Builds the shared data plane from validated configuration and a routing handle.
+/// Builds the shared data plane from validated configuration and a routing handle; opens the
+/// access log when one is configured.
 pub fn build_data_plane(
     cfg: &DataPlaneConfig,
     table: RoutingHandle,
 ) -> Result<Arc<DataPlane>, BuildError> {
     let upstreams = build_upstreams(cfg, None)?;
+    let access_log = cfg
+        .proxy
+        .access_log
+        .as_ref()
+        .map(AccessLog::open)
+        .transpose()?;
     let metrics = Arc::new(Metrics::new(
         upstreams
             .routes
@@ -83,7 +96,7 @@ pub fn build_data_plane(
             .map(|r| r.label.clone())
             .collect(),
     ));
-    let mut plane = DataPlane::new(table, metrics, upstreams);
+    let mut plane = DataPlane::new(table, metrics, upstreams, access_log);
     if let Some(tls) = &cfg.proxy.tls {
         plane = plane.with_tls(tls::Termination::new(tls)?);
     }

@@ -1,10 +1,13 @@
 //! The commands that do not run the daemon: the operator client of the admin API (`status`,
-//! `start`, `pause`, …, `set-weight`, `approve`) and the offline tools (`check`, `import-nginx`).
+//! `start`, `pause`, …, `set-weight`, `approve`) and the offline tools (`check`, `import-nginx`,
+//! `replay`).
 //!
 //! - [`client`]: the admin API's HTTP client.
 //! - [`view`]: the terminal rendering of the status document.
+//! - [`replay`]: `canaryd replay`, a policy's PromQL rules over Prometheus history.
 
 mod client;
+mod replay;
 mod view;
 
 use std::io::{IsTerminal, Write as _};
@@ -18,6 +21,7 @@ use clap::Args;
 
 use crate::files;
 use client::AdminClient;
+pub use replay::{replay, ReplayArgs};
 
 #[derive(Debug, Args)]
 pub struct AdminArgs {
@@ -166,9 +170,9 @@ pub fn import_nginx(file: &Path, canary: Vec<String>) -> anyhow::Result<()> {
 }
 
 /// Runs a client future on a small current-thread runtime.
-fn run<F>(f: F) -> anyhow::Result<()>
+fn run<F, T>(f: F) -> anyhow::Result<T>
 where
-    F: std::future::Future<Output = anyhow::Result<()>>,
+    F: std::future::Future<Output = anyhow::Result<T>>,
 {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

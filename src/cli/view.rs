@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use canaryd_controller::{RolloutStatus, State, Status};
 
-fn fmt_value(v: Option<f64>) -> String {
+pub(super) fn fmt_value(v: Option<f64>) -> String {
     match v {
         Some(x) if x.abs() >= 1e6 || (x != 0.0 && x.abs() < 1e-3) => format!("{x:.3e}"),
         Some(x) => format!("{x:.4}"),
@@ -14,7 +14,7 @@ fn fmt_value(v: Option<f64>) -> String {
     }
 }
 
-fn fmt_secs(s: f64) -> String {
+pub(super) fn fmt_secs(s: f64) -> String {
     humantime::format_duration(std::time::Duration::from_secs(s.max(0.0).round() as u64))
         .to_string()
 }

@@ -16,13 +16,15 @@
 //! Here: the loop (`run`, `tick`, `command`). Beside it: `sampling` (judging samples, PromQL
 //! tasks, step counts), `commit` (persist, swap, log), `report` (decision lines, the status),
 //! `recover` (state file → rollout, blocked recovery, manual mode's split), `handle` (commands
-//! in), `board` (status and metrics out), `sources` and `prometheus` (where values come from).
+//! in), `board` (status and metrics out), `sources` and `prometheus` (where values come from),
+//! `replay` (the same rules and state machine over history, for `canaryd replay`).
 
 mod board;
 mod commit;
 mod handle;
 mod prometheus;
 mod recover;
+mod replay;
 mod report;
 mod sampling;
 mod sources;
@@ -38,6 +40,7 @@ pub use board::Board;
 pub use handle::{Ask, Handle, Request};
 use prometheus::short_query;
 pub use prometheus::{render, PromClient, PromError};
+pub use replay::{replay, ReplayError};
 pub use sources::{LiveSources, Sources};
 
 use recover::{manual_split, restore, BLOCKED_HINT};
