@@ -53,7 +53,7 @@ macro_rules! key {
 /// Every key a reload does not apply. Anything else in `[proxy]`, `[backends]`, `[routing]`,
 /// `[prometheus]`, `[[notify]]` and the policy applies live — `[proxy.tls] certificates`
 /// included, whose files are read again on every reload.
-fn not_live() -> [Key; 14] {
+fn not_live() -> [Key; 15] {
     [
         Key {
             name: "proxy.tls (listen, protocols, http2)",
@@ -92,6 +92,8 @@ fn not_live() -> [Key; 14] {
             "rollout.decision_log_keep",
             rollout.decision_log_keep
         ),
+        // The fleet's store, etcd and this member's name: read at start only.
+        key!(Restart, "cluster", cluster),
         key!(FirstStart, "rollout.autostart", rollout.autostart),
         key!(
             FirstStart,

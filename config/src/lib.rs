@@ -17,6 +17,7 @@
 //!   PEM checks only, no TLS library.
 //! - `problem`: what is wrong and where — [`Invalid`], [`Problem`], [`ConfigError`], and
 //!   figment's errors as problems ([`figment_problems`], also used by the policy loader).
+//! - `cluster`: `[cluster]` ([`ClusterConfig`]): the file store or a fleet through etcd.
 //! - `collect`: [`Loader`], which reports every mistake of a file at once: it records a
 //!   figment error, repairs the value tree (drop the key, or a placeholder) and extracts
 //!   again, then drops semantic problems that follow from a repaired key.
@@ -27,6 +28,7 @@
 
 mod access_log;
 mod check;
+mod cluster;
 mod collect;
 mod de;
 mod file;
@@ -40,6 +42,7 @@ pub use check::{
     byte_size, check_prometheus, check_prometheus_url, check_url, is_header_name, is_header_value,
     parse_size, MAX_PROMETHEUS_RESPONSE_SIZE,
 };
+pub use cluster::{ClusterConfig, StoreKind, MAX_LEASE_TTL, MIN_LEASE_TTL};
 pub use collect::{Loader, MAX_ROUNDS};
 pub use de::duration;
 pub use file::{

@@ -16,6 +16,8 @@
 //!   against a real Prometheus scraping canaryd.
 //! - [`failover`]: a killed, failing or unhealthy canary costs clients nothing; fallbacks are
 //!   counted.
+//! - [`fleet`]: three canaryd sharing one rollout through a real etcd, each through its own
+//!   relay: one leader, the split everywhere, failover, fencing, partition, etcd down.
 //! - [`forwarding`]: forwarding headers as the seed's nginx front sets them; the override header
 //!   stripped.
 //! - [`judge`]: the sequential canary-vs-stable test rolls back a 4× worse canary, passes an
@@ -51,6 +53,7 @@ mod cli;
 mod connections;
 mod dashboards;
 mod failover;
+mod fleet;
 mod forwarding;
 mod import_nginx;
 mod judge;
