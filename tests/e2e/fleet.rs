@@ -63,7 +63,7 @@ impl Fleet {
                     relay.url(),
                     TTL.as_secs()
                 );
-                let d = start_member(&setup, &token);
+                let d = Canaryd::start_with_token(&setup, &token);
                 Member {
                     name: name.to_string(),
                     d,
@@ -137,18 +137,6 @@ impl Fleet {
         serde_json::from_str(&self.etcd.get("/canaryd/fleet/state").expect("shared state"))
             .expect("shared state is JSON")
     }
-}
-
-fn start_member(setup: &Setup, token: &std::path::Path) -> Canaryd {
-    let dir = TempDir::new("canaryd-e2e-member");
-    let (proxy, admin) = (testkit::free_addr(), testkit::free_addr());
-    let text = setup.render(proxy, admin, dir.path()).replace(
-        "[admin]\n",
-        &format!("[admin]\ntoken_file = \"{}\"\n", token.display()),
-    );
-    let config = dir.path().join("canaryd.toml");
-    fs::write(&config, text).expect("write config");
-    Canaryd::start_with_config(dir, config, proxy, admin)
 }
 
 fn percent_of(d: &Canaryd) -> f64 {
@@ -227,6 +215,8 @@ fn one_leader_spreads_the_split_and_a_killed_leader_is_replaced_with_it() {
             .is_some_and(|m| m.len() == 3 && m.iter().all(|m| m["applied_percent"] == 35.0))
     });
     assert_eq!(s["cluster"]["role"], "follower", "{s}");
+    let (ok, out, _) = cli(fol, &["status"], None);
+    assert!(ok && out.contains("is follower; leader"), "{out}");
     // The decision line names the leader.
     let lines = f.members[l].d.decisions();
     let set = lines
@@ -373,6 +363,21 @@ fn a_partitioned_follower_keeps_its_split_and_converges_after_a_compaction() {
     let _ = healed;
     // It did not take over meanwhile.
     assert_eq!(f.leader(Duration::from_secs(1)), l);
+
+    // The other follower's path refused (RST) rather than silent: the same, sooner.
+    f.members[other].relay.reset();
+    f.members[other]
+        .d
+        .wait_status("refused", Duration::from_secs(5), |s| {
+            s["cluster"]["connected"] == false
+        });
+    assert_eq!(weight(&f.members[l].d, 60.0).0, 200);
+    f.converge(&[l, cut], 60.0, Duration::from_secs(1));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(percent_of(&f.members[other].d), 45.0);
+    f.members[other].relay.pass();
+    let took = f.converge(&[other], 60.0, Duration::from_secs(10));
+    eprintln!("fleet: refused follower converged {took:?} after its path came back");
 }
 
 #[test]
