@@ -40,6 +40,9 @@
 //!   `/api/v1/status`.
 //! - [`streaming`]: server-sent events, WebSocket upgrades and large request bodies stream
 //!   through.
+//! - [`tls`]: TLS termination with curl, openssl s_client and h2load: SNI, ALPN h2, the
+//!   protocol floor, resumption, X-Forwarded-Proto, SSE over h2, the https redirect and its
+//!   ACME exception, certificates renewed on SIGHUP under an open connection, located errors.
 //! - [`systemd`]: `sd_notify` readiness, watchdog, reload and stop; the shipped `deploy/` files.
 
 mod common;
@@ -65,3 +68,4 @@ mod slow_prometheus;
 mod status_page;
 mod streaming;
 mod systemd;
+mod tls;
