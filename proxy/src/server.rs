@@ -29,6 +29,11 @@ pub enum ServerError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("proxy.tls.listen: cannot listen on {addr}: {source}")]
+    TlsListen {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// What to run once the proxy has drained, right before the process exits (flush state, tell
@@ -69,6 +74,16 @@ impl ProxyServer {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let tls_addrs = cfg.proxy.tls.as_ref().map_or(&[][..], |t| &t.listen[..]);
+        let tls_sockets = tls_addrs
+            .iter()
+            .map(|addr| {
+                bind(addr).map_err(|source| ServerError::TlsListen {
+                    addr: addr.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let threads = cfg.proxy.threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
         });
@@ -101,12 +116,29 @@ impl ProxyServer {
                     Ok((addr.clone(), dup))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            server.add_service(WorkerService::new(
+            let mut service = WorkerService::new(
                 format!("canaryd-w{worker}"),
                 app,
                 listeners,
                 plane.access_log.clone(),
-            ));
+            );
+            if let Some(tls) = &plane.tls {
+                let listeners = tls_sockets
+                    .iter()
+                    .zip(tls_addrs)
+                    .map(|(socket, addr)| {
+                        let dup = socket
+                            .try_clone()
+                            .map_err(|source| ServerError::TlsListen {
+                                addr: addr.clone(),
+                                source,
+                            })?;
+                        Ok((addr.clone(), dup))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                service = service.with_tls(ProxyApp::tls(plane.clone(), tls.clone()), listeners);
+            }
+            server.add_service(service);
         }
         Ok(Self {
             server,

@@ -16,6 +16,8 @@
 //!   against a real Prometheus scraping canaryd.
 //! - [`failover`]: a killed, failing or unhealthy canary costs clients nothing; fallbacks are
 //!   counted.
+//! - [`fleet`]: three canaryd sharing one rollout through a real etcd, each through its own
+//!   relay: one leader, the split everywhere, failover, fencing, partition, etcd down.
 //! - [`forwarding`]: forwarding headers as the seed's nginx front sets them; the override header
 //!   stripped.
 //! - [`judge`]: the sequential canary-vs-stable test rolls back a 4× worse canary, passes an
@@ -38,6 +40,9 @@
 //!   `/api/v1/status`.
 //! - [`streaming`]: server-sent events, WebSocket upgrades and large request bodies stream
 //!   through.
+//! - [`tls`]: TLS termination with curl, openssl s_client and h2load: SNI, ALPN h2, the
+//!   protocol floor, resumption, X-Forwarded-Proto, SSE over h2, the https redirect and its
+//!   ACME exception, certificates renewed on SIGHUP under an open connection, located errors.
 //! - [`systemd`]: `sd_notify` readiness, watchdog, reload and stop; the shipped `deploy/` files.
 
 mod common;
@@ -48,6 +53,7 @@ mod cli;
 mod connections;
 mod dashboards;
 mod failover;
+mod fleet;
 mod forwarding;
 mod import_nginx;
 mod judge;
@@ -62,3 +68,4 @@ mod slow_prometheus;
 mod status_page;
 mod streaming;
 mod systemd;
+mod tls;
