@@ -52,7 +52,7 @@ macro_rules! key {
 
 /// Every key a reload does not apply. Anything else in `[proxy]`, `[backends]`, `[routing]`,
 /// `[prometheus]`, `[[notify]]` and the policy applies live.
-fn not_live() -> [Key; 12] {
+fn not_live() -> [Key; 13] {
     [
         key!(Restart, "proxy.listen", proxy.listen),
         key!(Restart, "proxy.threads", proxy.threads),
@@ -63,6 +63,7 @@ fn not_live() -> [Key; 12] {
             proxy.keepalive_requests
         ),
         key!(Restart, "proxy.shutdown_grace", proxy.shutdown_grace),
+        key!(Restart, "proxy.upgrade_socket", proxy.upgrade_socket),
         key!(Restart, "admin.listen", admin.listen),
         key!(Restart, "admin.token_file", admin.token_file),
         key!(Restart, "rollout.state_dir", rollout.state_dir),

@@ -65,6 +65,9 @@ pub struct ProxyConfig {
     /// Upper bound on a graceful stop: in-flight requests get this long to finish.
     #[serde(deserialize_with = "duration")]
     pub shutdown_grace: Duration,
+    /// Where the running canaryd hands its listening sockets to `canaryd serve --upgrade`;
+    /// `None` means `upgrade.sock` in `[rollout] state_dir` ([`crate::Config::upgrade_socket`]).
+    pub upgrade_socket: Option<std::path::PathBuf>,
     pub routes: Vec<RouteConfig>,
 }
 
@@ -83,6 +86,7 @@ impl Default for ProxyConfig {
             client_timeout: Duration::from_secs(60),
             client_header_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
+            upgrade_socket: None,
             routes: Vec::new(),
         }
     }

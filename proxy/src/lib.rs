@@ -24,6 +24,8 @@
 //! - `listener`: one single-threaded Pingora service per worker, accepting on shared
 //!   listening sockets (no cross-thread wake-ups).
 //! - `server`: building the Pingora server and stopping it gracefully.
+//! - `handover`: where the listening sockets come from (bound, systemd `LISTEN_FDS`, or taken
+//!   from the running process by `serve --upgrade` over a unix socket) and handing them on.
 //! - `clock`: a cheap monotonic millisecond clock.
 //!
 //! Modules are private; what the controller, the binary, the benches and the tests use is
@@ -31,6 +33,7 @@
 
 mod clock;
 mod forwarding;
+mod handover;
 mod health;
 mod listener;
 mod metrics;
@@ -47,13 +50,16 @@ mod windows;
 use std::sync::Arc;
 
 use canaryd_config::DataPlaneConfig;
+pub use handover::{
+    serve_upgrades, Claimed, HandoverError, Listeners, Origin, Upgrade, UpgradeHooks,
+};
 pub use metrics::{escape as escape_label, FailureKind, FallbackReason, Metrics};
 pub use plane::{DataPlane, Drain, Upstreams};
 pub use pool::{Pool, PoolError};
 pub use process_metrics::render as render_process_metrics;
 pub use routes::Routes;
 pub use routing::{Reason, Router, RoutingHandle, RoutingTable, Variant};
-pub use server::ProxyServer;
+pub use server::{ProxyServer, ServerError, StopHandle};
 pub use windows::{WindowStats, Windows};
 
 /// Builds the shared data plane from validated configuration and a routing handle.

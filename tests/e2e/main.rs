@@ -35,6 +35,8 @@
 //! - [`streaming`]: server-sent events, WebSocket upgrades and large request bodies stream
 //!   through.
 //! - [`systemd`]: `sd_notify` readiness, watchdog, reload and stop; the shipped `deploy/` files.
+//! - [`upgrade`]: `serve --upgrade` under traffic loses no request and keeps the rollout; its
+//!   failures leave the old process serving; restarts under systemd socket activation.
 
 mod common;
 
@@ -56,3 +58,4 @@ mod slow_prometheus;
 mod status_page;
 mod streaming;
 mod systemd;
+mod upgrade;
