@@ -34,7 +34,8 @@
 //!   `/api/v1/status`.
 //! - [`streaming`]: server-sent events, WebSocket upgrades and large request bodies stream
 //!   through.
-//! - [`systemd`]: `sd_notify` readiness, watchdog, reload and stop; the shipped `deploy/` files.
+//! - [`systemd`]: `sd_notify` readiness, watchdog, reload and stop; the shipped `deploy/` files
+//!   (the socket unit holds exactly the configured listeners).
 //! - [`upgrade`]: `serve --upgrade` under traffic loses no request and keeps the rollout; its
 //!   failures leave the old process serving; restarts under systemd socket activation.
 
