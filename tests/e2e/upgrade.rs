@@ -90,13 +90,34 @@ impl Load {
         }
     }
 
-    /// Stops; returns (requests answered 200, failures).
-    fn stop(self) -> (u64, Vec<String>) {
+    /// Stops; asserts that no request failed `across` the event and that at least `min` were
+    /// answered (`logs` explain a failure).
+    fn stop_expecting_no_failure(self, across: &str, min: u64, logs: &str) {
         self.stop.store(true, Ordering::Relaxed);
-        let ok = self.threads.into_iter().map(|t| t.join().unwrap()).sum();
+        let ok: u64 = self.threads.into_iter().map(|t| t.join().unwrap()).sum();
         let failures = self.failures.lock().unwrap().clone();
-        (ok, failures)
+        assert!(
+            failures.is_empty(),
+            "{} of {} requests failed across {across}: {:?}\n{logs}",
+            failures.len(),
+            ok + failures.len() as u64,
+            &failures[..failures.len().min(10)],
+        );
+        assert!(ok >= min, "too little traffic to judge: {ok} requests");
     }
+}
+
+/// Requests the process behind the admin listener at `admin` has answered.
+fn requests_answered(admin: SocketAddr) -> f64 {
+    testkit::get(admin, "/metrics")
+        .map(|r| {
+            r.text()
+                .lines()
+                .filter(|l| l.starts_with("canaryd_requests_total{"))
+                .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+                .sum()
+        })
+        .unwrap_or(0.0)
 }
 
 /// `canaryd serve --config … [--upgrade]` with its stderr in `log`.
@@ -177,28 +198,17 @@ fn upgrade_under_traffic_fails_no_request_and_the_rollout_continues() {
         upgraded.elapsed()
     );
 
-    // Keep the load on the new process for a moment, then count.
-    let served_before =
-        old.metric("canaryd_requests_total{variant=\"stable\",code=\"2xx\",route=\"default\"}");
+    // The new process serves the load, then count.
     wait_until(
-        "the new process to serve requests",
-        Duration::from_secs(5),
-        || {
-            old.metric("canaryd_requests_total{variant=\"stable\",code=\"2xx\",route=\"default\"}")
-                > served_before
-        },
+        "the new process to answer 100 requests",
+        Duration::from_secs(10),
+        || requests_answered(old.admin) >= 100.0,
     );
-    let (ok, failures) = load.stop();
-    assert!(
-        failures.is_empty(),
-        "{} of {} requests failed across the upgrade: {:?}\nold log:\n{}\nnew log:\n{}",
-        failures.len(),
-        ok + failures.len() as u64,
-        &failures[..failures.len().min(10)],
-        old.log(),
-        new_text()
+    load.stop_expecting_no_failure(
+        "the upgrade",
+        200,
+        &format!("old log:\n{}\nnew log:\n{}", old.log(), new_text()),
     );
-    assert!(ok > 200, "too little traffic to judge: {ok} requests");
 
     // One controller at a time: the old one stopped (state on disk) before the new one ran,
     // and each transition is in the decision log once.
@@ -403,17 +413,12 @@ fn restart_under_socket_activation_loses_no_connection() {
                 && testkit::get(admin, "/ready").is_ok_and(|r| r.status == 200)
         });
     }
-    thread::sleep(Duration::from_millis(300));
-    let (ok, failures) = load.stop();
-    assert!(
-        failures.is_empty(),
-        "{} of {} requests failed across two restarts: {:?}\nlog:\n{}",
-        failures.len(),
-        ok + failures.len() as u64,
-        &failures[..failures.len().min(10)],
-        text()
+    wait_until(
+        "the last canaryd to answer 50 requests",
+        Duration::from_secs(10),
+        || requests_answered(admin) >= 50.0,
     );
-    assert!(ok > 100, "too little traffic to judge: {ok} requests");
+    load.stop_expecting_no_failure("two restarts", 100, &format!("log:\n{}", text()));
     let s = status("after");
     assert_eq!(
         (s["state"].as_str(), s["step"].as_u64()),
