@@ -13,7 +13,7 @@
 //!   matter at first start; computed against the configuration in force.
 //! - [`files`]: loading `canaryd.toml`, the policy it names and the admin token, as `serve`,
 //!   `check` and reload need them.
-//! - [`cli`]: `status`, the operator actions, `check` and `import-nginx`.
+//! - [`cli`]: `status`, the operator actions, `check`, `import-nginx` and `replay`.
 //! - [`systemd`]: `READY=1`, `RELOADING=1`, `STOPPING=1`, `WATCHDOG=1` without libsystemd.
 
 mod cli;
@@ -29,7 +29,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::cli::{ActionArgs, AdminArgs};
+use crate::cli::{ActionArgs, AdminArgs, ReplayArgs};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -97,6 +97,10 @@ enum Command {
         #[command(flatten)]
         action: ActionArgs,
     },
+    /// What the policy would have decided over history: its PromQL rules evaluated with
+    /// Prometheus range queries at the policy interval, through the controller's rules and
+    /// state machine (local rules cannot be replayed and are left out, said so).
+    Replay(ReplayArgs),
     /// Translate an nginx front (upstream + server blocks) into a canaryd.toml on stdout;
     /// directives that cannot be translated are listed on stderr and as comments.
     ImportNginx {
@@ -128,6 +132,7 @@ fn main() -> ExitCode {
             cli::action(cli::Action::SetWeight { percent }, action)
         }
         Command::ImportNginx { file, canary } => cli::import_nginx(&file, canary),
+        Command::Replay(args) => cli::replay(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

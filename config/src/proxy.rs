@@ -14,6 +14,7 @@ use ipnet::IpNet;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use crate::access_log::AccessLogConfig;
 use crate::check::is_header_name;
 use crate::de::{cidrs, duration, opt_duration};
 use crate::problem::Invalid;
@@ -69,6 +70,8 @@ pub struct ProxyConfig {
     /// `None` means `upgrade.sock` in `[rollout] state_dir` ([`crate::Config::upgrade_socket`]).
     pub upgrade_socket: Option<std::path::PathBuf>,
     pub routes: Vec<RouteConfig>,
+    /// `[proxy.access_log]`; absent: no access log.
+    pub access_log: Option<AccessLogConfig>,
 }
 
 impl Default for ProxyConfig {
@@ -88,6 +91,7 @@ impl Default for ProxyConfig {
             shutdown_grace: Duration::from_secs(30),
             upgrade_socket: None,
             routes: Vec::new(),
+            access_log: None,
         }
     }
 }
@@ -274,6 +278,10 @@ impl DataPlaneConfig {
                 "expected a positive duration like \"30s\"".into(),
             );
         }
+        if let Some(log) = &self.proxy.access_log {
+            log.validate(&mut out);
+        }
+        let mut bad = |key: String, message: String| out.push(Invalid { key, message });
         for (i, r) in self.proxy.routes.iter().enumerate() {
             if !r.prefix.starts_with('/') {
                 bad(

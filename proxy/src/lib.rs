@@ -26,11 +26,14 @@
 //! - `server`: building the Pingora server and stopping it gracefully.
 //! - `handover`: where the listening sockets come from (bound, systemd `LISTEN_FDS`, or taken
 //!   from the running process by `serve --upgrade` over a unix socket) and handing them on.
+//! - `access_log`: `[proxy.access_log]`: lines formatted into per-worker buffers, written by a
+//!   thread of its own, reopened on SIGUSR1.
 //! - `clock`: a cheap monotonic millisecond clock.
 //!
 //! Modules are private; what the controller, the binary, the benches and the tests use is
 //! re-exported below.
 
+mod access_log;
 mod clock;
 mod forwarding;
 mod handover;
@@ -49,6 +52,7 @@ mod windows;
 
 use std::sync::Arc;
 
+pub use access_log::{AccessLog, AccessLogError};
 use canaryd_config::DataPlaneConfig;
 pub use handover::{
     serve_upgrades, Claimed, HandoverError, Listeners, Origin, Upgrade, UpgradeHooks,
@@ -62,12 +66,28 @@ pub use routing::{Reason, Router, RoutingHandle, RoutingTable, Variant};
 pub use server::{ProxyServer, ServerError, StopHandle};
 pub use windows::{WindowStats, Windows};
 
-/// Builds the shared data plane from validated configuration and a routing handle.
+/// Why the data plane cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Pool(#[from] pool::PoolError),
+    #[error(transparent)]
+    AccessLog(#[from] AccessLogError),
+}
+
+/// Builds the shared data plane from validated configuration and a routing handle; opens the
+/// access log when one is configured.
 pub fn build_data_plane(
     cfg: &DataPlaneConfig,
     table: RoutingHandle,
-) -> Result<Arc<DataPlane>, pool::PoolError> {
+) -> Result<Arc<DataPlane>, BuildError> {
     let upstreams = build_upstreams(cfg, None)?;
+    let access_log = cfg
+        .proxy
+        .access_log
+        .as_ref()
+        .map(AccessLog::open)
+        .transpose()?;
     let metrics = Arc::new(Metrics::new(
         upstreams
             .routes
@@ -76,7 +96,9 @@ pub fn build_data_plane(
             .map(|r| r.label.clone())
             .collect(),
     ));
-    Ok(Arc::new(DataPlane::new(table, metrics, upstreams)))
+    Ok(Arc::new(DataPlane::new(
+        table, metrics, upstreams, access_log,
+    )))
 }
 
 /// Why a reloaded data-plane configuration cannot be applied live.

@@ -4,7 +4,8 @@
 //! Pingora's own SIGTERM path sleeps the full grace period and then drops whatever is still
 //! running. canaryd instead watches its in-flight counter: on SIGTERM it stops accepting and
 //! keeping connections alive, and exits as soon as the last request has finished, or when
-//! `shutdown_grace` runs out, whichever comes first. SIGINT stops at once. An upgrade that
+//! `shutdown_grace` runs out, whichever comes first. SIGINT stops at once. Either way the access
+//! log's buffered lines are written before the process ends. An upgrade that
 //! handed the sockets to a new process ([`StopHandle`]) stops the same way as SIGTERM.
 //!
 //! The listening sockets come from [`Listeners`] (bound here, inherited from systemd, or taken
@@ -19,6 +20,7 @@ use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::access_log::AccessLog;
 use crate::handover::{HandoverError, Listeners};
 use crate::listener::WorkerService;
 use crate::plane::{DataPlane, Drain};
@@ -45,6 +47,7 @@ pub struct ProxyServer {
     drain: Arc<Drain>,
     grace: Duration,
     stop: StopHandle,
+    access_log: Option<Arc<AccessLog>>,
 }
 
 /// Starts the graceful stop from outside the signal handlers: after an upgrade handed the
@@ -108,6 +111,7 @@ impl ProxyServer {
         server.bootstrap();
 
         let drain = plane.drain.clone();
+        let access_log = plane.access_log.clone();
         for worker in 0..threads {
             let app = ProxyApp::new(plane.clone());
             let listeners = sockets
@@ -125,6 +129,7 @@ impl ProxyServer {
                 format!("canaryd-w{worker}"),
                 app,
                 listeners,
+                plane.access_log.clone(),
             ));
         }
         Ok(Self {
@@ -132,6 +137,7 @@ impl ProxyServer {
             drain,
             grace,
             stop: StopHandle::default(),
+            access_log,
         })
     }
 
@@ -148,6 +154,14 @@ impl ProxyServer {
     /// Runs until SIGTERM (graceful, bounded by `shutdown_grace`) or SIGINT (immediate).
     /// `on_exit` runs once, right before the process ends.
     pub fn run(self, on_exit: OnExit) {
+        // The access log's last lines are written before anything else stops.
+        let access_log = self.access_log;
+        let on_exit: OnExit = Box::new(move || {
+            if let Some(log) = access_log {
+                log.flush(ACCESS_LOG_FLUSH);
+            }
+            on_exit();
+        });
         let watch = SignalWatch {
             stop: self.stop,
             drain: self.drain,
@@ -159,6 +173,9 @@ impl ProxyServer {
         });
     }
 }
+
+/// How long the exit path waits for the access log's last lines to be written.
+const ACCESS_LOG_FLUSH: Duration = Duration::from_secs(2);
 
 struct SignalWatch {
     stop: StopHandle,
