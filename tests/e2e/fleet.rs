@@ -43,6 +43,11 @@ struct Fleet {
 
 impl Fleet {
     fn start(rollout: impl Fn(&TempDir) -> String) -> Option<Fleet> {
+        Self::start_with(rollout, "")
+    }
+
+    /// [`Fleet::start`] with `tail` (e.g. `[[notify]]`) in every member's config.
+    fn start_with(rollout: impl Fn(&TempDir) -> String, tail: &str) -> Option<Fleet> {
         let Some(etcd) = Etcd::start() else {
             testkit::tool_missing("etcd");
             return None;
@@ -59,7 +64,7 @@ impl Fleet {
                 let mut setup = Setup::new(&stable, &canary, 0.0);
                 setup.rollout = rollout.clone();
                 setup.tail = format!(
-                    "[cluster]\nstore = \"etcd\"\nendpoints = [\"{}\"]\nprefix = \"/canaryd/fleet\"\nname = \"{name}\"\nlease_ttl = \"{}s\"\n",
+                    "[cluster]\nstore = \"etcd\"\nendpoints = [\"{}\"]\nprefix = \"/canaryd/fleet\"\nname = \"{name}\"\nlease_ttl = \"{}s\"\n{tail}",
                     relay.url(),
                     TTL.as_secs()
                 );
@@ -259,19 +264,25 @@ fn one_leader_spreads_the_split_and_a_killed_leader_is_replaced_with_it() {
 
 #[test]
 fn traffic_through_the_followers_alone_is_judged_and_rolls_the_fleet_back() {
-    let Some(f) = Fleet::start(|dir| {
-        let path = dir.path().join("errors.toml");
-        fs::write(
-            &path,
-            "name = \"errors\"\ninterval = \"1s\"\nmin_requests = 20\n\
+    // Every member has the same webhook: each transition reaches it once, from the leader.
+    let (hook, got) = crate::common::webhook_receiver();
+    let notify = format!("[[notify]]\nurl = \"http://{hook}/hook\"\n");
+    let Some(f) = Fleet::start_with(
+        |dir| {
+            let path = dir.path().join("errors.toml");
+            fs::write(
+                &path,
+                "name = \"errors\"\ninterval = \"1s\"\nmin_requests = 20\n\
              [[steps]]\nweight = 50\nhold = \"10m\"\n\
              [[steps]]\nweight = 100\nhold = \"10m\"\n\
              [[rules]]\nname = \"error-rate\"\nsource = \"local\"\nsignal = \"error_ratio\"\n\
              window = \"10s\"\nfail_when = \"> 0.2\"\non_fail = \"rollback\"\n",
-        )
-        .expect("policy");
-        format!("policy = \"{}\"\nautostart = true\n", path.display())
-    }) else {
+            )
+            .expect("policy");
+            format!("policy = \"{}\"\nautostart = true\n", path.display())
+        },
+        &notify,
+    ) else {
         return;
     };
     let l = f.leader(Duration::from_secs(10));
@@ -307,6 +318,24 @@ fn traffic_through_the_followers_alone_is_judged_and_rolls_the_fleet_back() {
         .expect("rollback line");
     assert_eq!(rb["failed_rules"], json!(["error-rate"]), "{rb}");
     assert_eq!(rb["leader"], f.members[l].name.as_str());
+    testkit::wait_until("the rollback webhook", Duration::from_secs(10), || {
+        got.lock()
+            .unwrap()
+            .iter()
+            .any(|b| b["action"] == "rollback")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let bodies = got.lock().unwrap().clone();
+    for action in ["start", "rollback"] {
+        let sent: Vec<&Value> = bodies.iter().filter(|b| b["action"] == action).collect();
+        assert_eq!(
+            sent.len(),
+            1,
+            "{action} notified {} times: {bodies:#?}",
+            sent.len()
+        );
+        assert_eq!(sent[0]["leader"], f.members[l].name.as_str());
+    }
     // Followers decide nothing: no rollback line of their own.
     for i in others(3, l) {
         assert!(
