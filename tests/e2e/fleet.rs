@@ -8,8 +8,8 @@
 //! keeps its split and converges after the partition (and a compaction during it); a leader
 //! paused past its TTL is fenced and follows when it resumes; with etcd down every member
 //! keeps its split, nothing advances, a member restarted meanwhile comes back with its split,
-//! and leadership resumes with etcd. Failover and convergence times are printed (see
-//! docs/operations.md).
+//! and leadership resumes with etcd; `check` and `serve` refuse a `[cluster]` whose files
+//! cannot be read. Failover and convergence times are printed (see docs/operations.md).
 
 use std::fs;
 use std::path::PathBuf;
@@ -474,4 +474,36 @@ fn with_etcd_down_every_member_keeps_its_split_and_leadership_resumes() {
             s["canary_percent"].as_f64().is_some_and(|p| p > start)
         });
     let _ = &f.dir;
+}
+
+#[test]
+fn check_and_serve_refuse_a_fleet_config_they_cannot_use() {
+    let dir = TempDir::new("canaryd-e2e-fleet-bad");
+    let stable = FakeGateway::spawn("stable", &[]);
+    let canary = FakeGateway::spawn("canary", &[]);
+    let mut setup = Setup::new(&stable, &canary, 0.0);
+    let missing = dir.path().join("no-such-ca.pem");
+    setup.tail = format!(
+        "[cluster]\nstore = \"etcd\"\nendpoints = [\"https://127.0.0.1:2379\"]\nprefix = \"/canaryd/x\"\nca_file = \"{}\"\n",
+        missing.display()
+    );
+    let config = dir.path().join("canaryd.toml");
+    let text = setup.render(testkit::free_addr(), testkit::free_addr(), dir.path());
+    fs::write(&config, text).expect("write config");
+    for verb in ["check", "serve"] {
+        let out = std::process::Command::new(crate::common::binary())
+            .args([verb, "--config"])
+            .arg(&config)
+            .output()
+            .expect("canaryd runs");
+        assert!(!out.status.success(), "{verb} accepted it");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "cluster.ca_file: cannot read {}",
+                missing.display()
+            )),
+            "{verb}: {err}"
+        );
+    }
 }
