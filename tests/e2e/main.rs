@@ -42,7 +42,8 @@
 //!   through.
 //! - [`tls`]: TLS termination with curl, openssl s_client and h2load: SNI, ALPN h2, the
 //!   protocol floor, resumption, X-Forwarded-Proto, SSE over h2, the https redirect and its
-//!   ACME exception, certificates renewed on SIGHUP under an open connection, located errors.
+//!   ACME exception, certificates renewed on SIGHUP under an open connection, located errors,
+//!   an https upstream verified with `ca_file`, and testssl.sh (no old protocol, no weak cipher).
 //! - [`systemd`]: `sd_notify` readiness, watchdog, reload and stop; the shipped `deploy/` files.
 
 mod common;
