@@ -5,7 +5,8 @@
 //! follows it); `kill -9` of the leader elects another within `lease_ttl` + 3 s with the split
 //! unchanged, and SIGTERM hands over in under a second; traffic through the followers alone
 //! is judged (a failing canary behind them rolls the fleet back); a partitioned follower
-//! keeps its split and converges after the partition (and a compaction during it); a leader
+//! keeps its split and converges after the partition (and a compaction during it), and one
+//! elected right after its partition continues from the newest split, not its own; a leader
 //! paused past its TTL is fenced and follows when it resumes; with etcd down every member
 //! keeps its split, nothing advances, a member restarted meanwhile comes back with its split,
 //! and leadership resumes with etcd; `check` and `serve` refuse a `[cluster]` whose files
@@ -534,5 +535,42 @@ fn check_and_serve_refuse_a_fleet_config_they_cannot_use() {
             )),
             "{verb}: {err}"
         );
+    }
+}
+
+#[test]
+fn a_member_elected_right_after_a_partition_continues_from_the_newest_split() {
+    let Some(mut f) = Fleet::start(|_| String::new()) else {
+        return;
+    };
+    let l = f.leader(Duration::from_secs(10));
+    let fol = others(3, l);
+    let (cut, other) = (fol[0], fol[1]);
+    assert_eq!(weight(&f.members[l].d, 50.0).0, 200);
+    f.converge(&[0, 1, 2], 50.0, Duration::from_secs(1));
+    f.members[cut].relay.pause();
+    f.members[cut]
+        .d
+        .wait_status("cut off", Duration::from_secs(5), |s| {
+            s["cluster"]["connected"] == false
+        });
+    // Back towards stable while it cannot see it; then every other member dies.
+    assert_eq!(weight(&f.members[l].d, 10.0).0, 200);
+    f.converge(&[l, other], 10.0, Duration::from_secs(1));
+    kill9(&mut f.members[l].d);
+    kill9(&mut f.members[other].d);
+    assert_eq!(percent_of(&f.members[cut].d), 50.0);
+    // Healed, it is the only member left and leads: from the 10 % in etcd, never its 50 %.
+    f.members[cut].relay.pass();
+    let c = &f.members[cut].d;
+    c.wait_status("leads", TTL + Duration::from_secs(5), |s| {
+        s["cluster"]["role"] == "leader"
+    });
+    assert_eq!(percent_of(c), 10.0);
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        assert_eq!(f.shared()["state"]["canary_percent"], 10.0);
+        assert_eq!(percent_of(c), 10.0);
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
