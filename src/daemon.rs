@@ -183,7 +183,10 @@ pub fn serve(path: &Path, upgrade: bool) -> anyhow::Result<()> {
         if let Some(every) = systemd::watchdog_interval() {
             control.spawn(watchdog(every));
         }
-        control.spawn(ready_when_listening(cfg.proxy.listen.clone()));
+        let tls_listen = cfg.proxy.tls.iter().flat_map(|t| t.listen.iter());
+        control.spawn(ready_when_listening(
+            cfg.proxy.listen.iter().chain(tls_listen).cloned().collect(),
+        ));
         control.spawn(stopping_on_term());
     }
     std::thread::Builder::new()
@@ -218,6 +221,7 @@ pub fn serve(path: &Path, upgrade: bool) -> anyhow::Result<()> {
     tracing::info!(
         config = %path.display(),
         listen = ?cfg.proxy.listen,
+        tls_listen = ?cfg.proxy.tls.as_ref().map(|t| &t.listen),
         admin = %cfg.admin.listen,
         "canaryd serving"
     );

@@ -12,6 +12,9 @@
 //! - `access_log`: `[proxy.access_log]` ([`AccessLogConfig`]): path and line format.
 //! - `proxy`: the data-plane sections `[proxy]`, `[backends]`, `[routing]`
 //!   ([`DataPlaneConfig`]) and their validation; the proxy crate builds from these.
+//! - `tls`: `[proxy.tls]` (TLS listeners, certificates, protocols, ALPN), the
+//!   `https_redirect` keys and `https://` servers ([`TlsConfig`], [`server_target`]); file and
+//!   PEM checks only, no TLS library.
 //! - `problem`: what is wrong and where — [`Invalid`], [`Problem`], [`ConfigError`], and
 //!   figment's errors as problems ([`figment_problems`], also used by the policy loader).
 //! - `cluster`: `[cluster]` ([`ClusterConfig`]): the file store or a fleet through etcd.
@@ -32,6 +35,7 @@ mod file;
 mod location;
 mod problem;
 mod proxy;
+mod tls;
 
 pub use access_log::{AccessLogConfig, AccessLogFormat, STDOUT as ACCESS_LOG_STDOUT};
 pub use check::{
@@ -51,3 +55,4 @@ pub use proxy::{
     resolve, BackendsConfig, DataPlaneConfig, HealthConfig, PoolConfig, ProxyConfig, RouteConfig,
     RoutingConfig, ServerEntry, StickyConfig, StickyKey,
 };
+pub use tls::{server_target, CertificateConfig, TlsConfig, TLS_PROTOCOLS};

@@ -1,7 +1,7 @@
 //! The shared data plane: the routing handle, metrics, drain accounting, the access log and the
 //! reloadable upstreams generation every request starts from.
 //!
-//! The request loop itself lives in `http/`; this is what all worker threads share.
+//! The request loop itself lives in `request/`; this is what all worker threads share.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::pool::Pool;
 use crate::routes::Routes;
 use crate::routing::{Router, RoutingHandle};
+use crate::tls::Termination;
 
 /// Everything a request needs, shared by all worker threads.
 #[derive(Debug)]
@@ -26,6 +27,8 @@ pub struct DataPlane {
     pub access_log: Option<Arc<AccessLog>>,
     /// What a reload (SIGHUP) can replace; each request keeps the generation it started with.
     upstreams: ArcSwap<Upstreams>,
+    /// TLS termination of the `[proxy.tls]` listeners (its certificates reload on SIGHUP).
+    pub tls: Option<Arc<Termination>>,
 }
 
 /// The reloadable part of the data plane: routing rules, pools, per-route timeouts, client
@@ -49,6 +52,9 @@ pub struct Upstreams {
     pub keepalive_pool: usize,
     /// How long an idle upstream connection is kept.
     pub upstream_idle_timeout: Duration,
+    /// Plain listeners answer `301 https://…` (except the paths below).
+    pub https_redirect: bool,
+    pub https_redirect_except: Vec<String>,
 }
 
 /// In-flight accounting for graceful stops.
@@ -77,7 +83,14 @@ impl DataPlane {
             drain: Arc::new(Drain::default()),
             access_log,
             upstreams: ArcSwap::from_pointee(upstreams),
+            tls: None,
         }
+    }
+
+    /// With TLS termination for the `[proxy.tls]` listeners.
+    pub fn with_tls(mut self, tls: Termination) -> Self {
+        self.tls = Some(Arc::new(tls));
+        self
     }
 
     /// The upstreams in force now.

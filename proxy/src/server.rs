@@ -35,6 +35,11 @@ pub enum ServerError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("proxy.tls.listen: cannot listen on {addr}: {source}")]
+    TlsListen {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// What to run once the proxy has drained, right before the process exits (flush state, tell
@@ -93,6 +98,11 @@ impl ProxyServer {
             .iter()
             .map(|addr| listeners.claim("proxy.listen", addr))
             .collect::<Result<Vec<_>, HandoverError>>()?;
+        let tls_addrs = cfg.proxy.tls.as_ref().map_or(&[][..], |t| &t.listen[..]);
+        let tls_sockets = tls_addrs
+            .iter()
+            .map(|addr| listeners.claim("proxy.tls.listen", addr))
+            .collect::<Result<Vec<_>, HandoverError>>()?;
         let threads = cfg.proxy.threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
         });
@@ -125,12 +135,29 @@ impl ProxyServer {
                     Ok((addr.clone(), dup))
                 })
                 .collect::<Result<Vec<_>, ServerError>>()?;
-            server.add_service(WorkerService::new(
+            let mut service = WorkerService::new(
                 format!("canaryd-w{worker}"),
                 app,
                 listeners,
                 plane.access_log.clone(),
-            ));
+            );
+            if let Some(tls) = &plane.tls {
+                let listeners = tls_sockets
+                    .iter()
+                    .zip(tls_addrs)
+                    .map(|(socket, addr)| {
+                        let dup = socket
+                            .try_clone()
+                            .map_err(|source| ServerError::TlsListen {
+                                addr: addr.clone(),
+                                source,
+                            })?;
+                        Ok((addr.clone(), dup))
+                    })
+                    .collect::<Result<Vec<_>, ServerError>>()?;
+                service = service.with_tls(ProxyApp::tls(plane.clone(), tls.clone()), listeners);
+            }
+            server.add_service(service);
         }
         Ok(Self {
             server,

@@ -477,6 +477,9 @@ fn deploy_socket_unit_holds_exactly_the_deploy_configs_listeners() {
         .unwrap_or_else(|e| panic!("{e}"));
     // canaryd refuses to start unless the sockets and its listen addresses match both ways.
     let mut listen: Vec<&str> = cfg.proxy.listen.iter().map(String::as_str).collect();
+    if let Some(tls) = &cfg.proxy.tls {
+        listen.extend(tls.listen.iter().map(String::as_str));
+    }
     listen.push(&cfg.admin.listen);
     streams.sort_unstable();
     listen.sort_unstable();

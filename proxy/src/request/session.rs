@@ -27,7 +27,7 @@ use pingora_core::protocols::http::ServerSession;
 
 use super::retry::RequestBody;
 use super::upstream::{self, AttemptError, RelayEnd};
-use super::{upgrade, upstream_pool};
+use super::{redirect, upgrade, upstream_pool};
 use crate::metrics::{FailureKind, FallbackReason, UpstreamConnState};
 use crate::plane::{DataPlane, Upstreams};
 use crate::pool::Pool;
@@ -143,17 +143,22 @@ struct Outcome {
     upstream: Option<(std::net::SocketAddr, Instant)>,
 }
 
-/// Serves one request whose header `ds` has read, then logs it. Leaves `ds` ready for
-/// `finish()`; an answer that is not a complete response turns keepalive off.
+/// Serves one request whose header `ds` has read, then logs it; `tls`: it came over a TLS
+/// listener. Leaves `ds` ready for `finish()`; an answer that is not a complete response turns
+/// keepalive off.
 pub async fn serve(
     plane: &DataPlane,
     up: &Upstreams,
     ds: &mut ServerSession,
     client_ip: Option<IpAddr>,
+    tls: bool,
 ) {
+    if !tls && up.https_redirect && redirect::applies(up, ds.req_header()) {
+        return redirect::to_https(ds).await;
+    }
     let start = Instant::now();
     let _inflight = plane.drain.enter();
-    let done = answer(plane, up, ds, client_ip, start).await;
+    let done = answer(plane, up, ds, client_ip, tls, start).await;
     if let Some(log) = &plane.access_log {
         log.record(&crate::access_log::Entry {
             req: ds.req_header(),
@@ -176,6 +181,7 @@ async fn answer(
     up: &Upstreams,
     ds: &mut ServerSession,
     client_ip: Option<IpAddr>,
+    tls: bool,
     start: Instant,
 ) -> Outcome {
     let (route, decision, idempotent, upgrade, expect_continue) = {
@@ -253,6 +259,7 @@ async fn answer(
         r.server = Some(idx);
         r.attempt_start = Instant::now();
         let addr = r.pool().servers[idx].addr;
+        let server_tls = r.pool().servers[idx].tls.as_deref();
         let timeouts = up.routes.all()[route.min(up.routes.len() - 1)].timeouts;
 
         // A connection.
@@ -269,7 +276,7 @@ async fn answer(
         let reused = pooled.is_some();
         let stream = match pooled {
             Some(s) => s,
-            None => match upstream::connect(addr, timeouts.connect).await {
+            None => match upstream::connect(addr, server_tls, timeouts.connect).await {
                 Ok(s) => s,
                 Err(kind) => {
                     plane
@@ -296,7 +303,7 @@ async fn answer(
 
         // The request, and the response header.
         let mut req = upstream::upstream_header(ds, upgrade);
-        crate::forwarding::apply(&mut req, client_ip, "http");
+        crate::forwarding::apply(&mut req, client_ip, if tls { "https" } else { "http" });
         if let Some(h) = up.router.header_to_strip() {
             req.remove_header(h);
         }
