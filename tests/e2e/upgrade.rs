@@ -1,6 +1,6 @@
 //! Zero-downtime restarts, end to end: `canaryd serve --upgrade` under steady traffic (keep-alive
 //! and new connections) loses no request, the old process exits, the rollout keeps its step and
-//! held time and only one controller acts; an upgrade with nothing to take over from, or onto a
+//! held time and only one controller acts; a TLS listener is carried the same way (curl); an upgrade with nothing to take over from, or onto a
 //! configuration that listens elsewhere, fails clearly and leaves the old process serving; under
 //! systemd socket activation (the real `systemd-socket-activate`) a restart loses no connection
 //! attempt, and sockets that do not match the configuration are a clear error.
@@ -307,6 +307,82 @@ fn an_upgrade_onto_other_listen_addresses_is_refused_and_the_old_process_serves_
         "{}",
         old.log()
     );
+}
+
+#[test]
+fn upgrade_carries_the_tls_listener() {
+    let dir = TempDir::new("canaryd-upgrade-tls");
+    let pki = crate::tls::pki::Pki::new(dir.path());
+    let leaf = pki.issue("a", &["a.test"]);
+    let stable = FakeGateway::spawn("stable", &[]);
+    let canary = FakeGateway::spawn("canary", &[]);
+    let tls = free_addr();
+    let mut setup = Setup::new(&stable, &canary, 0.0);
+    setup.tail = crate::tls::pki::section(tls, &[&leaf]);
+    let mut old = Canaryd::start(&setup);
+    testkit::wait_for_port(tls, Duration::from_secs(10));
+
+    // curl in a loop: a new TLS handshake per request, verified against the test CA.
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let curl = {
+        let (stop, answered) = (stop.clone(), answered.clone());
+        let ca = pki.ca.clone();
+        thread::spawn(move || {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let out = Command::new("curl")
+                    .args([
+                        "-sS",
+                        "--max-time",
+                        "10",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_code}",
+                    ])
+                    .arg("--cacert")
+                    .arg(&ca)
+                    .args(["--resolve", &format!("a.test:{}:127.0.0.1", tls.port())])
+                    .arg(format!("https://a.test:{}/", tls.port()))
+                    .output()
+                    .expect("curl is installed");
+                let code = String::from_utf8_lossy(&out.stdout).into_owned();
+                if out.status.success() && code == "200" {
+                    answered.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failures.push(format!("{code} {}", String::from_utf8_lossy(&out.stderr)));
+                }
+            }
+            failures
+        })
+    };
+    let at_least = |n: u64| {
+        wait_until("curl answers", Duration::from_secs(20), || {
+            answered.load(Ordering::Relaxed) >= n
+        })
+    };
+    at_least(5);
+    let new_log = old.dir.path().join("new.log");
+    let mut new = spawn_serve(&old.config, true, &new_log);
+    let new_text = || fs::read_to_string(&new_log).unwrap_or_default();
+    assert!(
+        old.wait_exit(Duration::from_secs(10)).is_some(),
+        "the old process did not exit; new log:\n{}",
+        new_text()
+    );
+    // The plain, the TLS and the admin listener changed hands.
+    assert!(new_text().contains("sockets=3"), "{}", new_text());
+    at_least(answered.load(Ordering::Relaxed) + 5);
+    stop.store(true, Ordering::Relaxed);
+    let failures = curl.join().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{failures:?}\nold log:\n{}\nnew log:\n{}",
+        old.log(),
+        new_text()
+    );
+    new.kill();
 }
 
 /// `systemd-socket-activate` holding the proxy and admin sockets, running canaryd again each
