@@ -47,8 +47,8 @@
 //! - [`systemd`]: `sd_notify` readiness, watchdog, reload and stop; the shipped `deploy/` files
 //!   (the socket unit holds exactly the configured listeners).
 //! - [`upgrade`]: `serve --upgrade` under traffic loses no request, keeps the rollout and carries
-//!   the TLS listener; its
-//!   failures leave the old process serving; restarts under systemd socket activation.
+//!   the TLS listener; its failures leave the old process serving; restarts under systemd
+//!   socket activation.
 
 mod common;
 
