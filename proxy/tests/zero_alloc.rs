@@ -309,7 +309,7 @@ fn hot_path_does_not_allocate() {
         duration: Duration::from_micros(4_200),
         upstream: Some("127.0.0.1:8080".parse().unwrap()),
         upstream_time: Some(Duration::from_micros(3_900)),
-        variant: Variant::Stable,
+        variant: Some(Variant::Stable),
         route: "default",
     };
     let n = allocations(|| log.record(black_box(&entry)));

@@ -31,7 +31,8 @@ pub struct Entry<'a> {
     pub upstream: Option<SocketAddr>,
     /// From the last attempt's start to the end of the response.
     pub upstream_time: Option<Duration>,
-    pub variant: Variant,
+    /// `None` for an answer given before routing (a redirect to https).
+    pub variant: Option<Variant>,
     pub route: &'a str,
 }
 
@@ -89,9 +90,9 @@ pub fn json(out: &mut Vec<u8>, e: &Entry<'_>, now: &Now) {
         Some(t) => seconds(out, t),
         None => out.extend_from_slice(b"null"),
     }
-    out.extend_from_slice(b",\"variant\":\"");
-    out.extend_from_slice(e.variant.as_str().as_bytes());
-    out.extend_from_slice(b"\",\"route\":");
+    out.extend_from_slice(b",\"variant\":");
+    quoted_or_null(out, e.variant.map(Variant::as_str));
+    out.extend_from_slice(b",\"route\":");
     json_string(out, e.route.as_bytes());
     out.extend_from_slice(b"}\n");
 }
@@ -126,7 +127,7 @@ fn remote_addr(out: &mut Vec<u8>, client: Option<IpAddr>) {
     }
 }
 
-/// An address as a JSON string (through `Display`, without a `String`), or `null`.
+/// A value without JSON escapes (an address, a variant) as a JSON string (through `Display`, without a `String`), or `null`.
 fn quoted_or_null(out: &mut Vec<u8>, value: Option<impl std::fmt::Display>) {
     use std::io::Write as _;
     match value {

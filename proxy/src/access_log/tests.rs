@@ -32,7 +32,7 @@ fn entry<'a>(req: &'a RequestHeader) -> Entry<'a> {
         duration: Duration::from_micros(12_345),
         upstream: Some("127.0.0.1:8080".parse().unwrap()),
         upstream_time: Some(Duration::from_millis(11)),
-        variant: Variant::Canary,
+        variant: Some(Variant::Canary),
         route: "/api",
     }
 }
@@ -152,13 +152,14 @@ fn json_line_parses_with_every_field() {
     e.upstream = None;
     e.upstream_time = None;
     e.client = None;
+    e.variant = None;
     let req2 = request("GET", b"/", &[]);
     e.req = &req2;
     let mut out = Vec::new();
     format::json(&mut out, &e, &now);
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert!(v["request_id"].is_null() && v["upstream"].is_null() && v["client"].is_null());
-    assert!(v["upstream_time"].is_null());
+    assert!(v["upstream_time"].is_null() && v["variant"].is_null());
 }
 
 #[test]

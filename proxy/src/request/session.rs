@@ -112,7 +112,7 @@ impl Request<'_> {
     fn outcome(&self, status: u16) -> Outcome {
         Outcome {
             status,
-            variant: self.variant,
+            variant: Some(self.variant),
             route: self.route,
             upstream: self
                 .server
@@ -139,7 +139,8 @@ impl Request<'_> {
 struct Outcome {
     /// As sent to the client; 499: the client went away before an answer (as nginx).
     status: u16,
-    variant: Variant,
+    /// `None`: answered before any routing (a redirect to https).
+    variant: Option<Variant>,
     route: usize,
     /// The server of the last attempt, and since when it was tried.
     upstream: Option<(std::net::SocketAddr, Instant)>,
@@ -155,12 +156,19 @@ pub async fn serve(
     client_ip: Option<IpAddr>,
     tls: bool,
 ) {
-    if !tls && up.https_redirect && redirect::applies(up, ds.req_header()) {
-        return redirect::to_https(ds).await;
-    }
     let start = Instant::now();
     let _inflight = plane.drain.enter();
-    let done = answer(plane, up, ds, client_ip, tls, start).await;
+    let done = if !tls && up.https_redirect && redirect::applies(up, ds.req_header()) {
+        redirect::to_https(ds).await;
+        Outcome {
+            status: ds.response_written().map_or(499, |r| r.status.as_u16()),
+            variant: None,
+            route: 0,
+            upstream: None,
+        }
+    } else {
+        answer(plane, up, ds, client_ip, tls, start).await
+    };
     if let Some(log) = &plane.access_log {
         log.record(&crate::access_log::Entry {
             req: ds.req_header(),
