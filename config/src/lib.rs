@@ -11,6 +11,10 @@
 //!   `[prometheus]`, `[rollout]`, `[[notify]]`): loading, environment overrides, validation.
 //! - `proxy`: the data-plane sections `[proxy]`, `[backends]`, `[routing]`
 //!   ([`DataPlaneConfig`]) and their validation; the proxy crate builds from these.
+//! - `upstreams`: `[upstreams.NAME]`, pools outside the split, and the `upstream` and `hosts`
+//!   of routes ([`UpstreamsConfig`]).
+//! - `headers`: header rules, body limit and error pages of `[proxy]` and routes, and the
+//!   value templates ([`parse_template`]).
 //! - `problem`: what is wrong and where — [`Invalid`], [`Problem`], [`ConfigError`], and
 //!   figment's errors as problems ([`figment_problems`], also used by the policy loader).
 //! - `collect`: [`Loader`], which reports every mistake of a file at once: it records a
@@ -25,9 +29,11 @@ mod check;
 mod collect;
 mod de;
 mod file;
+mod headers;
 mod location;
 mod problem;
 mod proxy;
+mod upstreams;
 
 pub use check::{
     byte_size, check_prometheus, check_prometheus_url, check_url, is_header_name, is_header_value,
@@ -39,9 +45,11 @@ pub use file::{
     AdminConfig, Config, NotifyConfig, NotifyFormat, PrometheusBasicAuth, PrometheusConfig,
     RolloutConfig,
 };
+pub use headers::{parse_template, ErrorPage, Part, Rules, Var, MAX_ERROR_PAGE};
 pub use location::line_of;
 pub use problem::{figment_problems, read_source, ConfigError, Invalid, Problem};
 pub use proxy::{
     resolve, BackendsConfig, DataPlaneConfig, HealthConfig, PoolConfig, ProxyConfig, RouteConfig,
     RoutingConfig, ServerEntry, StickyConfig, StickyKey,
 };
+pub use upstreams::{is_host_pattern, UpstreamsConfig};
