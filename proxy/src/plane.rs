@@ -1,7 +1,7 @@
 //! The shared data plane: the routing handle, metrics, drain accounting and the reloadable
 //! upstreams generation every request starts from.
 //!
-//! The request loop itself lives in `http/`; this is what all worker threads share.
+//! The request loop itself lives in `request/`; this is what all worker threads share.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 
 use crate::metrics::Metrics;
 use crate::pool::Pool;
+use crate::route_metrics::{self, UpstreamStats};
 use crate::routes::Routes;
 use crate::routing::{Router, RoutingHandle};
 
@@ -25,13 +26,15 @@ pub struct DataPlane {
     upstreams: ArcSwap<Upstreams>,
 }
 
-/// The reloadable part of the data plane: routing rules, pools, per-route timeouts, client
-/// connection limits.
+/// The reloadable part of the data plane: routing rules, pools, routes, client connection
+/// limits.
 #[derive(Debug)]
 pub struct Upstreams {
     pub router: Router,
-    /// Indexed by [`Variant::index`](crate::Variant::index).
+    /// The split's pools, indexed by [`Variant::index`](crate::Variant::index).
     pub pools: [Arc<Pool>; 2],
+    /// `[upstreams.NAME]`, in name order (routes refer to them by index).
+    pub named: Vec<NamedUpstream>,
     pub routes: Routes,
     pub retry_on_canary_error: bool,
     /// `Max-Age` of the sticky cookie, seconds.
@@ -46,6 +49,13 @@ pub struct Upstreams {
     pub keepalive_pool: usize,
     /// How long an idle upstream connection is kept.
     pub upstream_idle_timeout: Duration,
+}
+
+/// A pool outside the split and its counters (carried across reloads by name).
+#[derive(Debug)]
+pub struct NamedUpstream {
+    pub pool: Arc<Pool>,
+    pub stats: Arc<UpstreamStats>,
 }
 
 /// In-flight accounting for graceful stops.
@@ -84,6 +94,16 @@ impl DataPlane {
         if !Arc::ptr_eq(&now, cached) {
             *cached = arc_swap::Guard::into_inner(now);
         }
+    }
+
+    /// Appends the Prometheus exposition of the data plane: the split's metrics, and the
+    /// routes' and named upstreams' counters of the generation in force.
+    pub fn render_metrics(&self, out: &mut String) {
+        let up = self.upstreams.load();
+        route_metrics::render_split(out, &up.routes.stats());
+        self.metrics.render(out, self.table.weight_bp());
+        let named: Vec<_> = up.named.iter().map(|n| n.stats.clone()).collect();
+        route_metrics::render_named(out, &up.routes.stats(), &named);
     }
 
     /// Replaces the upstreams; requests already running finish on the old ones.
