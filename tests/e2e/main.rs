@@ -18,7 +18,10 @@
 //!   stripped.
 //! - [`judge`]: the sequential canary-vs-stable test rolls back a 4× worse canary, passes an
 //!   equal one, and the traffic-share check holds a canary that does not get its share.
+//! - [`headers`]: header rules seen by a backend and a client, the request id, canaryd's own
+//!   502 with the route's headers and error page (re-read on SIGHUP).
 //! - [`import_nginx`]: `canaryd import-nginx` on nginx fronts that the real `nginx -t` accepts.
+//! - [`limits`]: `max_body_size` answers 413 for `Content-Length` and chunked bodies.
 //! - [`malformed`]: garbage, huge and slowloris requests, and a non-HTTP upstream.
 //! - [`operate`]: the admin API's authentication and actions, the CLI against a running daemon,
 //!   the token file's rules, reload on SIGHUP, SIGTERM mid-rollout, manual mode.
@@ -34,6 +37,8 @@
 //!   `/api/v1/status`.
 //! - [`streaming`]: server-sent events, WebSocket upgrades and large request bodies stream
 //!   through.
+//! - [`upstreams`]: named upstreams by path and host beside the split, their own metrics, a
+//!   reload moving a route to another upstream.
 //! - [`systemd`]: `sd_notify` readiness, watchdog, reload and stop; the shipped `deploy/` files.
 
 mod common;
@@ -44,8 +49,10 @@ mod connections;
 mod dashboards;
 mod failover;
 mod forwarding;
+mod headers;
 mod import_nginx;
 mod judge;
+mod limits;
 mod malformed;
 mod operate;
 mod retention;
@@ -56,3 +63,4 @@ mod slow_prometheus;
 mod status_page;
 mod streaming;
 mod systemd;
+mod upstreams;
