@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use canaryd_config::Config;
-use canaryd_controller::{check_exposure, Policy, SourceKind, Token};
+use canaryd_controller::{check_exposure, ClusterOptions, Policy, SourceKind, Token};
 
 /// `canaryd.toml`, with the environment overrides, validated.
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
@@ -55,4 +55,14 @@ pub fn load_token(cfg: &Config) -> anyhow::Result<Option<Token>> {
     let listen = cfg.admin.listen.parse().context("admin.listen")?;
     check_exposure(listen, token.as_ref())?;
     Ok(token)
+}
+
+/// A fleet's `[cluster]` with its files read (CA, client certificate and key, the etcd
+/// password), `None` with the file store: `serve` and `check` refuse what they cannot read.
+pub fn cluster_options(cfg: &Config) -> anyhow::Result<Option<ClusterOptions>> {
+    if !cfg.cluster.is_etcd() {
+        return Ok(None);
+    }
+    let opts = ClusterOptions::from_config(&cfg.cluster, &cfg.admin.listen)?;
+    Ok(Some(opts))
 }

@@ -10,7 +10,7 @@
 //!   matter at first start; computed against the configuration in force.
 //! - [`files`]: loading `canaryd.toml`, the policy it names and the admin token, as `serve`,
 //!   `check` and reload need them.
-//! - [`cli`]: `status`, the operator actions, `check` and `import-nginx`.
+//! - [`cli`]: `status`, the operator actions, `check`, `import-nginx` and `replay`.
 //! - [`systemd`]: `READY=1`, `RELOADING=1`, `STOPPING=1`, `WATCHDOG=1` without libsystemd.
 
 mod cli;
@@ -25,7 +25,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::cli::{ActionArgs, AdminArgs};
+use crate::cli::{ActionArgs, AdminArgs, ReplayArgs};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -88,6 +88,10 @@ enum Command {
         #[command(flatten)]
         action: ActionArgs,
     },
+    /// What the policy would have decided over history: its PromQL rules evaluated with
+    /// Prometheus range queries at the policy interval, through the controller's rules and
+    /// state machine (local rules cannot be replayed and are left out, said so).
+    Replay(ReplayArgs),
     /// Translate an nginx front (upstream + server blocks) into a canaryd.toml on stdout;
     /// directives that cannot be translated are listed on stderr and as comments.
     ImportNginx {
@@ -119,6 +123,7 @@ fn main() -> ExitCode {
             cli::action(cli::Action::SetWeight { percent }, action)
         }
         Command::ImportNginx { file, canary } => cli::import_nginx(&file, canary),
+        Command::Replay(args) => cli::replay(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

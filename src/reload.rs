@@ -53,7 +53,7 @@ macro_rules! key {
 
 /// Every key a reload does not apply. Anything else in `[proxy]`, `[backends]`, `[upstreams]`,
 /// `[routing]`, `[prometheus]`, `[[notify]]` and the policy applies live.
-fn not_live() -> [Key; 12] {
+fn not_live() -> [Key; 14] {
     [
         key!(Restart, "proxy.listen", proxy.listen),
         key!(Restart, "proxy.threads", proxy.threads),
@@ -64,6 +64,8 @@ fn not_live() -> [Key; 12] {
             proxy.keepalive_requests
         ),
         key!(Restart, "proxy.shutdown_grace", proxy.shutdown_grace),
+        // The file is opened and its writer started once; SIGUSR1 reopens the same path.
+        key!(Restart, "proxy.access_log", proxy.access_log),
         key!(Restart, "admin.listen", admin.listen),
         key!(Restart, "admin.token_file", admin.token_file),
         key!(Restart, "rollout.state_dir", rollout.state_dir),
@@ -77,6 +79,8 @@ fn not_live() -> [Key; 12] {
             "rollout.decision_log_keep",
             rollout.decision_log_keep
         ),
+        // The fleet's store, etcd and this member's name: read at start only.
+        key!(Restart, "cluster", cluster),
         key!(FirstStart, "rollout.autostart", rollout.autostart),
         key!(
             FirstStart,

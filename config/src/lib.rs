@@ -9,6 +9,7 @@
 //!
 //! - `file`: [`Config`], the whole file (the data-plane sections plus `[admin]`,
 //!   `[prometheus]`, `[rollout]`, `[[notify]]`): loading, environment overrides, validation.
+//! - `access_log`: `[proxy.access_log]` ([`AccessLogConfig`]): path and line format.
 //! - `proxy`: the data-plane sections `[proxy]`, `[backends]`, `[routing]`
 //!   ([`DataPlaneConfig`]) and their validation; the proxy crate builds from these.
 //! - `upstreams`: `[upstreams.NAME]`, pools outside the split, and the `upstream` and `hosts`
@@ -17,6 +18,7 @@
 //!   value templates ([`parse_template`]).
 //! - `problem`: what is wrong and where — [`Invalid`], [`Problem`], [`ConfigError`], and
 //!   figment's errors as problems ([`figment_problems`], also used by the policy loader).
+//! - `cluster`: `[cluster]` ([`ClusterConfig`]): the file store or a fleet through etcd.
 //! - `collect`: [`Loader`], which reports every mistake of a file at once: it records a
 //!   figment error, repairs the value tree (drop the key, or a placeholder) and extracts
 //!   again, then drops semantic problems that follow from a repaired key.
@@ -25,7 +27,9 @@
 //!   Prometheus URLs — written without their HTTP stack.
 //! - `de`: serde helpers for values written as strings ([`duration`], CIDRs).
 
+mod access_log;
 mod check;
+mod cluster;
 mod collect;
 mod de;
 mod file;
@@ -35,10 +39,12 @@ mod problem;
 mod proxy;
 mod upstreams;
 
+pub use access_log::{AccessLogConfig, AccessLogFormat, STDOUT as ACCESS_LOG_STDOUT};
 pub use check::{
     byte_size, check_prometheus, check_prometheus_url, check_url, is_header_name, is_header_value,
     parse_size, MAX_PROMETHEUS_RESPONSE_SIZE,
 };
+pub use cluster::{ClusterConfig, StoreKind, MAX_LEASE_TTL, MIN_LEASE_TTL};
 pub use collect::{Loader, MAX_ROUNDS};
 pub use de::duration;
 pub use file::{

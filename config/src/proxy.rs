@@ -15,6 +15,7 @@ use ipnet::IpNet;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use crate::access_log::AccessLogConfig;
 use crate::check::{byte_size, is_header_name};
 use crate::de::{cidrs, duration, opt_duration};
 use crate::headers::{check_rules, opt_byte_size, ErrorPage, Rules};
@@ -79,6 +80,8 @@ pub struct ProxyConfig {
     /// Pages for the answers canaryd generates itself, by status.
     pub error_pages: BTreeMap<String, ErrorPage>,
     pub routes: Vec<RouteConfig>,
+    /// `[proxy.access_log]`; absent: no access log.
+    pub access_log: Option<AccessLogConfig>,
 }
 
 impl ProxyConfig {
@@ -107,6 +110,7 @@ impl Default for ProxyConfig {
             hide_response_headers: Vec::new(),
             error_pages: BTreeMap::new(),
             routes: Vec::new(),
+            access_log: None,
         }
     }
 }
@@ -382,6 +386,9 @@ impl DataPlaneConfig {
                 "proxy.shutdown_grace",
                 "expected a positive duration like \"30s\"".into(),
             );
+        }
+        if let Some(log) = &self.proxy.access_log {
+            log.validate(out);
         }
         check_rules("proxy", &self.proxy, out);
     }

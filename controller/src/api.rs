@@ -9,6 +9,8 @@
 //! - [`RuleStatus`]: one rule, in the status document and in every decision line.
 //! - [`ActionRequest`]: the body of `POST /api/v1/{start,…,weight,approve}`.
 //! - [`ApiError`]: the admin API's `{"error", "hint"}` answer to a refused request.
+//! - [`Replay`]: `canaryd replay --json`, the decision lines a policy would have produced
+//!   over history.
 //!
 //! The controller builds these values and every reader (admin API, status page, webhooks, the
 //! CLI) uses their fields, so a renamed or retyped field is a compile error, not a runtime
@@ -47,6 +49,10 @@ pub enum Status {
 pub struct RolloutStatus {
     /// The split in force, in percent.
     pub canary_percent: f64,
+    /// `[cluster] store = "etcd"`: this member's role, the leader and the live members.
+    /// Absent with the file store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatus>,
     /// Why the controller is blocked (state `blocked`); `null` otherwise.
     #[serde(default)]
     pub error: Option<String>,
@@ -247,6 +253,10 @@ pub struct Decision {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_reasons: Option<Vec<String>>,
     pub kind: Kind,
+    /// A fleet (`[cluster] store = "etcd"`): the member that decided (the leader). Absent
+    /// with the file store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
     /// Operator actions: the `--reason`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_reason: Option<String>,
@@ -329,6 +339,38 @@ pub struct DecisionList {
     pub decisions: Vec<Decision>,
 }
 
+// === replay ===
+
+/// `canaryd replay --json`: what a policy would have decided over a stretch of history.
+///
+/// Fields are in alphabetical order (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replay {
+    /// The decision lines the controller would have written, oldest first, each stamped with
+    /// the historical time (`ts`) of its evaluation: the `start` at `from`, then one line per
+    /// evaluation (a transition, or the evaluation itself) until `to` or the rollout's end.
+    pub decisions: Vec<Decision>,
+    /// Evaluations from `from` to `to` at the policy's interval (the replay stops earlier
+    /// when the rollout ends).
+    pub evaluations: u64,
+    /// RFC 3339: the replayed rollout starts here.
+    pub from: String,
+    /// The policy's `interval`: one evaluation each.
+    pub interval_s: f64,
+    pub policy: String,
+    /// Rules left out of the replay, and why (`source = "local"` rules).
+    pub skipped: Vec<SkippedRule>,
+    /// RFC 3339.
+    pub to: String,
+}
+
+/// A rule `canaryd replay` cannot evaluate over history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedRule {
+    pub reason: String,
+    pub rule: String,
+}
+
 // === requests and errors ===
 
 /// The body of `POST /api/v1/<action>`. Both keys are optional; `percent` is needed by
@@ -358,6 +400,54 @@ pub struct ApiError {
     pub error: String,
     #[serde(default)]
     pub hint: String,
+    /// 421 from a fleet's follower: the leader's admin address, where the command belongs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_admin: Option<String>,
+}
+
+// === the fleet ===
+
+/// `cluster` in the status document (`[cluster] store = "etcd"`).
+///
+/// Fields are in alphabetical order (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// This member reaches etcd now.
+    pub connected: bool,
+    /// The leader's name as last read from etcd; `null` before any was seen.
+    #[serde(default)]
+    pub leader: Option<String>,
+    /// The leader's admin address (where mutating calls go).
+    #[serde(default)]
+    pub leader_admin: Option<String>,
+    /// The live members (a leased report in etcd), this member included, by name.
+    pub members: Vec<MemberStatus>,
+    /// This member's name.
+    pub name: String,
+    pub role: ClusterRole,
+}
+
+/// `role` of a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterRole {
+    /// Acting: evaluates the rules and writes the fleet's split.
+    Leader,
+    /// Applies the split the leader wrote.
+    Follower,
+}
+
+/// One member in [`ClusterStatus`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// The split this member applies, in percent.
+    pub applied_percent: f64,
+    pub connected: bool,
+    /// The epoch of that split (+1 per new split; the leader judges reports of the current one).
+    pub epoch: u64,
+    /// RFC 3339: its last report.
+    pub last_seen: String,
+    pub name: String,
 }
 
 // === impl Status ===

@@ -14,7 +14,8 @@
 //! - `control/`: the loop that samples rules (`sources.rs`: Prometheus and the proxy's local
 //!   windows; `prometheus.rs`: the PromQL client), moves the rollout and commits each move —
 //!   persist, swap the routing table, log, notify; `handle.rs`: commands to a running loop;
-//!   `board.rs`: the published status and the controller's metrics. Its unit tests run on
+//!   `board.rs`: the published status and the controller's metrics; `replay.rs`: the same
+//!   rules and state machine over Prometheus history (`canaryd replay`). Its unit tests run on
 //!   virtual time in `control/tests.rs`.
 //! - `store/`: the rollout state file (atomic, fsync'd) and the decision log.
 //! - `admin/`: the admin HTTP listener (`/metrics`, `/healthz`, `/ready`, the API, the status
@@ -22,6 +23,8 @@
 //! - `api.rs`: the typed documents — the status document, the decision line, the action
 //!   request and the `{error, hint}` body — shared by the loop that writes them, the admin API,
 //!   the status page, the webhooks and the CLI (no `json!` read back by string keys).
+//! - `cluster/`: a fleet sharing one rollout through etcd — election with a lease, fenced
+//!   writes, the watched shared state and the members' reports (`[cluster] store = "etcd"`).
 //! - `secret.rs`: secrets files (admin token, Prometheus credentials): refused when other
 //!   users can read them, empty or oversized; never logged.
 //! - `notify.rs`: `[[notify]]` webhooks, queued per target and retried off the controller's
@@ -31,6 +34,7 @@
 
 mod admin;
 mod api;
+mod cluster;
 mod control;
 mod notify;
 mod policy;
@@ -40,12 +44,16 @@ mod store;
 
 pub use admin::{check_exposure, run as run_admin, AdminState, MetricsHook, Token, TokenError};
 pub use api::{
-    Action, ActionRequest, ApiError, By, Decision, DecisionList, Kind, Readiness, RolloutStatus,
-    RuleCompare, RuleOnFail, RuleSamples, RuleSource, RuleStatus, RuleTest, State, Status,
+    Action, ActionRequest, ApiError, By, ClusterRole, ClusterStatus, Decision, DecisionList, Kind,
+    MemberStatus, Readiness, Replay, RolloutStatus, RuleCompare, RuleOnFail, RuleSamples,
+    RuleSource, RuleStatus, RuleTest, SkippedRule, State, Status,
+};
+pub use cluster::{
+    Cluster, ClusterError, ClusterLink, ClusterOptions, Fleet, SharedState, WriteError,
 };
 pub use control::{
-    render as render_query, wall_ms, Board, Controller, DecisionHook, Handle, LiveSources,
-    PromClient, PromError, Settings, Sources,
+    render as render_query, replay, wall_ms, Board, Controller, DecisionHook, Handle, LiveSources,
+    PromClient, PromError, ReplayError, Settings, Sources,
 };
 pub use notify::{backoff, slack_text, Notifier, QUEUE as NOTIFY_QUEUE};
 pub use policy::{

@@ -29,11 +29,14 @@
 //! - `listener`: one single-threaded Pingora service per worker, accepting on shared
 //!   listening sockets (no cross-thread wake-ups).
 //! - `server`: building the Pingora server and stopping it gracefully.
+//! - `access_log`: `[proxy.access_log]`: lines formatted into per-worker buffers, written by a
+//!   thread of its own, reopened on SIGUSR1.
 //! - `clock`: a cheap monotonic millisecond clock.
 //!
 //! Modules are private; what the controller, the binary, the benches and the tests use is
 //! re-exported below.
 
+mod access_log;
 mod clock;
 mod forwarding;
 mod header_rules;
@@ -54,6 +57,7 @@ mod windows;
 
 use std::sync::Arc;
 
+pub use access_log::{AccessLog, AccessLogError};
 use canaryd_config::DataPlaneConfig;
 pub use metrics::{escape as escape_label, FailureKind, FallbackReason, Metrics, PoolCounters};
 pub use plane::{DataPlane, Drain, NamedUpstream, Upstreams};
@@ -66,16 +70,33 @@ pub use routing::{Reason, Router, RoutingHandle, RoutingTable, Variant};
 pub use server::ProxyServer;
 pub use windows::{WindowStats, Windows};
 
-/// Builds the shared data plane from validated configuration and a routing handle.
+/// Why the data plane cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Pool(#[from] pool::PoolError),
+    #[error(transparent)]
+    AccessLog(#[from] AccessLogError),
+}
+
+/// Builds the shared data plane from validated configuration and a routing handle; opens the
+/// access log when one is configured.
 pub fn build_data_plane(
     cfg: &DataPlaneConfig,
     table: RoutingHandle,
-) -> Result<Arc<DataPlane>, pool::PoolError> {
+) -> Result<Arc<DataPlane>, BuildError> {
     let upstreams = build_upstreams(cfg, None)?;
+    let access_log = cfg
+        .proxy
+        .access_log
+        .as_ref()
+        .map(AccessLog::open)
+        .transpose()?;
     Ok(Arc::new(DataPlane::new(
         table,
         Arc::new(Metrics::new()),
         upstreams,
+        access_log,
     )))
 }
 

@@ -1,5 +1,5 @@
-//! The shared data plane: the routing handle, metrics, drain accounting and the reloadable
-//! upstreams generation every request starts from.
+//! The shared data plane: the routing handle, metrics, drain accounting, the access log and the
+//! reloadable upstreams generation every request starts from.
 //!
 //! The request loop itself lives in `request/`; this is what all worker threads share.
 
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::access_log::AccessLog;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
 use crate::route_metrics::{self, UpstreamStats};
@@ -22,6 +23,8 @@ pub struct DataPlane {
     pub table: RoutingHandle,
     pub metrics: Arc<Metrics>,
     pub drain: Arc<Drain>,
+    /// `[proxy.access_log]`, when configured (a restart changes it).
+    pub access_log: Option<Arc<AccessLog>>,
     /// What a reload (SIGHUP) can replace; each request keeps the generation it started with.
     upstreams: ArcSwap<Upstreams>,
 }
@@ -72,11 +75,17 @@ pub struct InflightGuard<'a>(&'a Drain);
 // === impl DataPlane ===
 
 impl DataPlane {
-    pub fn new(table: RoutingHandle, metrics: Arc<Metrics>, upstreams: Upstreams) -> Self {
+    pub fn new(
+        table: RoutingHandle,
+        metrics: Arc<Metrics>,
+        upstreams: Upstreams,
+        access_log: Option<Arc<AccessLog>>,
+    ) -> Self {
         Self {
             table,
             metrics,
             drain: Arc::new(Drain::default()),
+            access_log,
             upstreams: ArcSwap::from_pointee(upstreams),
         }
     }

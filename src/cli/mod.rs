@@ -1,10 +1,13 @@
 //! The commands that do not run the daemon: the operator client of the admin API (`status`,
-//! `start`, `pause`, …, `set-weight`, `approve`) and the offline tools (`check`, `import-nginx`).
+//! `start`, `pause`, …, `set-weight`, `approve`) and the offline tools (`check`, `import-nginx`,
+//! `replay`).
 //!
 //! - [`client`]: the admin API's HTTP client.
 //! - [`view`]: the terminal rendering of the status document.
+//! - [`replay`]: `canaryd replay`, a policy's PromQL rules over Prometheus history.
 
 mod client;
+mod replay;
 mod view;
 
 use std::io::{IsTerminal, Write as _};
@@ -18,6 +21,7 @@ use clap::Args;
 
 use crate::files;
 use client::AdminClient;
+pub use replay::{replay, ReplayArgs};
 
 #[derive(Debug, Args)]
 pub struct AdminArgs {
@@ -143,6 +147,16 @@ pub fn check(path: &Path) -> anyhow::Result<()> {
             policy.rules.len()
         );
     }
+    if let Some(c) = files::cluster_options(&cfg)? {
+        println!(
+            "{}: ok (fleet member {:?}: etcd {}, prefix {}, lease_ttl {:?})",
+            path.display(),
+            c.name,
+            c.endpoints.join(", "),
+            c.prefix,
+            c.lease_ttl
+        );
+    }
     Ok(())
 }
 
@@ -166,9 +180,9 @@ pub fn import_nginx(file: &Path, canary: Vec<String>) -> anyhow::Result<()> {
 }
 
 /// Runs a client future on a small current-thread runtime.
-fn run<F>(f: F) -> anyhow::Result<()>
+fn run<F, T>(f: F) -> anyhow::Result<T>
 where
-    F: std::future::Future<Output = anyhow::Result<()>>,
+    F: std::future::Future<Output = anyhow::Result<T>>,
 {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

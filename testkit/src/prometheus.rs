@@ -3,6 +3,10 @@
 //! is killed (its dir removed) on drop. Tests skip themselves when
 //! `/usr/bin/prometheus` is not installed ([`Prometheus::start`] → `None`).
 //!
+//! [`Prometheus::start_with_history`] starts it on a history written beforehand with
+//! `promtool tsdb create-blocks-from openmetrics` (backfill): exact samples at exact past
+//! times, for tests of what is read back over a range.
+//!
 //! [`Prometheus::start_with_web_config`] starts it behind its own
 //! `--web.config.file` (TLS, basic auth), as production Prometheus servers
 //! run; this crate's plain HTTP helpers ([`Prometheus::query`] …) cannot talk
@@ -22,6 +26,7 @@ use crate::process::ChildGuard;
 use crate::tempdir::TempDir;
 
 const BINARY: &str = "/usr/bin/prometheus";
+const PROMTOOL: &str = "/usr/bin/promtool";
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Fresh ports tried when Prometheus exits at once (port taken meanwhile).
 const START_ATTEMPTS: usize = 3;
@@ -75,7 +80,50 @@ impl Prometheus {
         Self::launch(targets, Some(web_config_yaml), scheme)
     }
 
+    /// Starts Prometheus (scraping nothing) on a TSDB backfilled from `openmetrics` (the
+    /// OpenMetrics text format, timestamps in seconds, ending with `# EOF`) by `promtool tsdb
+    /// create-blocks-from openmetrics`. `None` when prometheus or promtool is not installed.
+    ///
+    /// # Panics
+    /// When promtool refuses the history or Prometheus does not become ready.
+    pub fn start_with_history(openmetrics: &str) -> Option<Prometheus> {
+        if !Path::new(PROMTOOL).is_file() {
+            return None;
+        }
+        let dir = TempDir::new("testkit-prometheus");
+        let input = dir.path().join("history.om");
+        fs::write(&input, openmetrics)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", input.display()));
+        let out = Command::new(PROMTOOL)
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&input)
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {PROMTOOL}: {e}"));
+        assert!(
+            out.status.success(),
+            "promtool refused the history: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self::launch_in(dir, &[], None, "http")
+    }
+
     fn launch(
+        targets: &[(&str, SocketAddr)],
+        web_config_yaml: Option<&str>,
+        scheme: &str,
+    ) -> Option<Prometheus> {
+        Self::launch_in(
+            TempDir::new("testkit-prometheus"),
+            targets,
+            web_config_yaml,
+            scheme,
+        )
+    }
+
+    fn launch_in(
+        dir: TempDir,
         targets: &[(&str, SocketAddr)],
         web_config_yaml: Option<&str>,
         scheme: &str,
@@ -83,7 +131,6 @@ impl Prometheus {
         if !Path::new(BINARY).is_file() {
             return None;
         }
-        let dir = TempDir::new("testkit-prometheus");
         let config = dir.path().join("prometheus.yml");
         fs::write(&config, render_config(targets))
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", config.display()));

@@ -5,6 +5,8 @@
 //! in [`common`]; tests needing Prometheus or Chromium skip when it is missing, unless
 //! `CANARYD_REQUIRE_TOOLS` is set (as `scripts/test` does).
 //!
+//! - [`access_log`]: every request of a mixed load logged once, `combined` equal to a real
+//!   nginx's lines, `json` parsing; SIGUSR1 reopen under load; a full disk; SIGTERM.
 //! - [`approval`]: a gated step waits for `approve`, across a restart, and still rolls back.
 //! - [`cli`]: `canaryd check` locates every mistake; `canaryd serve` refuses a bad config or a
 //!   busy port.
@@ -14,6 +16,8 @@
 //!   against a real Prometheus scraping canaryd.
 //! - [`failover`]: a killed, failing or unhealthy canary costs clients nothing; fallbacks are
 //!   counted.
+//! - [`fleet`]: three canaryd sharing one rollout through a real etcd, each through its own
+//!   relay: one leader, the split everywhere, failover, fencing, partition, etcd down.
 //! - [`forwarding`]: forwarding headers as the seed's nginx front sets them; the override header
 //!   stripped.
 //! - [`judge`]: the sequential canary-vs-stable test rolls back a 4× worse canary, passes an
@@ -25,6 +29,8 @@
 //! - [`malformed`]: garbage, huge and slowloris requests, and a non-HTTP upstream.
 //! - [`operate`]: the admin API's authentication and actions, the CLI against a running daemon,
 //!   the token file's rules, reload on SIGHUP, SIGTERM mid-rollout, manual mode.
+//! - [`replay`]: `canaryd replay` over a history backfilled into a real Prometheus: a clean
+//!   history promotes, a breach rolls back at the first evaluation after `for`.
 //! - [`retention`]: the decision log rotates at its size and the history reads across it.
 //! - [`rollout`]: the rollout controller with a real Prometheus: promotion, rollbacks, the memory
 //!   rule, a Prometheus outage, `kill -9` mid-step, an unreadable state file.
@@ -43,11 +49,13 @@
 
 mod common;
 
+mod access_log;
 mod approval;
 mod cli;
 mod connections;
 mod dashboards;
 mod failover;
+mod fleet;
 mod forwarding;
 mod headers;
 mod import_nginx;
@@ -55,6 +63,7 @@ mod judge;
 mod limits;
 mod malformed;
 mod operate;
+mod replay;
 mod retention;
 mod rollout;
 mod routing;

@@ -1,8 +1,12 @@
-//! The Prometheus metric source: PromQL instant queries for `source = "prometheus"` rules.
+//! The Prometheus metric source: PromQL instant queries for `source = "prometheus"` rules,
+//! and range queries for `canaryd replay`.
 //!
 //! [`PromClient::query`] runs one instant query at Prometheus's "now" and folds the answer into
 //! a [`Sample`]: one number, no data, or an error whose message always ends with the query text
 //! (normalised by [`short_query`]) so the decision log can show what was asked.
+//! [`PromClient::query_range`] evaluates a query at every step of a time range
+//! (`/api/v1/query_range`) and folds each step the same way: what an instant query at that time
+//! would have answered (one series: its value; none, or NaN: no data; several: an error).
 //!
 //! The client is reqwest (rustls; the system's roots, or only `ca_file`'s) sending
 //! `GET <url>/api/v1/query?query=…&timeout=…`, so `url` may be `https://` and carry a path
@@ -43,6 +47,8 @@ pub struct PromClient {
     http: reqwest::Client,
     /// `<url>/api/v1/query`.
     endpoint: Url,
+    /// `<url>/api/v1/query_range`.
+    range_endpoint: Url,
     /// The URL as configured (without trailing `/`), for messages.
     url: String,
     timeout: Duration,
@@ -165,6 +171,11 @@ impl PromClient {
                 key: "prometheus.url".into(),
                 message: format!("invalid Prometheus URL {url:?}: {e}"),
             })?;
+        let range_endpoint =
+            Url::parse(&format!("{url}/api/v1/query_range")).map_err(|e| PromError::Invalid {
+                key: "prometheus.url".into(),
+                message: format!("invalid Prometheus URL {url:?}: {e}"),
+            })?;
         let (mut headers, auth) = credentials(cfg)?;
         let mut header_names = Vec::with_capacity(cfg.headers.len());
         for (name, value) in &cfg.headers {
@@ -193,6 +204,7 @@ impl PromClient {
         Ok(Self {
             http,
             endpoint,
+            range_endpoint,
             url,
             timeout: cfg.timeout,
             max_response_size: usize::try_from(cfg.max_response_size).unwrap_or(usize::MAX),
@@ -235,10 +247,44 @@ impl PromClient {
 
     async fn fetch(&self, promql: &str) -> Result<Sample, String> {
         let mut url = self.endpoint.clone();
-        let timeout_ms = self.timeout.as_millis().max(1);
+        url.query_pairs_mut().append_pair("query", promql);
+        decode(self.get::<Answer>(url).await?)
+    }
+
+    /// Evaluates `promql` at `start`, `start + step`, … up to `end` (Unix milliseconds) with
+    /// one range query: element k of the answer is the sample at `start + k × step`, folded as
+    /// [`query`](Self::query) folds an instant answer (NaN or no series: no data; several
+    /// series at that time: an error for that step). An unusable answer as a whole (refused
+    /// query, unreachable, too large, timeout) is an error whose message ends with the query.
+    pub async fn query_range(
+        &self,
+        promql: &str,
+        start_ms: u64,
+        end_ms: u64,
+        step: Duration,
+    ) -> Result<Vec<Sample>, String> {
+        let step_ms = step.as_millis().max(1) as u64;
+        let points = (end_ms.saturating_sub(start_ms) / step_ms + 1) as usize;
+        let seconds = |ms: u64| format!("{}.{:03}", ms / 1000, ms % 1000);
+        let mut url = self.range_endpoint.clone();
         url.query_pairs_mut()
             .append_pair("query", promql)
-            // Lets Prometheus abandon an expensive evaluation we would no longer wait for.
+            .append_pair("start", &seconds(start_ms))
+            .append_pair("end", &seconds(end_ms))
+            .append_pair("step", &seconds(step_ms));
+        let fetched = match tokio::time::timeout(self.timeout, self.get::<RangeAnswer>(url)).await {
+            Ok(fetched) => fetched.and_then(|a| decode_range(a, start_ms, step_ms, points)),
+            Err(_) => Err(self.timed_out()),
+        };
+        fetched.map_err(|reason| format!("{reason}: {}", short_query(promql)))
+    }
+
+    /// GETs `url` (plus `timeout=`) and decodes the JSON answer, bounded by
+    /// `max_response_size`; a non-success status is described by [`Self::refusal`].
+    async fn get<T: serde::de::DeserializeOwned>(&self, mut url: Url) -> Result<T, String> {
+        let timeout_ms = self.timeout.as_millis().max(1);
+        // Lets Prometheus abandon an expensive evaluation we would no longer wait for.
+        url.query_pairs_mut()
             .append_pair("timeout", &format!("{timeout_ms}ms"));
         let mut response = self
             .http
@@ -262,8 +308,8 @@ impl PromClient {
         if !complete {
             return Err(self.too_large());
         }
-        match serde_json::from_slice::<Answer>(&body) {
-            Ok(answer) => decode(answer),
+        match serde_json::from_slice::<T>(&body) {
+            Ok(answer) => Ok(answer),
             Err(e) if e.classify() == serde_json::error::Category::Data => Err(format!(
                 "malformed answer from Prometheus at {}: {e}",
                 self.url
@@ -633,22 +679,106 @@ impl<'de> Deserialize<'de> for FieldName {
 #[derive(Deserialize)]
 struct Pair(IgnoredAny, String);
 
-/// Folds a decoded `/api/v1/query` answer into a sample, or the reason it is unusable.
-fn decode(answer: Answer) -> Result<Sample, String> {
-    match answer.status.as_str() {
-        "success" => {}
-        "error" => {
-            let kind = answer.error_type.as_deref().unwrap_or("error");
-            let message = answer.error.as_deref().unwrap_or("(no message)");
-            return Err(format!("Prometheus rejected the query ({kind}): {message}"));
-        }
-        other => {
-            return Err(format!(
-                "unexpected answer from Prometheus: status {:?}",
-                truncate(other, BODY_SNIPPET_MAX)
-            ))
+/// A `/api/v1/query_range` answer: each series' points (labels are skipped).
+#[derive(Debug, Deserialize)]
+struct RangeAnswer {
+    status: String,
+    #[serde(default)]
+    data: Option<RangeData>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RangeData {
+    #[serde(default, rename = "resultType")]
+    result_type: Option<String>,
+    #[serde(default)]
+    result: Vec<RangeSeries>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RangeSeries {
+    /// `[time, "value"]` pairs; absent for a native histogram series.
+    #[serde(default)]
+    values: Vec<(f64, String)>,
+}
+
+/// Folds a range answer into one sample per step: `points` steps of `step_ms` from
+/// `start_ms`. A point off the grid is an error (Prometheus aligns every point on it).
+fn decode_range(
+    answer: RangeAnswer,
+    start_ms: u64,
+    step_ms: u64,
+    points: usize,
+) -> Result<Vec<Sample>, String> {
+    check_status(&answer.status, &answer.error_type, &answer.error)?;
+    let Some(data) = answer.data else {
+        return Err("Prometheus answer has no data".to_owned());
+    };
+    if data.result_type.as_deref() != Some("matrix") {
+        return Err(format!(
+            "range query returned result type {:?}, expected a matrix",
+            data.result_type.as_deref().unwrap_or("(none)")
+        ));
+    }
+    // Per step: how many series had a point there, and the value of the first.
+    let mut found: Vec<(usize, f64)> = vec![(0, f64::NAN); points];
+    for series in data.result {
+        for (time, text) in series.values {
+            let ms = (time * 1000.0).round();
+            let offset = ms - start_ms as f64;
+            let k = (offset / step_ms as f64).round();
+            if offset < 0.0 || (k * step_ms as f64 - offset).abs() > 1.0 || k as usize >= points {
+                return Err(format!(
+                    "range answer has a point at {time}, off the asked grid"
+                ));
+            }
+            let value = sample_value(Some(&text))?;
+            let slot = &mut found[k as usize];
+            if slot.0 == 0 {
+                slot.1 = value;
+            }
+            slot.0 += 1;
         }
     }
+    Ok(found
+        .into_iter()
+        .map(|(series, value)| match series {
+            0 => Sample::NoData,
+            1 => to_sample(value),
+            many => Sample::Error(format!(
+                "query returned {many} series, expected one (aggregate with sum(), max() …)"
+            )),
+        })
+        .collect())
+}
+
+/// `status` of an answer: `success`, or the error Prometheus gave.
+fn check_status(
+    status: &str,
+    error_type: &Option<String>,
+    error: &Option<String>,
+) -> Result<(), String> {
+    match status {
+        "success" => Ok(()),
+        "error" => {
+            let kind = error_type.as_deref().unwrap_or("error");
+            let message = error.as_deref().unwrap_or("(no message)");
+            Err(format!("Prometheus rejected the query ({kind}): {message}"))
+        }
+        other => Err(format!(
+            "unexpected answer from Prometheus: status {:?}",
+            truncate(other, BODY_SNIPPET_MAX)
+        )),
+    }
+}
+
+/// Folds a decoded `/api/v1/query` answer into a sample, or the reason it is unusable.
+fn decode(answer: Answer) -> Result<Sample, String> {
+    check_status(&answer.status, &answer.error_type, &answer.error)?;
     let Some(data) = answer.data else {
         return Err("Prometheus answer has no data".to_owned());
     };

@@ -38,7 +38,7 @@ use crate::plane::{DataPlane, NamedUpstream, Upstreams};
 use crate::pool::Pool;
 use crate::request_id::{RequestId, X_REQUEST_ID};
 use crate::routes::{self, Route, Target};
-use crate::routing::Variant;
+use crate::routing::{Decision, Variant};
 
 /// Fresh connections tried after stale pooled ones, per request.
 const STALE_RETRIES: u32 = 2;
@@ -160,6 +160,15 @@ impl<'a> Request<'a> {
         self.record(status, self.attempt_start.elapsed());
     }
 
+    fn outcome(&self, status: u16) -> Outcome {
+        Outcome {
+            status,
+            upstream: self
+                .server
+                .map(|idx| (self.pool().servers[idx].addr, self.attempt_start)),
+        }
+    }
+
     /// A passive failure of the current server (`max_fails`).
     fn server_failed(&self) {
         if let Some(idx) = self.server {
@@ -174,8 +183,17 @@ impl<'a> Request<'a> {
     }
 }
 
-/// Serves one request whose header `ds` has read. Leaves `ds` ready for `finish()`; an answer
-/// that is not a complete response turns keepalive off.
+/// How a request ended, for the access log.
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    /// As sent to the client; 499: the client went away before an answer (as nginx).
+    status: u16,
+    /// The server of the last attempt, and since when it was tried.
+    upstream: Option<(std::net::SocketAddr, Instant)>,
+}
+
+/// Serves one request whose header `ds` has read, then logs it. Leaves `ds` ready for
+/// `finish()`; an answer that is not a complete response turns keepalive off.
 pub async fn serve(
     plane: &DataPlane,
     up: &Upstreams,
@@ -184,81 +202,124 @@ pub async fn serve(
 ) {
     let start = Instant::now();
     let _inflight = plane.drain.enter();
-    let (r, decision, idempotent, upgrade, expect_continue, too_large) = {
-        let req = ds.req_header();
-        let route = up.routes.get(
-            up.routes
-                .match_request(routes::request_host(req), req.uri.path().as_bytes()),
-        );
-        let named = match route.target {
-            Target::Upstream(i) => up.named.get(i),
-            Target::Split => None,
-        };
-        let decision = match named {
-            Some(_) => None,
-            None => {
-                let table = plane.table.load();
-                let d = up.router.decide(&table, &req.headers, client_ip);
-                tracing::debug!(
-                    variant = d.variant.as_str(),
-                    reason = ?d.reason,
-                    weight_bp = table.weight_bp,
-                    path = %req.uri.path(),
-                    "routed"
-                );
-                Some(d)
-            }
-        };
-        let expect = req
-            .headers
-            .get(http::header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        let too_large = route.max_body_size > 0
-            && req
-                .headers
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .is_some_and(|len| len > route.max_body_size);
-        let r = Request {
-            plane,
-            up,
-            start,
-            attempt_start: start,
-            variant: decision.map_or(Variant::Stable, |d| d.variant),
-            route,
-            named,
-            request_id: RequestId::of(&req.headers),
-            host: route
-                .headers
-                .uses_host()
-                .then(|| {
-                    req.headers.get(http::header::HOST).cloned().or_else(|| {
-                        let authority = req.uri.authority()?;
-                        HeaderValue::from_str(authority.as_str()).ok()
-                    })
-                })
-                .flatten(),
-            client_ip,
-            scheme: "http",
-            server: None,
-            moved: false,
-            recorded: false,
-        };
-        (
-            r,
-            decision,
-            req.method.is_idempotent(),
-            ds.is_upgrade_req(),
-            expect,
-            too_large,
-        )
+    let (mut r, decision, idempotent, upgrade, expect_continue, too_large) =
+        start_request(plane, up, ds, client_ip, start);
+    let done = answer(
+        &mut r,
+        decision,
+        ds,
+        (idempotent, upgrade, expect_continue, too_large),
+    )
+    .await;
+    if let Some(log) = &plane.access_log {
+        log.record(&crate::access_log::Entry {
+            req: ds.req_header(),
+            http2: ds.is_http2(),
+            client: client_ip,
+            status: done.status,
+            bytes: ds.body_bytes_sent() as u64,
+            duration: start.elapsed(),
+            upstream: done.upstream.map(|(addr, _)| addr),
+            upstream_time: done.upstream.map(|(_, since)| since.elapsed()),
+            request_id: Some(r.request_id.as_bytes()),
+            variant: r.named.is_none().then_some(r.variant),
+            route: &r.route.label,
+        });
+    }
+}
+
+/// The parts of a request known from its header: its route (and named upstream), the split's
+/// decision, the request id, and (idempotent, upgrade, expect 100-continue, Content-Length over
+/// `max_body_size`).
+fn start_request<'a>(
+    plane: &'a DataPlane,
+    up: &'a Upstreams,
+    ds: &ServerSession,
+    client_ip: Option<IpAddr>,
+    start: Instant,
+) -> (Request<'a>, Option<Decision>, bool, bool, bool, bool) {
+    let req = ds.req_header();
+    let route = up.routes.get(
+        up.routes
+            .match_request(routes::request_host(req), req.uri.path().as_bytes()),
+    );
+    let named = match route.target {
+        Target::Upstream(i) => up.named.get(i),
+        Target::Split => None,
     };
-    let mut r = r;
+    let decision = match named {
+        Some(_) => None,
+        None => {
+            let table = plane.table.load();
+            let d = up.router.decide(&table, &req.headers, client_ip);
+            tracing::debug!(
+                variant = d.variant.as_str(),
+                reason = ?d.reason,
+                weight_bp = table.weight_bp,
+                path = %req.uri.path(),
+                "routed"
+            );
+            Some(d)
+        }
+    };
+    let expect = req
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let too_large = route.max_body_size > 0
+        && req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|len| len > route.max_body_size);
+    let r = Request {
+        plane,
+        up,
+        start,
+        attempt_start: start,
+        variant: decision.map_or(Variant::Stable, |d| d.variant),
+        route,
+        named,
+        request_id: RequestId::of(&req.headers),
+        host: route
+            .headers
+            .uses_host()
+            .then(|| {
+                req.headers.get(http::header::HOST).cloned().or_else(|| {
+                    let authority = req.uri.authority()?;
+                    HeaderValue::from_str(authority.as_str()).ok()
+                })
+            })
+            .flatten(),
+        client_ip,
+        scheme: "http",
+        server: None,
+        moved: false,
+        recorded: false,
+    };
+    (
+        r,
+        decision,
+        req.method.is_idempotent(),
+        ds.is_upgrade_req(),
+        expect,
+        too_large,
+    )
+}
+
+/// Serves one request: refuse a body too large, read ahead, attempt, relay.
+async fn answer(
+    r: &mut Request<'_>,
+    decision: Option<Decision>,
+    ds: &mut ServerSession,
+    (idempotent, upgrade, expect_continue, too_large): (bool, bool, bool, bool),
+) -> Outcome {
+    let (up, start, client_ip) = (r.up, r.start, r.client_ip);
     let route = r.route;
     if too_large {
         // As nginx: refused before the body is read or an upstream is contacted.
-        return finish_error(&mut r, ds, 413).await;
+        return finish_error(r, ds, 413).await;
     }
 
     // The body, read ahead so a small one can be replayed.
@@ -268,14 +329,14 @@ pub async fn serve(
         if expect_continue && !ds.is_http2() {
             // As nginx: canaryd asks for the body itself (and drops upstream 100s).
             if ds.write_continue_response().await.is_err() {
-                return finish_error(&mut r, ds, 0).await;
+                return finish_error(r, ds, 0).await;
             }
         }
         match RequestBody::read_ahead(ds, route.max_body_size).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::debug!(error = %e, "reading the request body failed");
-                return finish_error(&mut r, ds, upstream::client_status(&e)).await;
+                return finish_error(r, ds, upstream::client_status(&e)).await;
             }
         }
     };
@@ -293,7 +354,7 @@ pub async fn serve(
                         continue;
                     }
                     tracing::debug!("no available server in either pool");
-                    return finish_error(&mut r, ds, 502).await;
+                    return finish_error(r, ds, 502).await;
                 }
             },
         };
@@ -328,7 +389,7 @@ pub async fn serve(
                     }
                     // This attempt's 502 is the request's answer, already recorded.
                     r.recorded = true;
-                    return finish_error(&mut r, ds, 502).await;
+                    return finish_error(r, ds, 502).await;
                 }
             },
         };
@@ -352,7 +413,7 @@ pub async fn serve(
         let sent = upstream::send_request(ds, &mut us, req, &mut body, reused).await;
         match sent {
             Ok(()) => {}
-            Err(AttemptError::Client(status)) => return finish_error(&mut r, ds, status).await,
+            Err(AttemptError::Client(status)) => return finish_error(r, ds, status).await,
             Err(AttemptError::Upstream { kind, stale, sent }) => {
                 // A request that was fully written may have reached the application: only an
                 // idempotent one is sent again.
@@ -379,11 +440,11 @@ pub async fn serve(
                     fresh_only = false;
                     continue;
                 }
-                return finish_error(&mut r, ds, status).await;
+                return finish_error(r, ds, status).await;
             }
         }
         let Some(resp) = us.resp_header() else {
-            return finish_error(&mut r, ds, 502).await;
+            return finish_error(r, ds, 502).await;
         };
         let status = resp.status.as_u16();
 
@@ -457,14 +518,14 @@ pub async fn serve(
             }
             RelayEnd::Client => ds.set_keepalive(None),
         }
-        return;
+        return r.outcome(status);
     }
 }
 
 /// Answers with an error status (0: nothing, the client is gone) — the route's error page and
 /// response headers included —, closes the client connection afterwards, and records the
 /// answer unless an attempt already did.
-async fn finish_error(r: &mut Request<'_>, ds: &mut ServerSession, status: u16) {
+async fn finish_error(r: &mut Request<'_>, ds: &mut ServerSession, status: u16) -> Outcome {
     ds.set_keepalive(None);
     if status != 0 {
         if let Err(e) = own_response::send(r, ds, status).await {
@@ -474,6 +535,7 @@ async fn finish_error(r: &mut Request<'_>, ds: &mut ServerSession, status: u16) 
             r.record(status, r.start.elapsed());
         }
     }
+    r.outcome(if status == 0 { 499 } else { status })
 }
 
 /// Server-Sent Events: a response that streams for as long as the client stays.

@@ -364,3 +364,40 @@ fn decode_keeps_the_first_series_and_skips_the_rest_whatever_the_key_order() {
     let null: Data = serde_json::from_str(r#"{"resultType":"vector","result":null}"#).unwrap();
     assert_eq!(null.result, Shape::default());
 }
+
+fn decode_range_json(answer: Value, points: usize) -> Result<Vec<Sample>, String> {
+    let answer = serde_json::from_value::<RangeAnswer>(answer).map_err(|e| e.to_string())?;
+    // 1000 s, every 30 s.
+    decode_range(answer, 1_000_000, 30_000, points)
+}
+
+#[test]
+fn decode_range_folds_each_step_like_an_instant_answer() {
+    let matrix = json!({"status": "success", "data": {"resultType": "matrix", "result": [
+        {"metric": {"variant": "canary", "pod": "a"}, "values": [[1000, "0.5"], [1030, "NaN"], [1090, "1"]]},
+        {"metric": {"variant": "canary", "pod": "b"}, "values": [[1090.0, "2"]]},
+    ]}});
+    assert_eq!(
+        decode_range_json(matrix, 4),
+        Ok(vec![
+            Sample::Value(0.5),
+            // NaN, and a step without a point: no data.
+            Sample::NoData,
+            Sample::NoData,
+            Sample::Error(
+                "query returned 2 series, expected one (aggregate with sum(), max() …)".into()
+            ),
+        ])
+    );
+    let off_grid = json!({"status": "success", "data": {"resultType": "matrix", "result": [
+        {"metric": {}, "values": [[1015, "1"]]},
+    ]}});
+    assert!(decode_range_json(off_grid, 4).is_err_and(|e| e.contains("off the asked grid")));
+    let refused = json!({"status": "error", "errorType": "bad_data", "error": "parse error"});
+    assert_eq!(
+        decode_range_json(refused, 4),
+        Err("Prometheus rejected the query (bad_data): parse error".into())
+    );
+    let vector = json!({"status": "success", "data": {"resultType": "vector", "result": []}});
+    assert!(decode_range_json(vector, 4).is_err_and(|e| e.contains("expected a matrix")));
+}
