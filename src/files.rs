@@ -5,12 +5,32 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use canaryd_config::Config;
+use canaryd_config::{line_of, read_source, Config, ConfigError, Problem};
 use canaryd_controller::{check_exposure, ClusterOptions, Policy, SourceKind, Token};
 
-/// `canaryd.toml`, with the environment overrides, validated.
+/// `canaryd.toml`, with the environment overrides, validated — the `[proxy.tls]` certificates
+/// too: each read, parsed and matched to its key, every problem located on its key's line.
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
-    Ok(Config::load(path)?)
+    let cfg = Config::load(path)?;
+    let errors = cfg
+        .proxy
+        .tls
+        .as_ref()
+        .map(canaryd_proxy::check_tls)
+        .unwrap_or_default();
+    if !errors.is_empty() {
+        let (file, src) = read_source(path)?;
+        let problems = errors
+            .into_iter()
+            .map(|e| Problem {
+                line: line_of(&src, &e.key),
+                message: format!("{}: {}", e.file, e.reason),
+                key: e.key,
+            })
+            .collect();
+        return Err(ConfigError::Invalid { file, problems }.into());
+    }
+    Ok(cfg)
 }
 
 /// `[rollout] policy`, relative to the config file's directory when not absolute.

@@ -52,9 +52,23 @@ macro_rules! key {
 }
 
 /// Every key a reload does not apply. Anything else in `[proxy]`, `[backends]`, `[upstreams]`,
-/// `[routing]`, `[prometheus]`, `[[notify]]` and the policy applies live.
-fn not_live() -> [Key; 14] {
+/// `[routing]`, `[prometheus]`, `[[notify]]` and the policy applies live — `[proxy.tls]
+/// certificates` included, whose files are read again on every reload.
+fn not_live() -> [Key; 16] {
     [
+        Key {
+            name: "proxy.tls (listen, protocols, http2)",
+            effect: Effect::Restart,
+            same: |a, b| tls_listeners(a) == tls_listeners(b),
+            keep: |to, from| match (&mut to.proxy.tls, &from.proxy.tls) {
+                (Some(to), Some(from)) => {
+                    to.listen = from.listen.clone();
+                    to.protocols = from.protocols.clone();
+                    to.http2 = from.http2;
+                }
+                (to, from) => *to = from.clone(),
+            },
+        },
         key!(Restart, "proxy.listen", proxy.listen),
         key!(Restart, "proxy.threads", proxy.threads),
         key!(Restart, "proxy.keepalive_pool", proxy.keepalive_pool),
@@ -64,6 +78,7 @@ fn not_live() -> [Key; 14] {
             proxy.keepalive_requests
         ),
         key!(Restart, "proxy.shutdown_grace", proxy.shutdown_grace),
+        key!(Restart, "proxy.upgrade_socket", proxy.upgrade_socket),
         // The file is opened and its writer started once; SIGUSR1 reopens the same path.
         key!(Restart, "proxy.access_log", proxy.access_log),
         key!(Restart, "admin.listen", admin.listen),
@@ -88,6 +103,14 @@ fn not_live() -> [Key; 14] {
             rollout.initial_percent
         ),
     ]
+}
+
+/// What a TLS listener is, beyond its certificates: only a restart rebinds or reconfigures it.
+fn tls_listeners(c: &Config) -> Option<(&[String], &[String], bool)> {
+    c.proxy
+        .tls
+        .as_ref()
+        .map(|t| (&t.listen[..], &t.protocols[..], t.http2))
 }
 
 /// What a reload of `file` over the configuration in force does.

@@ -16,6 +16,9 @@
 //!   of routes ([`UpstreamsConfig`]).
 //! - `headers`: header rules, body limit and error pages of `[proxy]` and routes, and the
 //!   value templates ([`parse_template`]).
+//! - `tls`: `[proxy.tls]` (TLS listeners, certificates, protocols, ALPN), the
+//!   `https_redirect` keys and `https://` servers ([`TlsConfig`], [`server_target`]); file and
+//!   PEM checks only, no TLS library.
 //! - `problem`: what is wrong and where — [`Invalid`], [`Problem`], [`ConfigError`], and
 //!   figment's errors as problems ([`figment_problems`], also used by the policy loader).
 //! - `cluster`: `[cluster]` ([`ClusterConfig`]): the file store or a fleet through etcd.
@@ -37,6 +40,7 @@ mod headers;
 mod location;
 mod problem;
 mod proxy;
+mod tls;
 mod upstreams;
 
 pub use access_log::{AccessLogConfig, AccessLogFormat, STDOUT as ACCESS_LOG_STDOUT};
@@ -58,4 +62,5 @@ pub use proxy::{
     resolve, BackendsConfig, DataPlaneConfig, HealthConfig, PoolConfig, ProxyConfig, RouteConfig,
     RoutingConfig, ServerEntry, StickyConfig, StickyKey,
 };
+pub use tls::{server_target, CertificateConfig, TlsConfig, TLS_PROTOCOLS};
 pub use upstreams::{is_host_pattern, UpstreamsConfig};

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -20,6 +21,7 @@ use crate::check::{byte_size, is_header_name};
 use crate::de::{cidrs, duration, opt_duration};
 use crate::headers::{check_rules, opt_byte_size, ErrorPage, Rules};
 use crate::problem::Invalid;
+use crate::tls::{default_redirect_except, pem_file, server_target, TlsConfig};
 use crate::upstreams::{check_upstreams, UpstreamsConfig};
 
 /// The three data-plane sections, as they appear in the file.
@@ -79,7 +81,16 @@ pub struct ProxyConfig {
     pub hide_response_headers: Vec<String>,
     /// Pages for the answers canaryd generates itself, by status.
     pub error_pages: BTreeMap<String, ErrorPage>,
+    /// Where the running canaryd hands its listening sockets to `canaryd serve --upgrade`;
+    /// `None` means `upgrade.sock` in `[rollout] state_dir` ([`crate::Config::upgrade_socket`]).
+    pub upgrade_socket: Option<std::path::PathBuf>,
     pub routes: Vec<RouteConfig>,
+    /// `[proxy.tls]`: listeners that terminate TLS (see `tls.rs`).
+    pub tls: Option<TlsConfig>,
+    /// Plain listeners answer `301 https://$host$request_uri` (except the paths below).
+    pub https_redirect: bool,
+    /// Path prefixes proxied as usual on plain listeners despite `https_redirect`.
+    pub https_redirect_except: Vec<String>,
     /// `[proxy.access_log]`; absent: no access log.
     pub access_log: Option<AccessLogConfig>,
 }
@@ -109,7 +120,11 @@ impl Default for ProxyConfig {
             add_response_headers: BTreeMap::new(),
             hide_response_headers: Vec::new(),
             error_pages: BTreeMap::new(),
+            upgrade_socket: None,
             routes: Vec::new(),
+            tls: None,
+            https_redirect: false,
+            https_redirect_except: default_redirect_except(),
             access_log: None,
         }
     }
@@ -224,6 +239,10 @@ pub struct PoolConfig {
     /// within `[proxy] keepalive_pool`; none: only that limit.
     #[serde(default)]
     pub keepalive: Option<usize>,
+    /// PEM CA certificate(s) that `https://` servers are verified with, instead of the
+    /// system's roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_max_fails() -> u32 {
@@ -349,10 +368,10 @@ impl DataPlaneConfig {
                 message,
             })
         };
-        if self.proxy.listen.is_empty() {
+        if self.proxy.listen.is_empty() && self.proxy.tls.is_none() {
             bad(
                 "proxy.listen",
-                "expected at least one \"ip:port\" address".into(),
+                "expected at least one \"ip:port\" address (or a [proxy.tls] listener)".into(),
             );
         }
         for (i, l) in self.proxy.listen.iter().enumerate() {
@@ -386,6 +405,17 @@ impl DataPlaneConfig {
                 "proxy.shutdown_grace",
                 "expected a positive duration like \"30s\"".into(),
             );
+        }
+        if let Some(tls) = &self.proxy.tls {
+            tls.validate(&self.proxy.listen, out);
+        }
+        for (i, p) in self.proxy.https_redirect_except.iter().enumerate() {
+            if !p.starts_with('/') {
+                out.push(Invalid {
+                    key: format!("proxy.https_redirect_except[{i}]"),
+                    message: format!("expected a path prefix starting with '/', found {p:?}"),
+                });
+            }
         }
         if let Some(log) = &self.proxy.access_log {
             log.validate(out);
@@ -491,7 +521,7 @@ pub(crate) fn check_pool(at: &str, pool: &PoolConfig, out: &mut Vec<Invalid>) {
         );
     }
     for (i, s) in pool.servers.iter().enumerate() {
-        if resolve(&s.addr).is_none() {
+        if resolve(server_target(&s.addr).1).is_none() {
             bad(
                 format!("{at}.servers[{i}]"),
                 format!("expected \"host:port\" that resolves, found {:?}", s.addr),
@@ -502,6 +532,11 @@ pub(crate) fn check_pool(at: &str, pool: &PoolConfig, out: &mut Vec<Invalid>) {
                 format!("{at}.servers[{i}].weight"),
                 format!("expected a weight from 1 to 1000, found {}", s.weight),
             );
+        }
+    }
+    if let Some(ca) = &pool.ca_file {
+        if let Err(e) = pem_file(ca, "CERTIFICATE") {
+            bad(format!("{at}.ca_file"), e);
         }
     }
     if let Some(h) = &pool.health {

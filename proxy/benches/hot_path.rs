@@ -167,6 +167,7 @@ fn routes_and_pool(c: &mut Criterion) {
             max_fails: 1,
             fail_timeout: Duration::from_secs(10),
             keepalive: None,
+            ca_file: None,
         },
     )
     .expect("literal addresses resolve");

@@ -26,9 +26,13 @@
 //! - `request`: canaryd's own request loop on pingora-core's HTTP/1 and HTTP/2 server sessions:
 //!   reading the request header under `client_header_timeout`, deciding, forwarding over a
 //!   per-worker upstream keepalive pool, retries, streaming and upgraded tunnels.
+//! - `tls`: TLS termination on the `[proxy.tls]` listeners (rustls, SNI, ALPN, resumption,
+//!   certificates swapped on reload) and the TLS stream type.
 //! - `listener`: one single-threaded Pingora service per worker, accepting on shared
 //!   listening sockets (no cross-thread wake-ups).
 //! - `server`: building the Pingora server and stopping it gracefully.
+//! - `handover`: where the listening sockets come from (bound, systemd `LISTEN_FDS`, or taken
+//!   from the running process by `serve --upgrade` over a unix socket) and handing them on.
 //! - `access_log`: `[proxy.access_log]`: lines formatted into per-worker buffers, written by a
 //!   thread of its own, reopened on SIGUSR1.
 //! - `clock`: a cheap monotonic millisecond clock.
@@ -39,6 +43,7 @@
 mod access_log;
 mod clock;
 mod forwarding;
+mod handover;
 mod header_rules;
 mod health;
 mod listener;
@@ -53,12 +58,16 @@ mod routes;
 mod routing;
 mod server;
 mod sticky;
+mod tls;
 mod windows;
 
 use std::sync::Arc;
 
 pub use access_log::{AccessLog, AccessLogError};
 use canaryd_config::DataPlaneConfig;
+pub use handover::{
+    serve_upgrades, Claimed, HandoverError, Listeners, Origin, Upgrade, UpgradeHooks,
+};
 pub use metrics::{escape as escape_label, FailureKind, FallbackReason, Metrics, PoolCounters};
 pub use plane::{DataPlane, Drain, NamedUpstream, Upstreams};
 pub use pool::{Pool, PoolError};
@@ -67,7 +76,8 @@ pub use request_id::RequestId;
 pub use route_metrics::RouteStats;
 pub use routes::Routes;
 pub use routing::{Reason, Router, RoutingHandle, RoutingTable, Variant};
-pub use server::ProxyServer;
+pub use server::{ProxyServer, ServerError, StopHandle};
+pub use tls::{check_tls, CertError, TlsError};
 pub use windows::{WindowStats, Windows};
 
 /// Why the data plane cannot be built.
@@ -75,6 +85,8 @@ pub use windows::{WindowStats, Windows};
 pub enum BuildError {
     #[error(transparent)]
     Pool(#[from] pool::PoolError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error(transparent)]
     AccessLog(#[from] AccessLogError),
 }
@@ -92,12 +104,11 @@ pub fn build_data_plane(
         .as_ref()
         .map(AccessLog::open)
         .transpose()?;
-    Ok(Arc::new(DataPlane::new(
-        table,
-        Arc::new(Metrics::new()),
-        upstreams,
-        access_log,
-    )))
+    let mut plane = DataPlane::new(table, Arc::new(Metrics::new()), upstreams, access_log);
+    if let Some(tls) = &cfg.proxy.tls {
+        plane = plane.with_tls(tls::Termination::new(tls)?);
+    }
+    Ok(Arc::new(plane))
 }
 
 /// Why a reloaded data-plane configuration cannot be applied live.
@@ -105,6 +116,8 @@ pub fn build_data_plane(
 pub enum ReloadError {
     #[error(transparent)]
     Pool(#[from] pool::PoolError),
+    #[error("{}; the certificates in force stay", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Certificates(Vec<CertError>),
 }
 
 /// Builds the reloadable part. Servers present in `previous` keep their health verdict, so a
@@ -164,6 +177,8 @@ pub fn build_upstreams(
         client_timeout: cfg.proxy.client_timeout,
         keepalive_pool: cfg.proxy.keepalive_pool,
         upstream_idle_timeout: cfg.proxy.upstream_idle_timeout,
+        https_redirect: cfg.proxy.https_redirect,
+        https_redirect_except: cfg.proxy.https_redirect_except.clone(),
     })
 }
 
@@ -172,6 +187,8 @@ pub fn build_upstreams(
 pub struct PreparedReload {
     upstreams: Upstreams,
     cfg: DataPlaneConfig,
+    /// The TLS listeners' certificates, read again from their files (renewed ones included).
+    certs: Option<tls::CertSet>,
 }
 
 /// Builds the new upstreams for `cfg` (servers keep their health verdict) and checks they can
@@ -182,14 +199,24 @@ pub fn prepare_reload(
 ) -> Result<PreparedReload, ReloadError> {
     let current = plane.upstreams();
     let upstreams = build_upstreams(cfg, Some(&current))?;
+    let certs = match (&plane.tls, &cfg.proxy.tls) {
+        (Some(running), Some(tls)) => Some(
+            running
+                .load(&tls.certificates)
+                .map_err(ReloadError::Certificates)?,
+        ),
+        _ => None,
+    };
     Ok(PreparedReload {
         upstreams,
         cfg: cfg.clone(),
+        certs,
     })
 }
 
 /// Puts a prepared reload in force: routing rules, pools, timeouts and health checks change at
-/// once; requests already running finish on the old ones. Returns the new health checkers'
+/// once; requests already running finish on the old ones; new TLS handshakes get the reloaded
+/// certificates, connections already up keep theirs. Returns the new health checkers'
 /// stop switch (the caller stops the old generation's).
 pub fn apply_reload(
     plane: &DataPlane,
@@ -198,6 +225,9 @@ pub fn apply_reload(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     spawn_health_checks(&prepared.upstreams, &prepared.cfg, stopped);
     plane.replace_upstreams(prepared.upstreams);
+    if let (Some(running), Some(certs)) = (&plane.tls, prepared.certs) {
+        running.replace(certs);
+    }
     stop
 }
 

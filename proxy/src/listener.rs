@@ -36,6 +36,9 @@ pub struct WorkerService<A> {
     inner: ListeningService<A>,
     /// Owned until the service starts, so a server built and then dropped closes them.
     listeners: Vec<(String, StdListener)>,
+    /// The `[proxy.tls]` listeners: a service of their own (their app does the handshake),
+    /// run on this worker's thread next to the plain one.
+    tls: Option<Box<WorkerService<A>>>,
     /// Its ticker runs on this worker's thread (hands over the thread's access log lines).
     access_log: Option<Arc<AccessLog>>,
 }
@@ -69,7 +72,15 @@ impl<A: ServerApp + Send + Sync + 'static> WorkerService<A> {
             inner,
             listeners,
             access_log,
+            tls: None,
         }
+    }
+
+    /// Adds the TLS listeners, served by `app` on the same thread.
+    pub fn with_tls(mut self, app: A, listeners: Vec<(String, StdListener)>) -> Self {
+        let name = format!("{}-tls", self.inner.name());
+        self.tls = Some(Box::new(Self::new(name, app, listeners, None)));
+        self
     }
 }
 
@@ -81,19 +92,32 @@ impl<A: ServerApp + Send + Sync + 'static> Service for WorkerService<A> {
         shutdown: ShutdownWatch,
         listeners_per_fd: usize,
     ) {
+        let Self {
+            inner,
+            listeners,
+            access_log,
+            tls,
+        } = self;
+        let tls_service = tls
+            .as_mut()
+            .map(|t| t.start_service(None, shutdown.clone(), listeners_per_fd));
         // Ownership passes to Pingora here: it adopts each fd from the table exactly once.
         let mut fds = Fds::new();
-        for (addr, socket) in self.listeners.drain(..) {
+        for (addr, socket) in listeners.drain(..) {
             fds.add(addr, socket.into_raw_fd());
         }
         let fds: ListenFds = Arc::new(parking_lot::Mutex::new(fds));
-        if let Some(log) = self.access_log.take() {
+        if let Some(log) = access_log.take() {
             // On this service's runtime, whose one thread is the worker's.
             tokio::spawn(log.ticker());
         }
-        self.inner
-            .start_service(Some(fds), shutdown, listeners_per_fd)
-            .await;
+        let plain = inner.start_service(Some(fds), shutdown, listeners_per_fd);
+        match tls_service {
+            Some(tls) => {
+                tokio::join!(plain, tls);
+            }
+            None => plain.await,
+        }
     }
 
     fn name(&self) -> &str {

@@ -15,6 +15,7 @@ use crate::pool::Pool;
 use crate::route_metrics::{self, UpstreamStats};
 use crate::routes::Routes;
 use crate::routing::{Router, RoutingHandle};
+use crate::tls::Termination;
 
 /// Everything a request needs, shared by all worker threads.
 #[derive(Debug)]
@@ -27,6 +28,8 @@ pub struct DataPlane {
     pub access_log: Option<Arc<AccessLog>>,
     /// What a reload (SIGHUP) can replace; each request keeps the generation it started with.
     upstreams: ArcSwap<Upstreams>,
+    /// TLS termination of the `[proxy.tls]` listeners (its certificates reload on SIGHUP).
+    pub tls: Option<Arc<Termination>>,
 }
 
 /// The reloadable part of the data plane: routing rules, pools, routes, client connection
@@ -52,6 +55,9 @@ pub struct Upstreams {
     pub keepalive_pool: usize,
     /// How long an idle upstream connection is kept.
     pub upstream_idle_timeout: Duration,
+    /// Plain listeners answer `301 https://…` (except the paths below).
+    pub https_redirect: bool,
+    pub https_redirect_except: Vec<String>,
 }
 
 /// A pool outside the split and its counters (carried across reloads by name).
@@ -87,7 +93,14 @@ impl DataPlane {
             drain: Arc::new(Drain::default()),
             access_log,
             upstreams: ArcSwap::from_pointee(upstreams),
+            tls: None,
         }
+    }
+
+    /// With TLS termination for the `[proxy.tls]` listeners.
+    pub fn with_tls(mut self, tls: Termination) -> Self {
+        self.tls = Some(Arc::new(tls));
+        self
     }
 
     /// The upstreams in force now.

@@ -162,6 +162,7 @@ fn hot_path_does_not_allocate() {
             max_fails: 1,
             fail_timeout: Duration::from_secs(10),
             keepalive: None,
+            ca_file: None,
         },
     )
     .unwrap();

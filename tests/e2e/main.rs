@@ -45,7 +45,14 @@
 //!   through.
 //! - [`upstreams`]: named upstreams by path and host beside the split, their own metrics, a
 //!   reload moving a route to another upstream.
-//! - [`systemd`]: `sd_notify` readiness, watchdog, reload and stop; the shipped `deploy/` files.
+//! - [`tls`]: TLS termination with curl, openssl s_client and h2load: SNI, ALPN h2, the
+//!   protocol floor, resumption, X-Forwarded-Proto, SSE over h2, the https redirect and its
+//!   ACME exception, certificates renewed on SIGHUP under an open connection, located errors,
+//!   an https upstream verified with `ca_file`, and testssl.sh (no old protocol, no weak cipher).
+//! - [`systemd`]: `sd_notify` readiness, watchdog, reload and stop; the shipped `deploy/` files
+//!   (the socket unit holds exactly the configured listeners).
+//! - [`upgrade`]: `serve --upgrade` under traffic loses no request and keeps the rollout; its
+//!   failures leave the old process serving; restarts under systemd socket activation.
 
 mod common;
 
@@ -72,4 +79,6 @@ mod slow_prometheus;
 mod status_page;
 mod streaming;
 mod systemd;
+mod tls;
+mod upgrade;
 mod upstreams;

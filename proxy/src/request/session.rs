@@ -31,7 +31,7 @@ use pingora_core::protocols::http::ServerSession;
 
 use super::retry::RequestBody;
 use super::upstream::{self, AttemptError, RelayEnd};
-use super::{own_response, upgrade, upstream_pool};
+use super::{own_response, redirect, upgrade, upstream_pool};
 use crate::header_rules::Vars;
 use crate::metrics::{FailureKind, FallbackReason, PoolCounters, UpstreamConnState};
 use crate::plane::{DataPlane, NamedUpstream, Upstreams};
@@ -192,18 +192,23 @@ struct Outcome {
     upstream: Option<(std::net::SocketAddr, Instant)>,
 }
 
-/// Serves one request whose header `ds` has read, then logs it. Leaves `ds` ready for
-/// `finish()`; an answer that is not a complete response turns keepalive off.
+/// Serves one request whose header `ds` has read, then logs it; `tls`: it came over a TLS
+/// listener. Leaves `ds` ready for `finish()`; an answer that is not a complete response turns
+/// keepalive off.
 pub async fn serve(
     plane: &DataPlane,
     up: &Upstreams,
     ds: &mut ServerSession,
     client_ip: Option<IpAddr>,
+    tls: bool,
 ) {
+    if !tls && up.https_redirect && redirect::applies(up, ds.req_header()) {
+        return redirect::to_https(ds).await;
+    }
     let start = Instant::now();
     let _inflight = plane.drain.enter();
     let (mut r, decision, idempotent, upgrade, expect_continue, too_large) =
-        start_request(plane, up, ds, client_ip, start);
+        start_request(plane, up, ds, client_ip, tls, start);
     let done = answer(
         &mut r,
         decision,
@@ -236,6 +241,7 @@ fn start_request<'a>(
     up: &'a Upstreams,
     ds: &ServerSession,
     client_ip: Option<IpAddr>,
+    tls: bool,
     start: Instant,
 ) -> (Request<'a>, Option<Decision>, bool, bool, bool, bool) {
     let req = ds.req_header();
@@ -293,7 +299,7 @@ fn start_request<'a>(
             })
             .flatten(),
         client_ip,
-        scheme: "http",
+        scheme: if tls { "https" } else { "http" },
         server: None,
         moved: false,
         recorded: false,
@@ -361,6 +367,7 @@ async fn answer(
         r.server = Some(idx);
         r.attempt_start = Instant::now();
         let addr = r.pool().servers[idx].addr;
+        let server_tls = r.pool().servers[idx].tls.as_deref();
         let timeouts = route.timeouts;
 
         // A connection.
@@ -377,7 +384,7 @@ async fn answer(
         let reused = pooled.is_some();
         let stream = match pooled {
             Some(s) => s,
-            None => match upstream::connect(addr, timeouts.connect).await {
+            None => match upstream::connect(addr, server_tls, timeouts.connect).await {
                 Ok(s) => s,
                 Err(kind) => {
                     r.counters().upstream_failure(FailureKind::Connect);
