@@ -230,3 +230,39 @@ async fn a_member_authenticates_with_its_password_file() {
         "{e}"
     );
 }
+
+#[test]
+fn the_fleets_counts_grow_from_the_epoch_on_whoever_joins_or_restarts() {
+    let with = |name: &str, requests: u64| {
+        let mut r = report(name, 1, 0, 0, vec![0]);
+        r.traffic.canary = crate::policy::Counts {
+            requests,
+            errors: requests / 10,
+        };
+        r
+    };
+    let fleet = Fleet::default();
+    fleet.set_epoch(1);
+    fleet.store(vec![with("a", 1000), with("b", 500)]);
+    assert_eq!(
+        fleet.traffic().unwrap().canary.requests,
+        0,
+        "from the epoch on"
+    );
+    fleet.store(vec![with("a", 1100), with("b", 550)]);
+    assert_eq!(fleet.traffic().unwrap().canary.requests, 150);
+    // c joins with a long history: none of it counts.
+    fleet.store(vec![with("a", 1100), with("b", 550), with("c", 9000)]);
+    assert_eq!(fleet.traffic().unwrap().canary.requests, 150);
+    // b restarts (its counters begin again) and c goes on.
+    fleet.store(vec![with("a", 1100), with("b", 20), with("c", 9010)]);
+    assert_eq!(fleet.traffic().unwrap().canary.requests, 150 + 20 + 10);
+    // A new epoch starts from zero.
+    fleet.set_epoch(2);
+    fleet.store(vec![{
+        let mut r = with("a", 1200);
+        r.epoch = 2;
+        r
+    }]);
+    assert_eq!(fleet.traffic().unwrap().canary.requests, 0);
+}
