@@ -51,8 +51,9 @@
 //!   an https upstream verified with `ca_file`, and testssl.sh (no old protocol, no weak cipher).
 //! - [`systemd`]: `sd_notify` readiness, watchdog, reload and stop; the shipped `deploy/` files
 //!   (the socket unit holds exactly the configured listeners).
-//! - [`upgrade`]: `serve --upgrade` under traffic loses no request and keeps the rollout; its
-//!   failures leave the old process serving; restarts under systemd socket activation.
+//! - [`upgrade`]: `serve --upgrade` under traffic loses no request, keeps the rollout and carries
+//!   the TLS listener; its failures leave the old process serving; restarts under systemd
+//!   socket activation.
 
 mod common;
 

@@ -6,7 +6,7 @@
 //! old certificates and says which file and why. An `https://` upstream is verified with the
 //! pool's `ca_file`, and testssl.sh finds no old protocol and no weak cipher.
 
-mod pki;
+pub(crate) mod pki;
 
 use std::net::SocketAddr;
 use std::process::Command;

@@ -1,7 +1,8 @@
 //! Zero-downtime restarts, end to end: `canaryd serve --upgrade` under steady traffic (keep-alive
 //! and new connections) loses no request, the old process exits, the rollout keeps its step and
-//! held time and only one controller acts; an upgrade with nothing to take over from, or onto a
-//! configuration that listens elsewhere, fails clearly and leaves the old process serving; under
+//! held time and only one controller acts; a TLS listener is carried the same way (curl); an upgrade with nothing to take over from, or onto a
+//! configuration that listens elsewhere, fails clearly and leaves the old process serving, and a
+//! new process that dies after the old one stopped its controller gets it running again; under
 //! systemd socket activation (the real `systemd-socket-activate`) a restart loses no connection
 //! attempt, and sockets that do not match the configuration are a clear error.
 
@@ -304,6 +305,141 @@ fn an_upgrade_onto_other_listen_addresses_is_refused_and_the_old_process_serves_
     });
     assert!(
         old.log().contains("upgrade abandoned by the new process"),
+        "{}",
+        old.log()
+    );
+}
+
+#[test]
+fn upgrade_carries_the_tls_listener() {
+    let dir = TempDir::new("canaryd-upgrade-tls");
+    let pki = crate::tls::pki::Pki::new(dir.path());
+    let leaf = pki.issue("a", &["a.test"]);
+    let stable = FakeGateway::spawn("stable", &[]);
+    let canary = FakeGateway::spawn("canary", &[]);
+    let tls = free_addr();
+    let mut setup = Setup::new(&stable, &canary, 0.0);
+    setup.tail = crate::tls::pki::section(tls, &[&leaf]);
+    let mut old = Canaryd::start(&setup);
+    testkit::wait_for_port(tls, Duration::from_secs(10));
+
+    // curl in a loop: a new TLS handshake per request, verified against the test CA.
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let curl = {
+        let (stop, answered) = (stop.clone(), answered.clone());
+        let ca = pki.ca.clone();
+        thread::spawn(move || {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let out = Command::new("curl")
+                    .args([
+                        "-sS",
+                        "--max-time",
+                        "10",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_code}",
+                    ])
+                    .arg("--cacert")
+                    .arg(&ca)
+                    .args(["--resolve", &format!("a.test:{}:127.0.0.1", tls.port())])
+                    .arg(format!("https://a.test:{}/", tls.port()))
+                    .output()
+                    .expect("curl is installed");
+                let code = String::from_utf8_lossy(&out.stdout).into_owned();
+                if out.status.success() && code == "200" {
+                    answered.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failures.push(format!("{code} {}", String::from_utf8_lossy(&out.stderr)));
+                }
+            }
+            failures
+        })
+    };
+    let at_least = |n: u64| {
+        wait_until("curl answers", Duration::from_secs(20), || {
+            answered.load(Ordering::Relaxed) >= n
+        })
+    };
+    at_least(5);
+    let new_log = old.dir.path().join("new.log");
+    let mut new = spawn_serve(&old.config, true, &new_log);
+    let new_text = || fs::read_to_string(&new_log).unwrap_or_default();
+    assert!(
+        old.wait_exit(Duration::from_secs(10)).is_some(),
+        "the old process did not exit; new log:\n{}",
+        new_text()
+    );
+    // The plain, the TLS and the admin listener changed hands.
+    assert!(new_text().contains("sockets=3"), "{}", new_text());
+    at_least(answered.load(Ordering::Relaxed) + 5);
+    stop.store(true, Ordering::Relaxed);
+    let failures = curl.join().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{failures:?}\nold log:\n{}\nnew log:\n{}",
+        old.log(),
+        new_text()
+    );
+    new.kill();
+}
+
+#[test]
+fn a_new_process_dying_after_the_controller_stopped_leaves_the_old_one_acting() {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let stable = FakeGateway::spawn("stable", &[]);
+    let canary = FakeGateway::spawn("canary", &[]);
+    let files = TempDir::new("canaryd-upgrade");
+    let old = Canaryd::start(&rollout_setup(&stable, &canary, files.path()));
+    old.wait_status("1 s held", Duration::from_secs(10), |s| {
+        f(s, "step_held_s") >= 1.0
+    });
+
+    // This test speaks the new process's side of the upgrade socket, up to `stopped`.
+    let conn = Socket::new(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    conn.connect(&SockAddr::unix(old.dir.path().join("upgrade.sock")).unwrap())
+        .unwrap();
+    let recv = |conn: &Socket| {
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+        let n = conn.recv(&mut buf).unwrap();
+        // SAFETY: recv initialised the first n bytes.
+        let bytes: Vec<u8> = buf[..n]
+            .iter()
+            .map(|b| unsafe { b.assume_init() })
+            .collect();
+        String::from_utf8(bytes).unwrap()
+    };
+    conn.send(format!("hello {}", std::process::id()).as_bytes())
+        .unwrap();
+    let manifest = recv(&conn);
+    assert!(
+        manifest.starts_with(&format!("listeners {}\n", old.pid()))
+            && manifest.contains(&format!("proxy.listen {}", old.proxy))
+            && manifest.contains(&format!("admin.listen {}", old.admin)),
+        "{manifest}"
+    );
+    conn.send(b"take").unwrap();
+    assert_eq!(recv(&conn), "stopped");
+    // No controller now, but the proxy serves on.
+    assert_eq!(old.client().get("/").unwrap().status, 200);
+    let held = fs::read_to_string(old.dir.path().join("state.json")).unwrap();
+    assert!(held.contains("\"held_ms\""), "{held}");
+
+    // The "new process" dies: the old one runs its controller and admin listener again.
+    drop(conn);
+    let before = f(&old.status(), "step_held_s");
+    old.wait_status(
+        "the held time to grow again",
+        Duration::from_secs(10),
+        |s| f(s, "step_held_s") > before + 1.0,
+    );
+    assert!(
+        old.log()
+            .contains("resuming the controller and admin listener"),
         "{}",
         old.log()
     );
