@@ -273,7 +273,7 @@ async fn a_member_that_resigned_campaigns_again_when_its_controller_runs_again()
         testkit::tool_missing("etcd");
         return;
     };
-    let a = Cluster::start(opts(&etcd, "a"), Arc::new(Metrics::new(Vec::new())));
+    let a = Cluster::start(opts(&etcd, "a"), Arc::new(Metrics::new()));
     let first = elected(&a).await;
     a.cluster.resign().await;
     assert!(a.leadership.borrow().acting(Instant::now()).is_none());
