@@ -47,7 +47,9 @@ mod windows;
 use std::sync::Arc;
 
 use canaryd_config::DataPlaneConfig;
-pub use metrics::{escape as escape_label, FailureKind, FallbackReason, Metrics};
+pub use metrics::{
+    escape as escape_label, FailureKind, FallbackReason, Histogram, Metrics, LATENCY_BOUNDS_S,
+};
 pub use plane::{DataPlane, Drain, Upstreams};
 pub use pool::{Pool, PoolError};
 pub use process_metrics::render as render_process_metrics;

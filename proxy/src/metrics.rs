@@ -143,6 +143,20 @@ impl Histogram {
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
+
+    /// Requests per bucket of [`LATENCY_BOUNDS_S`] (non-cumulative), then those above the last
+    /// bound, since start: what the controller's latency test reads (a read of the counters
+    /// `observe` keeps anyway, not a snapshot: a request being recorded may be missing from
+    /// the overflow).
+    pub fn buckets(&self) -> [u64; N_BOUNDS + 1] {
+        let mut out = [0; N_BOUNDS + 1];
+        for (o, b) in out.iter_mut().zip(&self.buckets) {
+            *o = b.load(Ordering::Relaxed);
+        }
+        let counted: u64 = out[..N_BOUNDS].iter().sum();
+        out[N_BOUNDS] = self.count().saturating_sub(counted);
+        out
+    }
 }
 
 // === impl Metrics ===
