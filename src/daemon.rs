@@ -13,8 +13,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use canaryd_controller::{
-    run_admin, AdminState, Board, Controller, DecisionLog, LiveSources, Notifier, PromClient,
-    Settings, StateStore,
+    run_admin, AdminState, Board, Cluster, Controller, DecisionLog, LiveSources, Notifier,
+    PromClient, Settings, StateStore,
 };
 use canaryd_proxy::{ProxyServer, RoutingHandle};
 
@@ -25,10 +25,13 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
     let cfg = files::load_config(path)?;
     let policy = files::load_policy(&cfg, path)?;
     let token = files::load_token(&cfg)?;
+    // `[cluster] store = "etcd"`: its files are read now, so a fleet config `serve` cannot use
+    // is refused before anything listens.
+    let cluster_opts = files::cluster_options(&cfg)?;
     let dp_cfg = cfg.data_plane();
     let table = RoutingHandle::new(RoutingHandle::percent_to_bp(cfg.rollout.initial_percent));
     let plane =
-        canaryd_proxy::build_data_plane(&dp_cfg, table).context("building upstream pools")?;
+        canaryd_proxy::build_data_plane(&dp_cfg, table).context("building the data plane")?;
 
     let admin_listener = std::net::TcpListener::bind(&cfg.admin.listen)
         .with_context(|| format!("admin.listen: cannot listen on {}", cfg.admin.listen))?;
@@ -64,15 +67,27 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
         .transpose()
         .with_context(|| format!("{}", path.display()))?;
     let sources = LiveSources::new(prom, plane.metrics.clone());
+    // A fleet member: elected, fenced and watched through etcd (its tasks start here and
+    // never hold up the start); local rules judge the fleet's summed reports.
+    let link = cluster_opts.map(|o| {
+        let _guard = control.enter();
+        Cluster::start(o, plane.metrics.clone())
+    });
+    let cluster = link.as_ref().map(|l| l.cluster());
+    let sources = match &cluster {
+        Some(c) => sources.with_fleet(c.fleet()),
+        None => sources,
+    };
     let webhooks = notifier.clone();
     let settings = Settings {
         initial_percent: cfg.rollout.initial_percent,
-        autostart: cfg.rollout.autostart,
+        // In a fleet only an elected leader starts a rollout.
+        autostart: cfg.rollout.autostart && link.is_none(),
         on_transition: Some(Arc::new(move |line| webhooks.load().notify(line))),
     };
     let controller = {
         let _guard = control.enter();
-        Controller::with_policy(
+        let c = Controller::with_policy(
             policy,
             settings,
             StateStore::new(&cfg.rollout.state_dir),
@@ -80,7 +95,11 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
             plane.table.clone(),
             sources.clone(),
             board.clone(),
-        )
+        );
+        match link {
+            Some(link) => c.with_cluster(link, cfg.rollout.autostart),
+            None => c,
+        }
     };
     let handle = controller.handle();
     let stop = stop_rx.clone();
@@ -93,9 +112,16 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
     });
     let extra_metrics = {
         let (notifier, log) = (notifier.clone(), log.clone());
+        let access_log = plane.access_log.clone();
         move |out: &mut String| {
             notifier.load().render(out);
             log.render(out);
+            if let Some(c) = &cluster {
+                c.render(out);
+            }
+            if let Some(access_log) = &access_log {
+                access_log.render(out);
+            }
         }
     };
     let admin_state = Arc::new(AdminState {
@@ -114,6 +140,15 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
         // Health checkers run per generation of upstreams; dropping the switch stops them.
         let (health_stop, health_rx) = tokio::sync::watch::channel(false);
         canaryd_proxy::spawn_health_checks(&plane.upstreams(), &dp_cfg, health_rx);
+        // Installed before READY=1: SIGUSR1's default action would end the process.
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+            Ok(usr1) => {
+                control.spawn(reopen_on_sigusr1(usr1, plane.access_log.clone()));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGUSR1; the access log cannot be reopened")
+            }
+        }
         control.spawn(reload::on_sighup(
             path.to_path_buf(),
             cfg.clone(),
@@ -128,7 +163,10 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
         if let Some(every) = systemd::watchdog_interval() {
             control.spawn(watchdog(every));
         }
-        control.spawn(ready_when_listening(cfg.proxy.listen.clone()));
+        let tls_listen = cfg.proxy.tls.iter().flat_map(|t| t.listen.iter());
+        control.spawn(ready_when_listening(
+            cfg.proxy.listen.iter().chain(tls_listen).cloned().collect(),
+        ));
         control.spawn(stopping_on_term());
     }
     std::thread::Builder::new()
@@ -139,6 +177,7 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
     tracing::info!(
         config = %path.display(),
         listen = ?cfg.proxy.listen,
+        tls_listen = ?cfg.proxy.tls.as_ref().map(|t| &t.listen),
         admin = %cfg.admin.listen,
         "canaryd serving"
     );
@@ -190,6 +229,19 @@ async fn stopping_on_term() {
         _ = quit.recv() => {}
     }
     let _ = systemd::notify("STOPPING=1");
+}
+
+/// SIGUSR1: the access log's writer reopens its file (logrotate's `postrotate`).
+async fn reopen_on_sigusr1(
+    mut usr1: tokio::signal::unix::Signal,
+    access_log: Option<Arc<canaryd_proxy::AccessLog>>,
+) {
+    while usr1.recv().await.is_some() {
+        match &access_log {
+            Some(log) => log.reopen(),
+            None => tracing::info!("SIGUSR1: no [proxy.access_log] to reopen"),
+        }
+    }
 }
 
 /// Tells systemd we are alive, at half its watchdog interval.

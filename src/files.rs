@@ -5,12 +5,32 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use canaryd_config::Config;
-use canaryd_controller::{check_exposure, Policy, SourceKind, Token};
+use canaryd_config::{line_of, read_source, Config, ConfigError, Problem};
+use canaryd_controller::{check_exposure, ClusterOptions, Policy, SourceKind, Token};
 
-/// `canaryd.toml`, with the environment overrides, validated.
+/// `canaryd.toml`, with the environment overrides, validated — the `[proxy.tls]` certificates
+/// too: each read, parsed and matched to its key, every problem located on its key's line.
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
-    Ok(Config::load(path)?)
+    let cfg = Config::load(path)?;
+    let errors = cfg
+        .proxy
+        .tls
+        .as_ref()
+        .map(canaryd_proxy::check_tls)
+        .unwrap_or_default();
+    if !errors.is_empty() {
+        let (file, src) = read_source(path)?;
+        let problems = errors
+            .into_iter()
+            .map(|e| Problem {
+                line: line_of(&src, &e.key),
+                message: format!("{}: {}", e.file, e.reason),
+                key: e.key,
+            })
+            .collect();
+        return Err(ConfigError::Invalid { file, problems }.into());
+    }
+    Ok(cfg)
 }
 
 /// `[rollout] policy`, relative to the config file's directory when not absolute.
@@ -55,4 +75,14 @@ pub fn load_token(cfg: &Config) -> anyhow::Result<Option<Token>> {
     let listen = cfg.admin.listen.parse().context("admin.listen")?;
     check_exposure(listen, token.as_ref())?;
     Ok(token)
+}
+
+/// A fleet's `[cluster]` with its files read (CA, client certificate and key, the etcd
+/// password), `None` with the file store: `serve` and `check` refuse what they cannot read.
+pub fn cluster_options(cfg: &Config) -> anyhow::Result<Option<ClusterOptions>> {
+    if !cfg.cluster.is_etcd() {
+        return Ok(None);
+    }
+    let opts = ClusterOptions::from_config(&cfg.cluster, &cfg.admin.listen)?;
+    Ok(Some(opts))
 }

@@ -51,9 +51,23 @@ macro_rules! key {
 }
 
 /// Every key a reload does not apply. Anything else in `[proxy]`, `[backends]`, `[routing]`,
-/// `[prometheus]`, `[[notify]]` and the policy applies live.
-fn not_live() -> [Key; 12] {
+/// `[prometheus]`, `[[notify]]` and the policy applies live — `[proxy.tls] certificates`
+/// included, whose files are read again on every reload.
+fn not_live() -> [Key; 15] {
     [
+        Key {
+            name: "proxy.tls (listen, protocols, http2)",
+            effect: Effect::Restart,
+            same: |a, b| tls_listeners(a) == tls_listeners(b),
+            keep: |to, from| match (&mut to.proxy.tls, &from.proxy.tls) {
+                (Some(to), Some(from)) => {
+                    to.listen = from.listen.clone();
+                    to.protocols = from.protocols.clone();
+                    to.http2 = from.http2;
+                }
+                (to, from) => *to = from.clone(),
+            },
+        },
         key!(Restart, "proxy.listen", proxy.listen),
         key!(Restart, "proxy.threads", proxy.threads),
         key!(Restart, "proxy.keepalive_pool", proxy.keepalive_pool),
@@ -63,6 +77,8 @@ fn not_live() -> [Key; 12] {
             proxy.keepalive_requests
         ),
         key!(Restart, "proxy.shutdown_grace", proxy.shutdown_grace),
+        // The file is opened and its writer started once; SIGUSR1 reopens the same path.
+        key!(Restart, "proxy.access_log", proxy.access_log),
         key!(Restart, "admin.listen", admin.listen),
         key!(Restart, "admin.token_file", admin.token_file),
         key!(Restart, "rollout.state_dir", rollout.state_dir),
@@ -76,6 +92,8 @@ fn not_live() -> [Key; 12] {
             "rollout.decision_log_keep",
             rollout.decision_log_keep
         ),
+        // The fleet's store, etcd and this member's name: read at start only.
+        key!(Restart, "cluster", cluster),
         key!(FirstStart, "rollout.autostart", rollout.autostart),
         key!(
             FirstStart,
@@ -83,6 +101,14 @@ fn not_live() -> [Key; 12] {
             rollout.initial_percent
         ),
     ]
+}
+
+/// What a TLS listener is, beyond its certificates: only a restart rebinds or reconfigures it.
+fn tls_listeners(c: &Config) -> Option<(&[String], &[String], bool)> {
+    c.proxy
+        .tls
+        .as_ref()
+        .map(|t| (&t.listen[..], &t.protocols[..], t.http2))
 }
 
 /// What a reload of `file` over the configuration in force does.

@@ -16,6 +16,7 @@ use figment::providers::Env;
 use serde::Deserialize;
 
 use crate::check::{byte_size, check_prometheus, check_url};
+use crate::cluster::ClusterConfig;
 use crate::collect::Loader;
 use crate::de::duration;
 use crate::problem::read_source;
@@ -39,6 +40,9 @@ pub struct Config {
     pub rollout: RolloutConfig,
     #[serde(default)]
     pub notify: Vec<NotifyConfig>,
+    /// `[cluster]`: the file store (default) or a fleet sharing the rollout through etcd.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
 }
 
 /// `[admin]`: the admin listener (metrics, health, API).
@@ -250,6 +254,7 @@ impl Config {
             });
         }
         out.extend(check_decision_log(&self.rollout));
+        out.extend(self.cluster.validate());
         if let Some(prom) = &self.prometheus {
             out.extend(check_prometheus(prom));
         }

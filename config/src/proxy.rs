@@ -8,15 +8,18 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use crate::access_log::AccessLogConfig;
 use crate::check::is_header_name;
 use crate::de::{cidrs, duration, opt_duration};
 use crate::problem::Invalid;
+use crate::tls::{default_redirect_except, pem_file, server_target, TlsConfig};
 
 /// The three data-plane sections, as they appear in the file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -66,6 +69,14 @@ pub struct ProxyConfig {
     #[serde(deserialize_with = "duration")]
     pub shutdown_grace: Duration,
     pub routes: Vec<RouteConfig>,
+    /// `[proxy.tls]`: listeners that terminate TLS (see `tls.rs`).
+    pub tls: Option<TlsConfig>,
+    /// Plain listeners answer `301 https://$host$request_uri` (except the paths below).
+    pub https_redirect: bool,
+    /// Path prefixes proxied as usual on plain listeners despite `https_redirect`.
+    pub https_redirect_except: Vec<String>,
+    /// `[proxy.access_log]`; absent: no access log.
+    pub access_log: Option<AccessLogConfig>,
 }
 
 impl Default for ProxyConfig {
@@ -84,6 +95,10 @@ impl Default for ProxyConfig {
             client_header_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
             routes: Vec::new(),
+            tls: None,
+            https_redirect: false,
+            https_redirect_except: default_redirect_except(),
+            access_log: None,
         }
     }
 }
@@ -122,6 +137,10 @@ pub struct PoolConfig {
     pub max_fails: u32,
     #[serde(default = "default_fail_timeout", deserialize_with = "duration")]
     pub fail_timeout: Duration,
+    /// PEM CA certificate(s) that `https://` servers are verified with, instead of the
+    /// system's roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_max_fails() -> u32 {
@@ -232,10 +251,10 @@ impl DataPlaneConfig {
         let mut out = Vec::new();
         let mut bad = |key: String, message: String| out.push(Invalid { key, message });
 
-        if self.proxy.listen.is_empty() {
+        if self.proxy.listen.is_empty() && self.proxy.tls.is_none() {
             bad(
                 "proxy.listen".into(),
-                "expected at least one \"ip:port\" address".into(),
+                "expected at least one \"ip:port\" address (or a [proxy.tls] listener)".into(),
             );
         }
         for (i, l) in self.proxy.listen.iter().enumerate() {
@@ -270,6 +289,21 @@ impl DataPlaneConfig {
                 "expected a positive duration like \"30s\"".into(),
             );
         }
+        if let Some(tls) = &self.proxy.tls {
+            tls.validate(&self.proxy.listen, &mut out);
+        }
+        for (i, p) in self.proxy.https_redirect_except.iter().enumerate() {
+            if !p.starts_with('/') {
+                out.push(Invalid {
+                    key: format!("proxy.https_redirect_except[{i}]"),
+                    message: format!("expected a path prefix starting with '/', found {p:?}"),
+                });
+            }
+        }
+        if let Some(log) = &self.proxy.access_log {
+            log.validate(&mut out);
+        }
+        let mut bad = |key: String, message: String| out.push(Invalid { key, message });
         for (i, r) in self.proxy.routes.iter().enumerate() {
             if !r.prefix.starts_with('/') {
                 bad(
@@ -298,7 +332,7 @@ impl DataPlaneConfig {
                 );
             }
             for (i, s) in pool.servers.iter().enumerate() {
-                if resolve(&s.addr).is_none() {
+                if resolve(server_target(&s.addr).1).is_none() {
                     bad(
                         format!("backends.{name}.servers[{i}]"),
                         format!("expected \"host:port\" that resolves, found {:?}", s.addr),
@@ -309,6 +343,11 @@ impl DataPlaneConfig {
                         format!("backends.{name}.servers[{i}].weight"),
                         format!("expected a weight from 1 to 1000, found {}", s.weight),
                     );
+                }
+            }
+            if let Some(ca) = &pool.ca_file {
+                if let Err(e) = pem_file(ca, "CERTIFICATE") {
+                    bad(format!("backends.{name}.ca_file"), e);
                 }
             }
             if let Some(h) = &pool.health {

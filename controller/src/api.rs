@@ -49,6 +49,10 @@ pub enum Status {
 pub struct RolloutStatus {
     /// The split in force, in percent.
     pub canary_percent: f64,
+    /// `[cluster] store = "etcd"`: this member's role, the leader and the live members.
+    /// Absent with the file store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatus>,
     /// Why the controller is blocked (state `blocked`); `null` otherwise.
     #[serde(default)]
     pub error: Option<String>,
@@ -274,6 +278,10 @@ pub struct Decision {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_reasons: Option<Vec<String>>,
     pub kind: Kind,
+    /// A fleet (`[cluster] store = "etcd"`): the member that decided (the leader). Absent
+    /// with the file store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
     /// Operator actions: the `--reason`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_reason: Option<String>,
@@ -417,6 +425,54 @@ pub struct ApiError {
     pub error: String,
     #[serde(default)]
     pub hint: String,
+    /// 421 from a fleet's follower: the leader's admin address, where the command belongs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_admin: Option<String>,
+}
+
+// === the fleet ===
+
+/// `cluster` in the status document (`[cluster] store = "etcd"`).
+///
+/// Fields are in alphabetical order (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// This member reaches etcd now.
+    pub connected: bool,
+    /// The leader's name as last read from etcd; `null` before any was seen.
+    #[serde(default)]
+    pub leader: Option<String>,
+    /// The leader's admin address (where mutating calls go).
+    #[serde(default)]
+    pub leader_admin: Option<String>,
+    /// The live members (a leased report in etcd), this member included, by name.
+    pub members: Vec<MemberStatus>,
+    /// This member's name.
+    pub name: String,
+    pub role: ClusterRole,
+}
+
+/// `role` of a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterRole {
+    /// Acting: evaluates the rules and writes the fleet's split.
+    Leader,
+    /// Applies the split the leader wrote.
+    Follower,
+}
+
+/// One member in [`ClusterStatus`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// The split this member applies, in percent.
+    pub applied_percent: f64,
+    pub connected: bool,
+    /// The epoch of that split (+1 per new split; the leader judges reports of the current one).
+    pub epoch: u64,
+    /// RFC 3339: its last report.
+    pub last_seen: String,
+    pub name: String,
 }
 
 // === impl Status ===

@@ -23,6 +23,8 @@
 //! - `api.rs`: the typed documents — the status document, the decision line, the action
 //!   request and the `{error, hint}` body — shared by the loop that writes them, the admin API,
 //!   the status page, the webhooks and the CLI (no `json!` read back by string keys).
+//! - `cluster/`: a fleet sharing one rollout through etcd — election with a lease, fenced
+//!   writes, the watched shared state and the members' reports (`[cluster] store = "etcd"`).
 //! - `secret.rs`: secrets files (admin token, Prometheus credentials): refused when other
 //!   users can read them, empty or oversized; never logged.
 //! - `notify.rs`: `[[notify]]` webhooks, queued per target and retried off the controller's
@@ -32,6 +34,7 @@
 
 mod admin;
 mod api;
+mod cluster;
 mod control;
 mod notify;
 mod policy;
@@ -41,9 +44,12 @@ mod store;
 
 pub use admin::{check_exposure, run as run_admin, AdminState, MetricsHook, Token, TokenError};
 pub use api::{
-    Action, ActionRequest, ApiError, By, Decision, DecisionList, Kind, Readiness, Replay,
-    RolloutStatus, RuleCompare, RuleOnFail, RuleSamples, RuleSource, RuleStatus, RuleTest,
-    SkippedRule, State, Status,
+    Action, ActionRequest, ApiError, By, ClusterRole, ClusterStatus, Decision, DecisionList, Kind,
+    MemberStatus, Readiness, Replay, RolloutStatus, RuleCompare, RuleOnFail, RuleSamples,
+    RuleSource, RuleStatus, RuleTest, SkippedRule, State, Status,
+};
+pub use cluster::{
+    Cluster, ClusterError, ClusterLink, ClusterOptions, Fleet, SharedState, WriteError,
 };
 pub use control::{
     render as render_query, replay, wall_ms, Board, Controller, DecisionHook, Handle, LiveSources,

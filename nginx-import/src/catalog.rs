@@ -17,7 +17,6 @@ pub enum Verdict {
 /// Why TLS directives and `listen … ssl` are untranslated.
 pub const TLS: &str = "canaryd does not terminate TLS; keep TLS on a load balancer (or an nginx `stream` proxy) in front of canaryd";
 const NO_FILES: &str = "only matters for files nginx serves itself; canaryd serves none";
-const NO_LOG: &str = "canaryd writes no access log; request counts and latencies per variant are in /metrics on the admin listener";
 const HEADERS_SET: &str = "canaryd sets only Host (as received), X-Real-IP, X-Forwarded-For (appended) and X-Forwarded-Proto on the upstream request";
 const NEXT_UPSTREAM: &str = "canaryd retries a failed connect once on the other pool, and idempotent requests that got 502/503/504 from the canary on stable (`[routing] retry_on_canary_error`); there is no per-server retry policy";
 const BALANCING: &str = "canaryd balances the servers of a pool by smooth weighted round-robin; to keep a client on one variant use `[routing] sticky` (key = \"ip\", \"cookie\" or \"header:NAME\")";
@@ -54,10 +53,12 @@ pub fn classify(d: &Directive) -> Verdict {
         "proxy_pass_request_headers" | "proxy_pass_request_body" if a0 == "on" => {
             handled("canaryd forwards the request headers and body")
         }
-        "access_log" if a0 == "off" => handled(NO_LOG),
-        "access_log" | "log_format" | "log_not_found" | "log_subrequest" | "open_log_file_cache" => {
-            untranslated(NO_LOG)
-        }
+        "access_log" | "log_format" => handled(
+            "translated as `[proxy.access_log]` where the front's main location uses it",
+        ),
+        "log_not_found" | "log_subrequest" | "open_log_file_cache" => untranslated(
+            "canaryd's access log has one line per proxied request and no file cache to tune",
+        ),
         "server_name" => handled(
             "canaryd has no virtual hosts: it serves every Host name on its listeners and forwards Host as received (nginx did the same with a single server block)",
         ),

@@ -118,6 +118,12 @@ fn proxy(out: &mut String, plan: &Plan) {
         dur(out, "client_timeout", s);
     }
     line(out, "");
+    if let Some(log) = &plan.access_log {
+        kv(out, "[proxy.access_log]", &log.path.comment);
+        line(out, &format!("path = {}", q(&log.path.value)));
+        line(out, "format = \"combined\"");
+        line(out, "");
+    }
     for r in &plan.routes {
         kv(out, "[[proxy.routes]]", &r.comment);
         line(out, &format!("prefix = {}", q(&r.prefix)));

@@ -171,6 +171,7 @@ fn routes_and_pool(c: &mut Criterion) {
             health: None,
             max_fails: 1,
             fail_timeout: Duration::from_secs(10),
+            ca_file: None,
         },
         &routes,
         Duration::from_secs(60),

@@ -1,6 +1,7 @@
 //! Active HTTP health checks: one task per server that asks `GET <path>` every `interval` and
 //! flips the server's verdict after `fails` consecutive failures or `passes` consecutive
-//! successes. A 2xx or 3xx status within `timeout` is a success. Runs on the control runtime,
+//! successes. A 2xx or 3xx status within `timeout` is a success. An `https://` server is
+//! asked over TLS, verified as requests are. Runs on the control runtime,
 //! never on the proxy's worker threads.
 
 use std::net::SocketAddr;
@@ -8,11 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use canaryd_config::HealthConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::pool::Pool;
+use crate::tls::UpstreamTls;
 
 /// Spawns a checker per server of `pool` (if the pool has a `health` section) on the current
 /// tokio runtime. Tasks end when `shutdown` turns true.
@@ -34,7 +36,10 @@ pub fn spawn(pool: Arc<Pool>, cfg: Option<HealthConfig>, shutdown: watch::Receiv
                     _ = shutdown.changed() => return,
                 }
                 let server = &pool.servers[idx];
-                let result = probe(server.addr, &cfg.path, cfg.timeout).await;
+                let result = match &server.tls {
+                    Some(tls) => probe_tls(server.addr, tls, &cfg.path, cfg.timeout).await,
+                    None => probe(server.addr, &cfg.path, cfg.timeout).await,
+                };
                 let ok = result.is_ok();
                 streak = if streak.0 == ok {
                     (ok, streak.1 + 1)
@@ -62,31 +67,64 @@ pub fn spawn(pool: Arc<Pool>, cfg: Option<HealthConfig>, shutdown: watch::Receiv
 /// One health request; `Ok(status)` for 2xx/3xx, `Err(reason)` otherwise.
 pub async fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> Result<u16, String> {
     let attempt = async {
-        let mut stream = TcpStream::connect(addr)
+        let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: canaryd-health\r\nConnection: close\r\n\r\n"
-        );
-        stream
-            .write_all(req.as_bytes())
-            .await
-            .map_err(|e| format!("write: {e}"))?;
-        let mut buf = [0u8; 64];
-        let mut n = 0;
-        while n < 12 {
-            let r = stream
-                .read(&mut buf[n..])
-                .await
-                .map_err(|e| format!("read: {e}"))?;
-            if r == 0 {
-                break;
-            }
-            n += r;
-        }
-        parse_status(&buf[..n]).ok_or_else(|| "not an HTTP response".to_string())
+        ask(stream, addr, path).await
     };
-    match tokio::time::timeout(timeout, attempt).await {
+    verdict(tokio::time::timeout(timeout, attempt).await, timeout)
+}
+
+/// [`probe`] to an `https://` server: the same request after the TLS handshake.
+async fn probe_tls(
+    addr: SocketAddr,
+    tls: &UpstreamTls,
+    path: &str,
+    timeout: Duration,
+) -> Result<u16, String> {
+    let attempt = async {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let stream = tls.wrap(tcp).await.map_err(|e| format!("TLS: {e}"))?;
+        ask(stream, addr, path).await
+    };
+    verdict(tokio::time::timeout(timeout, attempt).await, timeout)
+}
+
+/// `GET path` on a connected stream; the status of the answer.
+async fn ask<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    addr: SocketAddr,
+    path: &str,
+) -> Result<u16, String> {
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: canaryd-health\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    while n < 12 {
+        let r = stream
+            .read(&mut buf[n..])
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        if r == 0 {
+            break;
+        }
+        n += r;
+    }
+    parse_status(&buf[..n]).ok_or_else(|| "not an HTTP response".to_string())
+}
+
+fn verdict(
+    result: Result<Result<u16, String>, tokio::time::error::Elapsed>,
+    timeout: Duration,
+) -> Result<u16, String> {
+    match result {
         Err(_) => Err(format!("timed out after {timeout:?}")),
         Ok(Err(e)) => Err(e),
         Ok(Ok(status)) if (200..400).contains(&status) => Ok(status),

@@ -21,14 +21,19 @@
 //! - `request`: canaryd's own request loop on pingora-core's HTTP/1 and HTTP/2 server sessions:
 //!   reading the request header under `client_header_timeout`, deciding, forwarding over a
 //!   per-worker upstream keepalive pool, retries, streaming and upgraded tunnels.
+//! - `tls`: TLS termination on the `[proxy.tls]` listeners (rustls, SNI, ALPN, resumption,
+//!   certificates swapped on reload) and the TLS stream type.
 //! - `listener`: one single-threaded Pingora service per worker, accepting on shared
 //!   listening sockets (no cross-thread wake-ups).
 //! - `server`: building the Pingora server and stopping it gracefully.
+//! - `access_log`: `[proxy.access_log]`: lines formatted into per-worker buffers, written by a
+//!   thread of its own, reopened on SIGUSR1.
 //! - `clock`: a cheap monotonic millisecond clock.
 //!
 //! Modules are private; what the controller, the binary, the benches and the tests use is
 //! re-exported below.
 
+mod access_log;
 mod clock;
 mod forwarding;
 mod health;
@@ -42,10 +47,12 @@ mod routes;
 mod routing;
 mod server;
 mod sticky;
+mod tls;
 mod windows;
 
 use std::sync::Arc;
 
+pub use access_log::{AccessLog, AccessLogError};
 use canaryd_config::DataPlaneConfig;
 pub use metrics::{
     escape as escape_label, FailureKind, FallbackReason, Histogram, Metrics, LATENCY_BOUNDS_S,
@@ -56,14 +63,33 @@ pub use process_metrics::render as render_process_metrics;
 pub use routes::Routes;
 pub use routing::{Reason, Router, RoutingHandle, RoutingTable, Variant};
 pub use server::ProxyServer;
+pub use tls::{check_tls, CertError, TlsError};
 pub use windows::{WindowStats, Windows};
 
-/// Builds the shared data plane from validated configuration and a routing handle.
+/// Why the data plane cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Pool(#[from] pool::PoolError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    AccessLog(#[from] AccessLogError),
+}
+
+/// Builds the shared data plane from validated configuration and a routing handle; opens the
+/// access log when one is configured.
 pub fn build_data_plane(
     cfg: &DataPlaneConfig,
     table: RoutingHandle,
-) -> Result<Arc<DataPlane>, pool::PoolError> {
+) -> Result<Arc<DataPlane>, BuildError> {
     let upstreams = build_upstreams(cfg, None)?;
+    let access_log = cfg
+        .proxy
+        .access_log
+        .as_ref()
+        .map(AccessLog::open)
+        .transpose()?;
     let metrics = Arc::new(Metrics::new(
         upstreams
             .routes
@@ -72,7 +98,11 @@ pub fn build_data_plane(
             .map(|r| r.label.clone())
             .collect(),
     ));
-    Ok(Arc::new(DataPlane::new(table, metrics, upstreams)))
+    let mut plane = DataPlane::new(table, metrics, upstreams, access_log);
+    if let Some(tls) = &cfg.proxy.tls {
+        plane = plane.with_tls(tls::Termination::new(tls)?);
+    }
+    Ok(Arc::new(plane))
 }
 
 /// Why a reloaded data-plane configuration cannot be applied live.
@@ -82,6 +112,8 @@ pub enum ReloadError {
     Pool(#[from] pool::PoolError),
     #[error("proxy.routes changed ({old:?} -> {new:?}): route labels are metric labels, restart canaryd to apply")]
     Routes { old: Vec<String>, new: Vec<String> },
+    #[error("{}; the certificates in force stay", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Certificates(Vec<CertError>),
 }
 
 /// Builds the reloadable part. Servers present in `previous` keep their health verdict, so a
@@ -119,6 +151,8 @@ pub fn build_upstreams(
         client_timeout: cfg.proxy.client_timeout,
         keepalive_pool: cfg.proxy.keepalive_pool,
         upstream_idle_timeout: cfg.proxy.upstream_idle_timeout,
+        https_redirect: cfg.proxy.https_redirect,
+        https_redirect_except: cfg.proxy.https_redirect_except.clone(),
     })
 }
 
@@ -127,6 +161,8 @@ pub fn build_upstreams(
 pub struct PreparedReload {
     upstreams: Upstreams,
     cfg: DataPlaneConfig,
+    /// The TLS listeners' certificates, read again from their files (renewed ones included).
+    certs: Option<tls::CertSet>,
 }
 
 /// Builds the new upstreams for `cfg` (servers keep their health verdict) and checks they can
@@ -145,14 +181,24 @@ pub fn prepare_reload(
             new: labels(&upstreams),
         });
     }
+    let certs = match (&plane.tls, &cfg.proxy.tls) {
+        (Some(running), Some(tls)) => Some(
+            running
+                .load(&tls.certificates)
+                .map_err(ReloadError::Certificates)?,
+        ),
+        _ => None,
+    };
     Ok(PreparedReload {
         upstreams,
         cfg: cfg.clone(),
+        certs,
     })
 }
 
 /// Puts a prepared reload in force: routing rules, pools, timeouts and health checks change at
-/// once; requests already running finish on the old ones. Returns the new health checkers'
+/// once; requests already running finish on the old ones; new TLS handshakes get the reloaded
+/// certificates, connections already up keep theirs. Returns the new health checkers'
 /// stop switch (the caller stops the old generation's).
 pub fn apply_reload(
     plane: &DataPlane,
@@ -161,6 +207,9 @@ pub fn apply_reload(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     spawn_health_checks(&prepared.upstreams, &prepared.cfg, stopped);
     plane.replace_upstreams(prepared.upstreams);
+    if let (Some(running), Some(certs)) = (&plane.tls, prepared.certs) {
+        running.replace(certs);
+    }
     stop
 }
 

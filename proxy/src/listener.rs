@@ -27,6 +27,8 @@ use pingora_core::server::{Fds, ListenFds, ShutdownWatch};
 use pingora_core::services::listening::Service as ListeningService;
 use pingora_core::services::Service;
 
+use crate::access_log::AccessLog;
+
 /// One worker: Pingora's listening service pinned to one thread, handed its own duplicates of
 /// the listening sockets through a private fd table (Pingora adopts, and later closes, what it
 /// finds there; a shared table would make every worker adopt, and close, the same fd).
@@ -34,6 +36,11 @@ pub struct WorkerService<A> {
     inner: ListeningService<A>,
     /// Owned until the service starts, so a server built and then dropped closes them.
     listeners: Vec<(String, StdListener)>,
+    /// The `[proxy.tls]` listeners: a service of their own (their app does the handshake),
+    /// run on this worker's thread next to the plain one.
+    tls: Option<Box<WorkerService<A>>>,
+    /// Its ticker runs on this worker's thread (hands over the thread's access log lines).
+    access_log: Option<Arc<AccessLog>>,
 }
 
 /// Per-connection write buffer: enough for a response header and a small body to leave in
@@ -45,7 +52,12 @@ const WRITE_BUF: usize = 1024;
 
 impl<A: ServerApp + Send + Sync + 'static> WorkerService<A> {
     /// `listeners` are (address as configured, this worker's duplicate of the bound socket).
-    pub fn new(name: String, app: A, listeners: Vec<(String, StdListener)>) -> Self {
+    pub fn new(
+        name: String,
+        app: A,
+        listeners: Vec<(String, StdListener)>,
+        access_log: Option<Arc<AccessLog>>,
+    ) -> Self {
         // Its thread count is ours (`threads()` below); Pingora asks the outer service.
         let mut inner = ListeningService::new(name, app);
         for (addr, _) in &listeners {
@@ -56,7 +68,19 @@ impl<A: ServerApp + Send + Sync + 'static> WorkerService<A> {
                 ListenerConfig::tcp(addr.as_str()).l4_buffer(L4BufferSettings::new(0, WRITE_BUF)),
             );
         }
-        Self { inner, listeners }
+        Self {
+            inner,
+            listeners,
+            access_log,
+            tls: None,
+        }
+    }
+
+    /// Adds the TLS listeners, served by `app` on the same thread.
+    pub fn with_tls(mut self, app: A, listeners: Vec<(String, StdListener)>) -> Self {
+        let name = format!("{}-tls", self.inner.name());
+        self.tls = Some(Box::new(Self::new(name, app, listeners, None)));
+        self
     }
 }
 
@@ -68,15 +92,32 @@ impl<A: ServerApp + Send + Sync + 'static> Service for WorkerService<A> {
         shutdown: ShutdownWatch,
         listeners_per_fd: usize,
     ) {
+        let Self {
+            inner,
+            listeners,
+            access_log,
+            tls,
+        } = self;
+        let tls_service = tls
+            .as_mut()
+            .map(|t| t.start_service(None, shutdown.clone(), listeners_per_fd));
         // Ownership passes to Pingora here: it adopts each fd from the table exactly once.
         let mut fds = Fds::new();
-        for (addr, socket) in self.listeners.drain(..) {
+        for (addr, socket) in listeners.drain(..) {
             fds.add(addr, socket.into_raw_fd());
         }
         let fds: ListenFds = Arc::new(parking_lot::Mutex::new(fds));
-        self.inner
-            .start_service(Some(fds), shutdown, listeners_per_fd)
-            .await;
+        if let Some(log) = access_log.take() {
+            // On this service's runtime, whose one thread is the worker's.
+            tokio::spawn(log.ticker());
+        }
+        let plain = inner.start_service(Some(fds), shutdown, listeners_per_fd);
+        match tls_service {
+            Some(tls) => {
+                tokio::join!(plain, tls);
+            }
+            None => plain.await,
+        }
     }
 
     fn name(&self) -> &str {

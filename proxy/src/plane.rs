@@ -1,7 +1,7 @@
-//! The shared data plane: the routing handle, metrics, drain accounting and the reloadable
-//! upstreams generation every request starts from.
+//! The shared data plane: the routing handle, metrics, drain accounting, the access log and the
+//! reloadable upstreams generation every request starts from.
 //!
-//! The request loop itself lives in `http/`; this is what all worker threads share.
+//! The request loop itself lives in `request/`; this is what all worker threads share.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::access_log::AccessLog;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
 use crate::routes::Routes;
 use crate::routing::{Router, RoutingHandle};
+use crate::tls::Termination;
 
 /// Everything a request needs, shared by all worker threads.
 #[derive(Debug)]
@@ -21,8 +23,12 @@ pub struct DataPlane {
     pub table: RoutingHandle,
     pub metrics: Arc<Metrics>,
     pub drain: Arc<Drain>,
+    /// `[proxy.access_log]`, when configured (a restart changes it).
+    pub access_log: Option<Arc<AccessLog>>,
     /// What a reload (SIGHUP) can replace; each request keeps the generation it started with.
     upstreams: ArcSwap<Upstreams>,
+    /// TLS termination of the `[proxy.tls]` listeners (its certificates reload on SIGHUP).
+    pub tls: Option<Arc<Termination>>,
 }
 
 /// The reloadable part of the data plane: routing rules, pools, per-route timeouts, client
@@ -46,6 +52,9 @@ pub struct Upstreams {
     pub keepalive_pool: usize,
     /// How long an idle upstream connection is kept.
     pub upstream_idle_timeout: Duration,
+    /// Plain listeners answer `301 https://…` (except the paths below).
+    pub https_redirect: bool,
+    pub https_redirect_except: Vec<String>,
 }
 
 /// In-flight accounting for graceful stops.
@@ -62,13 +71,26 @@ pub struct InflightGuard<'a>(&'a Drain);
 // === impl DataPlane ===
 
 impl DataPlane {
-    pub fn new(table: RoutingHandle, metrics: Arc<Metrics>, upstreams: Upstreams) -> Self {
+    pub fn new(
+        table: RoutingHandle,
+        metrics: Arc<Metrics>,
+        upstreams: Upstreams,
+        access_log: Option<Arc<AccessLog>>,
+    ) -> Self {
         Self {
             table,
             metrics,
             drain: Arc::new(Drain::default()),
+            access_log,
             upstreams: ArcSwap::from_pointee(upstreams),
+            tls: None,
         }
+    }
+
+    /// With TLS termination for the `[proxy.tls]` listeners.
+    pub fn with_tls(mut self, tls: Termination) -> Self {
+        self.tls = Some(Arc::new(tls));
+        self
     }
 
     /// The upstreams in force now.

@@ -8,19 +8,23 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use canaryd_config::{resolve, PoolConfig};
+use canaryd_config::{resolve, server_target, PoolConfig};
 
 use crate::clock::now_ms;
 use crate::routes::Routes;
 use crate::routing::Variant;
+use crate::tls::{client_config, UpstreamTls};
 
 /// One upstream server.
 #[derive(Debug)]
 pub struct Server {
     pub addr: SocketAddr,
     pub weight: u32,
+    /// Set for a server written `https://host:port`.
+    pub tls: Option<Arc<UpstreamTls>>,
     /// Active health check verdict (starts up, like nginx).
     up: AtomicBool,
     /// Passive failures in the current window.
@@ -48,6 +52,11 @@ pub enum PoolError {
         variant: &'static str,
         index: usize,
         addr: String,
+    },
+    #[error("backends.{variant}: {message}")]
+    Tls {
+        variant: &'static str,
+        message: String,
     },
 }
 
@@ -79,15 +88,33 @@ impl Pool {
         _idle_timeout: Duration,
     ) -> Result<Self, PoolError> {
         let mut servers = Vec::with_capacity(cfg.servers.len());
+        let tls_err = |message: String| PoolError::Tls {
+            variant: variant.as_str(),
+            message,
+        };
+        // One client configuration (roots, session cache) for the pool's https:// servers.
+        let https = cfg.servers.iter().any(|s| server_target(&s.addr).0);
+        let client = https
+            .then(|| client_config(cfg.ca_file.as_deref()))
+            .transpose()
+            .map_err(tls_err)?;
         for (index, entry) in cfg.servers.iter().enumerate() {
-            let addr = resolve(&entry.addr).ok_or_else(|| PoolError::Unresolvable {
+            let (is_tls, target) = server_target(&entry.addr);
+            let addr = resolve(target).ok_or_else(|| PoolError::Unresolvable {
                 variant: variant.as_str(),
                 index,
                 addr: entry.addr.clone(),
             })?;
+            let tls = match (&client, is_tls) {
+                (Some(client), true) => Some(Arc::new(
+                    UpstreamTls::new(client.clone(), target).map_err(tls_err)?,
+                )),
+                _ => None,
+            };
             servers.push(Server {
                 addr,
                 weight: entry.weight.max(1),
+                tls,
                 up: AtomicBool::new(true),
                 fails: AtomicU32::new(0),
                 window_start_ms: AtomicU64::new(0),
@@ -198,6 +225,7 @@ mod tests {
             health: None,
             max_fails,
             fail_timeout: Duration::from_secs(30),
+            ca_file: None,
         };
         let routes = Routes::new(&ProxyConfig::default());
         Pool::new(Variant::Stable, &cfg, &routes, Duration::from_secs(60)).unwrap()

@@ -4,7 +4,8 @@
 //! Pingora's own SIGTERM path sleeps the full grace period and then drops whatever is still
 //! running. canaryd instead watches its in-flight counter: on SIGTERM it stops accepting and
 //! keeping connections alive, and exits as soon as the last request has finished, or when
-//! `shutdown_grace` runs out, whichever comes first. SIGINT stops at once.
+//! `shutdown_grace` runs out, whichever comes first. SIGINT stops at once. Either way the access
+//! log's buffered lines are written before the process ends.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::access_log::AccessLog;
 use crate::listener::WorkerService;
 use crate::plane::{DataPlane, Drain};
 use crate::request::ProxyApp;
@@ -24,6 +26,11 @@ use crate::request::ProxyApp;
 pub enum ServerError {
     #[error("proxy.listen: cannot listen on {addr}: {source}")]
     Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("proxy.tls.listen: cannot listen on {addr}: {source}")]
+    TlsListen {
         addr: String,
         source: std::io::Error,
     },
@@ -38,6 +45,7 @@ pub struct ProxyServer {
     server: Server,
     drain: Arc<Drain>,
     grace: Duration,
+    access_log: Option<Arc<AccessLog>>,
 }
 
 impl std::fmt::Debug for ProxyServer {
@@ -66,6 +74,16 @@ impl ProxyServer {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let tls_addrs = cfg.proxy.tls.as_ref().map_or(&[][..], |t| &t.listen[..]);
+        let tls_sockets = tls_addrs
+            .iter()
+            .map(|addr| {
+                bind(addr).map_err(|source| ServerError::TlsListen {
+                    addr: addr.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let threads = cfg.proxy.threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
         });
@@ -84,6 +102,7 @@ impl ProxyServer {
         server.bootstrap();
 
         let drain = plane.drain.clone();
+        let access_log = plane.access_log.clone();
         for worker in 0..threads {
             let app = ProxyApp::new(plane.clone());
             let listeners = sockets
@@ -97,22 +116,49 @@ impl ProxyServer {
                     Ok((addr.clone(), dup))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            server.add_service(WorkerService::new(
+            let mut service = WorkerService::new(
                 format!("canaryd-w{worker}"),
                 app,
                 listeners,
-            ));
+                plane.access_log.clone(),
+            );
+            if let Some(tls) = &plane.tls {
+                let listeners = tls_sockets
+                    .iter()
+                    .zip(tls_addrs)
+                    .map(|(socket, addr)| {
+                        let dup = socket
+                            .try_clone()
+                            .map_err(|source| ServerError::TlsListen {
+                                addr: addr.clone(),
+                                source,
+                            })?;
+                        Ok((addr.clone(), dup))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                service = service.with_tls(ProxyApp::tls(plane.clone(), tls.clone()), listeners);
+            }
+            server.add_service(service);
         }
         Ok(Self {
             server,
             drain,
             grace,
+            access_log,
         })
     }
 
     /// Runs until SIGTERM (graceful, bounded by `shutdown_grace`) or SIGINT (immediate).
     /// `on_exit` runs once, right before the process ends.
     pub fn run(self, on_exit: OnExit) {
+        // The access log's last lines are written before anything else stops.
+        let access_log = self.access_log;
+        let on_exit: OnExit = Box::new(move || {
+            if let Some(log) = access_log {
+                log.flush(ACCESS_LOG_FLUSH);
+            }
+            on_exit();
+        });
         let watch = SignalWatch {
             drain: self.drain,
             grace: self.grace,
@@ -143,6 +189,9 @@ fn bind(addr: &str) -> std::io::Result<TcpListener> {
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
+
+/// How long the exit path waits for the access log's last lines to be written.
+const ACCESS_LOG_FLUSH: Duration = Duration::from_secs(2);
 
 /// Until Pingora adopts the socket and raises it.
 const LISTEN_BACKLOG: i32 = 4096;

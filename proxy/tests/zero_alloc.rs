@@ -167,6 +167,7 @@ fn hot_path_does_not_allocate() {
             health: None,
             max_fails: 1,
             fail_timeout: Duration::from_secs(10),
+            ca_file: None,
         },
         &routes,
         Duration::from_secs(60),

@@ -16,10 +16,10 @@ ensure_packages() {
   fi
 }
 
-# Debian's prometheus and nginx packages start system services on install; the scripts run
+# Debian's prometheus, nginx and etcd packages start system services on install; the scripts run
 # their own instances on loopback ports, so the system ones are stopped if they run.
 stop_system_services() {
-  for s in prometheus nginx prometheus-node-exporter; do
+  for s in prometheus nginx prometheus-node-exporter etcd; do
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$s" 2>/dev/null; then
       systemctl stop "$s" || true
     fi

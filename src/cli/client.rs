@@ -15,6 +15,8 @@ pub enum ClientError {
         status: u16,
         error: String,
         hint: String,
+        /// 421 from a fleet's follower: the leader's admin address.
+        leader_admin: Option<String>,
     },
     #[error("unexpected answer from {url}: {reason}")]
     Invalid { url: String, reason: String },
@@ -51,8 +53,27 @@ impl AdminClient {
         self.read(&body)
     }
 
-    /// `POST /api/v1/<action>` with `body`; answers the new status.
+    /// `POST /api/v1/<action>` with `body`; answers the new status. A fleet's follower answers
+    /// 421 naming the leader's admin address: the action is sent there, once.
     pub async fn action(&self, action: &str, body: &ActionRequest) -> Result<Status, ClientError> {
+        match self.action_here(action, body).await {
+            Err(ClientError::Api {
+                status: 421,
+                leader_admin: Some(leader),
+                ..
+            }) => {
+                eprintln!("this member is a follower: sending {action} to the leader at {leader}");
+                let leader = AdminClient {
+                    base: format!("http://{leader}"),
+                    ..self.clone()
+                };
+                leader.action_here(action, body).await
+            }
+            other => other,
+        }
+    }
+
+    async fn action_here(&self, action: &str, body: &ActionRequest) -> Result<Status, ClientError> {
         let body = serde_json::to_string(body).map_err(|e| ClientError::Invalid {
             url: self.base.clone(),
             reason: format!("cannot encode the request: {e}"),
@@ -102,6 +123,7 @@ impl AdminClient {
                 refusal.error
             },
             hint: refusal.hint,
+            leader_admin: refusal.leader_admin,
         })
     }
 }

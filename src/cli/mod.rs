@@ -147,6 +147,16 @@ pub fn check(path: &Path) -> anyhow::Result<()> {
             policy.rules.len()
         );
     }
+    if let Some(c) = files::cluster_options(&cfg)? {
+        println!(
+            "{}: ok (fleet member {:?}: etcd {}, prefix {}, lease_ttl {:?})",
+            path.display(),
+            c.name,
+            c.endpoints.join(", "),
+            c.prefix,
+            c.lease_ttl
+        );
+    }
     Ok(())
 }
 

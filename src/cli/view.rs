@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use canaryd_controller::{RolloutStatus, State, Status};
+use canaryd_controller::{ClusterRole, ClusterStatus, RolloutStatus, State, Status};
 
 pub(super) fn fmt_value(v: Option<f64>) -> String {
     match v {
@@ -61,6 +61,9 @@ pub fn render(status: &Status) -> String {
         bar(canary / 100.0, 30),
         100.0 - canary
     );
+    if let Some(c) = &s.cluster {
+        fleet(&mut out, c);
+    }
     let (hold, held) = (s.step_hold_s, s.step_held_s);
     if matches!(
         s.state,
@@ -97,6 +100,43 @@ pub fn render(status: &Status) -> String {
         let _ = writeln!(out, "\nlast    {} {} — {}", d.ts, d.action, d.reason);
     }
     out
+}
+
+/// The `cluster` part: this member, the leader, every live member's split and epoch.
+fn fleet(out: &mut String, c: &ClusterStatus) {
+    let role = match c.role {
+        ClusterRole::Leader => "leader",
+        ClusterRole::Follower => "follower",
+    };
+    let leader = match (&c.leader, &c.leader_admin) {
+        (Some(l), Some(a)) => format!("{l} (admin {a})"),
+        (Some(l), None) => l.clone(),
+        _ => "none known".into(),
+    };
+    let _ = writeln!(
+        out,
+        "fleet   {} is {role}; leader {leader}; etcd {}",
+        c.name,
+        if c.connected {
+            "connected"
+        } else {
+            "UNREACHABLE: split kept, nothing moves"
+        }
+    );
+    let members: Vec<String> = c
+        .members
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {} % (epoch {}){}",
+                m.name,
+                m.applied_percent,
+                m.epoch,
+                if m.connected { "" } else { " cut off" }
+            )
+        })
+        .collect();
+    let _ = writeln!(out, "members {}", members.join(" · "));
 }
 
 fn rules(out: &mut String, s: &RolloutStatus) {

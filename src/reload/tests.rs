@@ -102,3 +102,44 @@ fn decision_log_retention_needs_a_restart() {
     assert_eq!(p.restart, ["rollout.decision_log_keep"]);
     assert_eq!(p.in_force.rollout.decision_log_keep, 5);
 }
+
+#[test]
+fn tls_certificates_apply_live_and_tls_listeners_need_a_restart() {
+    // Built directly: validation would read the files.
+    let tls = |listen: &str, cert: &str| -> Config {
+        let mut c = cfg(BASE);
+        c.proxy.tls = Some(canaryd_config::TlsConfig {
+            listen: vec![listen.to_string()],
+            certificates: vec![canaryd_config::CertificateConfig {
+                cert: cert.into(),
+                key: "/k.pem".into(),
+            }],
+            protocols: vec!["TLSv1.2".into(), "TLSv1.3".into()],
+            http2: true,
+        });
+        c
+    };
+    let running = tls("127.0.0.1:8443", "/a.pem");
+    let p = plan(&running, &tls("127.0.0.1:8443", "/b.pem"));
+    assert_eq!(p.live, ["proxy"]);
+    assert!(p.restart.is_empty());
+
+    let p = plan(&running, &tls("127.0.0.1:9443", "/b.pem"));
+    assert_eq!(p.restart, ["proxy.tls (listen, protocols, http2)"]);
+    let kept = p.in_force.proxy.tls.as_ref().unwrap();
+    assert_eq!(
+        kept.listen,
+        ["127.0.0.1:8443"],
+        "the running listener stays"
+    );
+    assert_eq!(
+        kept.certificates[0].cert.to_str(),
+        Some("/b.pem"),
+        "certificates apply"
+    );
+
+    // Adding or removing [proxy.tls] needs a restart; the running state is kept whole.
+    let p = plan(&cfg(BASE), &running);
+    assert_eq!(p.restart, ["proxy.tls (listen, protocols, http2)"]);
+    assert!(p.in_force.proxy.tls.is_none());
+}

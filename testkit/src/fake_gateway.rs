@@ -17,6 +17,7 @@
 //!   - `GET /ws` → WebSocket echo (`ws.rs`);
 //!   - `POST /upload` → `{"bytes":N}` counted without buffering;
 //!   - `GET /slow?ms=N` → 200 `slow` after N ms;
+//!   - `/status/NNN` → status NNN with body `status NNN\n`;
 //!   - anything else → latency, then 500 `error` / 401 (for `/auth...`) /
 //!     200 with the gateway's name.
 //! - `body.rs`: body types and helpers; `stats.rs` + `procfs.rs`: metrics;

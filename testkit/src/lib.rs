@@ -20,6 +20,9 @@
 //!   `/api/v1/query` as a test tells it at run time (a value, a delay, no
 //!   answer, garbage, an HTTP error, a huge streamed vector) and counting
 //!   queries.
+//! - [`etcd`]: a throwaway real etcd ([`Etcd`]): stop, resume, get, put, compact.
+//! - [`relay`]: a TCP relay with pass / pause / reset ([`Relay`]): one member cut off from
+//!   etcd on one machine.
 //! - [`fake_gateway`]: the `fake-gateway` server (run by
 //!   `src/bin/fake-gateway.rs`) and [`FakeGateway`], the handle tests use to
 //!   spawn and steer it.
@@ -28,6 +31,7 @@
 //! - [`webdriver`]: a blocking W3C WebDriver client driving a headless
 //!   Chromium through chromedriver ([`Browser`]).
 
+pub mod etcd;
 pub mod fake_gateway;
 pub mod fixed_rate;
 pub mod http;
@@ -35,16 +39,19 @@ pub mod ports;
 pub mod process;
 pub mod prom_standin;
 pub mod prometheus;
+pub mod relay;
 pub mod tempdir;
 pub mod wait;
 pub mod webdriver;
 
+pub use etcd::Etcd;
 pub use fake_gateway::FakeGateway;
 pub use http::{get, percent_encode, post, Client, Response, StreamingResponse};
 pub use ports::{free_addr, free_port};
 pub use process::{sibling_binary, ChildGuard};
 pub use prom_standin::PromStandIn;
 pub use prometheus::Prometheus;
+pub use relay::Relay;
 pub use tempdir::TempDir;
 pub use wait::{wait_for_port, wait_until};
 pub use webdriver::Browser;

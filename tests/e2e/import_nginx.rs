@@ -502,3 +502,22 @@ fn syntax_errors_and_missing_includes() {
         run.stderr
     );
 }
+
+#[test]
+fn access_log_with_the_stock_main_format_becomes_combined() {
+    let path = fixture("access-log.conf");
+    let (cfg, run) = translate(&path, false, &[]);
+    let log = cfg.proxy.access_log.as_ref().expect("[proxy.access_log]");
+    assert_eq!(log.path, "/var/log/nginx/gateway.access.log");
+    assert_eq!(log.format, canaryd_config::AccessLogFormat::Combined);
+    // `main` is combined plus "$http_x_forwarded_for": translated, the difference said.
+    assert!(
+        run.stdout
+            .contains("is `combined` plus \"$http_x_forwarded_for\""),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("`buffer=64k`: canaryd always buffers"));
+    // canaryd has one log for every route: the /health exception is not translated.
+    assert_untranslated(&run, &path, &[(20, "access_log off")]);
+}

@@ -5,6 +5,8 @@
 //! in [`common`]; tests needing Prometheus or Chromium skip when it is missing, unless
 //! `CANARYD_REQUIRE_TOOLS` is set (as `scripts/test` does).
 //!
+//! - [`access_log`]: every request of a mixed load logged once, `combined` equal to a real
+//!   nginx's lines, `json` parsing; SIGUSR1 reopen under load; a full disk; SIGTERM.
 //! - [`approval`]: a gated step waits for `approve`, across a restart, and still rolls back.
 //! - [`cli`]: `canaryd check` locates every mistake; `canaryd serve` refuses a bad config or a
 //!   busy port.
@@ -14,6 +16,8 @@
 //!   against a real Prometheus scraping canaryd.
 //! - [`failover`]: a killed, failing or unhealthy canary costs clients nothing; fallbacks are
 //!   counted.
+//! - [`fleet`]: three canaryd sharing one rollout through a real etcd, each through its own
+//!   relay: one leader, the split everywhere, failover, fencing, partition, etcd down.
 //! - [`forwarding`]: forwarding headers as the seed's nginx front sets them; the override header
 //!   stripped.
 //! - [`judge`]: the sequential canary-vs-stable test rolls back a 4× worse canary, passes an
@@ -36,15 +40,20 @@
 //!   `/api/v1/status`.
 //! - [`streaming`]: server-sent events, WebSocket upgrades and large request bodies stream
 //!   through.
+//! - [`tls`]: TLS termination with curl, openssl s_client and h2load: SNI, ALPN h2, the
+//!   protocol floor, resumption, X-Forwarded-Proto, SSE over h2, the https redirect and its
+//!   ACME exception, certificates renewed on SIGHUP under an open connection, located errors.
 //! - [`systemd`]: `sd_notify` readiness, watchdog, reload and stop; the shipped `deploy/` files.
 
 mod common;
 
+mod access_log;
 mod approval;
 mod cli;
 mod connections;
 mod dashboards;
 mod failover;
+mod fleet;
 mod forwarding;
 mod import_nginx;
 mod judge;
@@ -59,3 +68,4 @@ mod slow_prometheus;
 mod status_page;
 mod streaming;
 mod systemd;
+mod tls;

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 
 pub use token::{check_exposure, Token, TokenError};
 
-use crate::api::{ActionRequest, ApiError, DecisionList, Readiness};
+use crate::api::{ActionRequest, ApiError, ClusterRole, DecisionList, Readiness};
 use crate::control::{Board, Handle};
 use crate::rollout::Command;
 use crate::store::DecisionLog;
@@ -137,6 +137,7 @@ fn error(
     let body = ApiError {
         error: error.into(),
         hint: hint.into(),
+        leader_admin: None,
     };
     json(code, &body)
 }
@@ -154,6 +155,36 @@ fn json(code: StatusCode, value: &impl serde::Serialize) -> Response<Full<Bytes>
             )
         }
     }
+}
+
+/// A fleet's follower answers operator actions with 421 and the leader's admin address: the
+/// command belongs to the one member that acts. (Not forwarded: the operator sees which
+/// member acted, a follower cut off from etcd cannot say wrongly that it forwarded, and the
+/// token is sent only where the operator sent it. `canaryd` CLI verbs follow the 421 once.)
+fn misdirected(state: &AdminState) -> Option<Response<Full<Bytes>>> {
+    let status = state.board.status();
+    let c = status.rollout()?.cluster.as_ref()?;
+    if c.role != ClusterRole::Follower {
+        return None;
+    }
+    let body = ApiError {
+        error: match &c.leader {
+            Some(l) => format!(
+                "this member ({}) is a follower; the fleet's leader is {l}",
+                c.name
+            ),
+            None => format!(
+                "this member ({}) is a follower and no leader is known",
+                c.name
+            ),
+        },
+        hint: match &c.leader_admin {
+            Some(a) => format!("send the command to the leader's admin API at {a}"),
+            None => "retry once a leader is elected (`canaryd status` shows cluster.leader)".into(),
+        },
+        leader_admin: c.leader_admin.clone(),
+    };
+    Some(json(StatusCode::MISDIRECTED_REQUEST, &body))
 }
 
 /// `/api/v1/*`, reads and operator actions; `None` for unknown paths.
@@ -217,6 +248,9 @@ async fn api(
             "set [rollout] policy in the config and restart (or reload) canaryd",
         ));
     };
+    if let Some(refused) = misdirected(state) {
+        return Some(refused);
+    }
     let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await

@@ -119,6 +119,7 @@ fn advance() -> Decision {
         held_s: Some(0.0),
         hold_reasons: None,
         kind: Kind::Transition,
+        leader: None,
         operator_reason: None,
         percent: None,
         policy: "gateway-migration".into(),
@@ -135,6 +136,7 @@ fn advance() -> Decision {
 fn rollout_status() -> RolloutStatus {
     RolloutStatus {
         canary_percent: 25.0,
+        cluster: None,
         error: None,
         holding: false,
         last_decision: Some(advance()),
@@ -407,6 +409,7 @@ fn action_requests_and_errors() {
     let e = ApiError {
         error: "missing `percent`".into(),
         hint: "POST /api/v1/weight".into(),
+        leader_admin: None,
     };
     assert_eq!(
         serde_json::to_string(&e).unwrap(),

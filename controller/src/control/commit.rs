@@ -26,7 +26,10 @@ impl<S: Sources + Clone + 'static> Controller<S> {
     /// worker (admin API, health checks) does not.
     pub(super) async fn save(&self) -> Result<(), StateError> {
         let state = self.rollout.state.clone();
-        self.on_disk(move |store| store.save(&state)).await
+        let local = state.clone();
+        self.on_disk(move |store| store.save(&local)).await?;
+        // A fleet's leader: then etcd, fenced (`fleet.rs`); nothing without a cluster.
+        self.save_shared(state).await
     }
 
     /// Runs a state-file operation on the blocking pool.

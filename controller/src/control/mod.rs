@@ -21,6 +21,7 @@
 
 mod board;
 mod commit;
+mod fleet;
 mod handle;
 mod prometheus;
 mod recover;
@@ -41,6 +42,8 @@ pub use handle::{Ask, Handle, Request};
 use prometheus::short_query;
 pub use prometheus::{render, PromClient, PromError};
 pub use replay::{replay, ReplayError};
+pub(crate) use report::rfc3339;
+pub(crate) use sources::traffic_of;
 pub use sources::{LiveSources, Sources};
 
 use recover::{manual_split, restore, BLOCKED_HINT};
@@ -111,6 +114,14 @@ pub struct Controller<S> {
     /// The proxy's counters when the current step (at the split in force) began: `test` rules
     /// and the traffic-share check judge what was counted since.
     step_base: Option<StepBase>,
+    /// A fleet's member (`fleet.rs`); `None` on a single machine.
+    cluster: Option<crate::cluster::ClusterLink>,
+    /// A fleet: this member acted at the last look (took over, not yet stepped down).
+    leading: bool,
+    /// A fleet: the epoch of the shared split this member applies.
+    applied_epoch: u64,
+    /// A fleet: `[rollout] autostart`, applied by a leader that finds no shared rollout.
+    fleet_autostart: bool,
 }
 
 impl<S> std::fmt::Debug for Controller<S> {
@@ -205,6 +216,10 @@ impl<S: Sources + Clone + 'static> Controller<S> {
             sampled,
             manual,
             step_base: None,
+            cluster: None,
+            leading: false,
+            applied_epoch: 0,
+            fleet_autostart: false,
         };
         if let Some(reason) = &me.blocked {
             tracing::error!(%reason, "rollout blocked");
@@ -241,14 +256,17 @@ impl<S: Sources + Clone + 'static> Controller<S> {
                 _ = tick.tick() => self.tick().await,
                 Some(req) = self.commands.recv() => self.command(req).await,
                 Some(sampled) = self.sampled.recv() => self.on_sampled(sampled).await,
+                news = fleet::next(&mut self.cluster) => self.on_cluster(news).await,
                 _ = shutdown.changed() => break,
             }
         }
-        if self.blocked.is_none() && self.rollout.state.phase.is_live() {
+        let acting = self.lead(Instant::now()).await;
+        if acting && self.blocked.is_none() && self.rollout.state.phase.is_live() {
             if let Err(e) = self.save().await {
                 tracing::error!(error = %e, "could not persist the rollout state on shutdown");
             }
         }
+        self.leave().await;
     }
 
     pub fn state(&self) -> &crate::rollout::RolloutState {
@@ -257,7 +275,9 @@ impl<S: Sources + Clone + 'static> Controller<S> {
 
     /// Applies one operator command: commit and answer with the new status, or refuse.
     pub async fn command(&mut self, req: Request) {
+        let follower = matches!(req.ask, Ask::Operator(_)) && !self.lead(Instant::now()).await;
         let result = match &self.blocked {
+            _ if follower => Err(self.follower_refusal()),
             Some(_) if matches!(req.ask, Ask::Operator(Command::Start)) => {
                 self.unblock(&req.reason).await
             }
@@ -325,7 +345,8 @@ impl<S: Sources + Clone + 'static> Controller<S> {
     /// whatever of them has already answered is judged with them.
     pub async fn tick(&mut self) {
         let now = Instant::now();
-        if self.blocked.is_some() {
+        // A fleet's follower judges nothing: it applies the leader's split.
+        if self.blocked.is_some() || !self.lead(now).await {
             self.publish(now);
             return;
         }

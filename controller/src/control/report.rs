@@ -21,6 +21,7 @@ impl<S: Sources + Clone + 'static> Controller<S> {
     ) -> Decision {
         let mut line = decision_line(&self.rollout, kind, action, t, rules, wall_ms());
         line.save_error = self.save_error.clone();
+        line.leader = self.cluster.as_ref().map(|c| c.cluster.name().to_string());
         line
     }
 
@@ -34,6 +35,7 @@ impl<S: Sources + Clone + 'static> Controller<S> {
         let s = &r.state;
         let status = RolloutStatus {
             canary_percent: s.canary_percent,
+            cluster: self.cluster.as_ref().map(|c| c.cluster.status(now)),
             error: self.blocked.clone(),
             holding: s.phase.is_live() && !r.not_healthy().is_empty(),
             last_decision: self.log.last(),
@@ -58,6 +60,7 @@ impl<S: Sources + Clone + 'static> Controller<S> {
             updated_at: rfc3339(s.updated_at_ms),
         };
         self.board.publish(Status::from(status));
+        self.publish_member();
     }
 }
 
@@ -96,6 +99,7 @@ pub(super) fn decision_line(
         held_s: Some(s.held_ms as f64 / 1000.0),
         hold_reasons: None,
         kind,
+        leader: None,
         operator_reason: None,
         percent: None,
         policy: s.policy.clone(),
@@ -170,6 +174,6 @@ pub(super) fn rule_statuses(rollout: &Rollout, now: Instant) -> Vec<RuleStatus> 
         .collect()
 }
 
-pub(super) fn rfc3339(ms: u64) -> String {
+pub(crate) fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
 }

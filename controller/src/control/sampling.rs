@@ -31,7 +31,7 @@ impl<S: Sources + Clone + 'static> Controller<S> {
     /// back as soon as Prometheus says so.
     pub(super) async fn on_sampled(&mut self, sampled: Sampled) {
         let now = Instant::now();
-        if !self.judge_sample(sampled, now) {
+        if !self.lead(now).await || !self.judge_sample(sampled, now) {
             return;
         }
         let before = self.rollout.state.clone();

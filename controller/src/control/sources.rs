@@ -7,10 +7,11 @@ use std::future::Future;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
-use canaryd_proxy::{Metrics, Variant};
+use canaryd_proxy::{Metrics, Variant, WindowStats};
 use tokio::time::Duration;
 
 use super::prometheus::{render, PromClient};
+use crate::cluster::Fleet;
 use crate::policy::{Counts, Histogram, Rule, Sample, Signal, SourceKind, Traffic};
 
 /// Where rule values come from.
@@ -41,6 +42,9 @@ pub trait Sources: Send + Sync {
 pub struct LiveSources {
     prom: Arc<ArcSwapOption<PromClient>>,
     metrics: Arc<Metrics>,
+    /// A fleet (`[cluster] store = "etcd"`): local rules read the members' summed reports
+    /// instead of this proxy's windows.
+    fleet: Option<Arc<Fleet>>,
 }
 
 impl LiveSources {
@@ -49,6 +53,22 @@ impl LiveSources {
         Self {
             prom: Arc::new(ArcSwapOption::from(prom.map(Arc::new))),
             metrics,
+            fleet: None,
+        }
+    }
+
+    /// Local rules judge the fleet's summed reports (see `cluster/reports.rs`): no quorum of
+    /// fresh reports on the current epoch is no data.
+    pub fn with_fleet(mut self, fleet: Arc<Fleet>) -> Self {
+        self.fleet = Some(fleet);
+        self
+    }
+
+    /// This proxy's window, or the fleet's sum (`None`: no quorum).
+    fn window(&self, variant: Variant, window: Duration) -> Option<WindowStats> {
+        match &self.fleet {
+            Some(f) => f.stats(variant, window),
+            None => Some(self.metrics.windows().stats(variant, window)),
         }
     }
 
@@ -94,7 +114,9 @@ impl Sources for LiveSources {
                 (_, None) => Sample::Error("rule has no query".into()),
             },
             SourceKind::Local => {
-                let st = self.metrics.windows().stats(variant, rule.window);
+                let Some(st) = self.window(variant, rule.window) else {
+                    return Sample::NoData;
+                };
                 let v = match rule.signal {
                     Some(Signal::ErrorRatio) => st.error_ratio(),
                     Some(Signal::LatencyP50) => st.quantile(0.5),
@@ -116,29 +138,37 @@ impl Sources for LiveSources {
     }
 
     fn requests(&self, variant: Variant, window: Duration) -> u64 {
-        self.metrics.windows().stats(variant, window).requests
+        self.window(variant, window).map_or(0, |w| w.requests)
     }
 
     /// The cumulative counters behind the windows (the windows reach back 120 s at most; a
     /// step lasts hours): every request and 5xx `Metrics::record` counted, all routes, and
     /// the latency histograms of `canaryd_request_duration_seconds`.
     fn traffic(&self) -> Option<Traffic> {
-        let m = &self.metrics;
-        let counts = |v: Variant| Counts {
-            requests: (1..=5).map(|class| m.requests_of(v, class)).sum(),
-            errors: m.requests_of(v, 5),
-        };
-        Some(Traffic {
-            canary: counts(Variant::Canary),
-            stable: counts(Variant::Stable),
-            fallbacks_from_canary: m.fallbacks_from(Variant::Canary),
-            fallbacks_from_stable: m.fallbacks_from(Variant::Stable),
-            canary_latency: Histogram {
-                counts: m.latency(Variant::Canary).buckets(),
-            },
-            stable_latency: Histogram {
-                counts: m.latency(Variant::Stable).buckets(),
-            },
-        })
+        match &self.fleet {
+            Some(f) => f.traffic(),
+            None => Some(traffic_of(&self.metrics)),
+        }
+    }
+}
+
+/// The proxy's cumulative request, 5xx and fallback counters (every route) and latency
+/// histograms.
+pub(crate) fn traffic_of(m: &Metrics) -> Traffic {
+    let counts = |v: Variant| Counts {
+        requests: (1..=5).map(|class| m.requests_of(v, class)).sum(),
+        errors: m.requests_of(v, 5),
+    };
+    Traffic {
+        canary: counts(Variant::Canary),
+        stable: counts(Variant::Stable),
+        fallbacks_from_canary: m.fallbacks_from(Variant::Canary),
+        fallbacks_from_stable: m.fallbacks_from(Variant::Stable),
+        canary_latency: Histogram {
+            counts: m.latency(Variant::Canary).buckets(),
+        },
+        stable_latency: Histogram {
+            counts: m.latency(Variant::Stable).buckets(),
+        },
     }
 }

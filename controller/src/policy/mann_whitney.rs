@@ -60,8 +60,10 @@ pub const N_BUCKETS: usize = LATENCY_BOUNDS_S.len() + 1;
 /// fastest for differences of about this size (a 30 % shift of a typical latency spread).
 pub const TAU: f64 = 0.05;
 
-/// Requests per latency bucket (non-cumulative), of one variant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Requests per latency bucket (non-cumulative), of one variant. On the wire (a fleet
+/// member's report), the array of counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Histogram {
     pub counts: [u64; N_BUCKETS],
 }
@@ -112,6 +114,13 @@ impl Histogram {
 
     pub fn total(&self) -> u64 {
         self.counts.iter().sum()
+    }
+
+    /// Adds `other`'s counts (a fleet's members summed).
+    pub fn add(&mut self, other: &Histogram) {
+        for (c, o) in self.counts.iter_mut().zip(other.counts) {
+            *c += o;
+        }
     }
 
     /// What was counted since `base` (counters only grow; a reset counts from zero).

@@ -25,6 +25,9 @@ pub enum StateError {
         file: String,
         source: std::io::Error,
     },
+    /// A fleet: the shared state in etcd was not written (`cluster/store.rs`).
+    #[error("shared rollout state not written to etcd: {error}")]
+    Shared { error: String },
 }
 
 /// Reads and writes `state.json`.

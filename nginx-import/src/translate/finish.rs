@@ -44,6 +44,7 @@ impl Tx<'_> {
             .unwrap_or_else(|| srv_eff.clone());
         let routes = self.routes(&srv, &eff, &base);
         let proxy = self.proxy_plan(&srv, &base, &used);
+        let access_log = self.access_log_plan(&srv, &base);
 
         self.behaviour_notes(&srv, &eff, slash);
         let health_path = health_path(&srv);
@@ -59,6 +60,7 @@ impl Tx<'_> {
         Ok(Plan {
             proxy,
             routes,
+            access_log,
             stable,
             canary: canary_pool,
             routing,

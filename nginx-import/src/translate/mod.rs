@@ -28,8 +28,10 @@
 //! - `map.rs`: `map` on a header → the upstream of each value and `[routing]`.
 //! - `split.rs`: which servers are the canary, the two pools, `initial_percent`.
 //! - `proxy.rs`: `[proxy]` and `[[proxy.routes]]`.
+//! - `access_log.rs`: `access_log` and `log_format` → `[proxy.access_log]`.
 //! - `finish.rs`: the second pass, step by step, ending in the [`Plan`].
 
+mod access_log;
 mod args;
 mod finish;
 mod location;
@@ -123,6 +125,8 @@ struct Level {
     /// This level has `proxy_set_header` directives (nginx then ignores the inherited ones):
     /// `Some(true)` when one of them sets Host.
     sets_host: Option<bool>,
+    /// The first `access_log` of this level.
+    access_log: Option<Val<access_log::LogTarget>>,
 }
 
 /// Client-connection settings (http and server level only).
@@ -258,6 +262,7 @@ struct Tx<'o> {
     http_wide: Wide,
     threads: Option<Setting<usize>>,
     body_size_set: bool,
+    log_formats: Vec<access_log::LogFormat>,
 }
 
 // === collection ===
@@ -275,6 +280,7 @@ impl<'o> Tx<'o> {
             http_wide: Wide::default(),
             threads: None,
             body_size_set: false,
+            log_formats: Vec::new(),
         }
     }
 

@@ -16,6 +16,8 @@ pub struct Setting<T> {
 pub struct Plan {
     pub proxy: ProxyPlan,
     pub routes: Vec<RoutePlan>,
+    /// `[proxy.access_log]` (always `combined`).
+    pub access_log: Option<AccessLogPlan>,
     pub stable: PoolPlan,
     pub canary: PoolPlan,
     pub routing: Option<RoutingPlan>,
@@ -43,6 +45,12 @@ pub struct ProxyPlan {
     pub keepalive_timeout: Option<Setting<Ms>>,
     pub keepalive_requests: Option<Setting<u64>>,
     pub client_timeout: Option<Setting<Ms>>,
+}
+
+/// `[proxy.access_log]`.
+#[derive(Debug, Clone)]
+pub struct AccessLogPlan {
+    pub path: Setting<String>,
 }
 
 /// `[[proxy.routes]]`.

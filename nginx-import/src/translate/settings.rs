@@ -16,6 +16,10 @@ impl Level {
             send: self.send.clone().or_else(|| parent.send.clone()),
             streaming: self.streaming.clone().or_else(|| parent.streaming.clone()),
             sets_host: self.sets_host.or(parent.sets_host),
+            access_log: self
+                .access_log
+                .clone()
+                .or_else(|| parent.access_log.clone()),
         }
     }
 
@@ -90,6 +94,8 @@ impl Tx<'_> {
                     ),
                 }
             }
+            "access_log" => self.access_log(d, level)?,
+            "log_format" => self.log_format(d)?,
             _ => self.verdict(d),
         }
         Ok(())

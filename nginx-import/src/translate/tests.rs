@@ -403,3 +403,64 @@ fn events_and_main_context() {
     );
     assert!(p.handled.iter().any(|f| f.directive == "user nginx"));
 }
+
+#[test]
+fn access_log_becomes_the_proxy_access_log() {
+    let front = |log: &str| {
+        format!(
+            "{log}\nupstream u {{ server 127.0.0.1:1 weight=9; server 127.0.0.1:2; }}\n\
+             server {{ listen 80; location / {{ proxy_pass http://u; }} }}\n"
+        )
+    };
+    // Predefined combined, at http level, inherited by the front.
+    let p = plan(&front("access_log /var/log/nginx/a.log combined;"));
+    assert_eq!(p.access_log.unwrap().path.value, "/var/log/nginx/a.log");
+    let p = plan(&front("access_log /dev/stdout;"));
+    assert_eq!(p.access_log.unwrap().path.value, "stdout");
+
+    // A log_format that spells combined is combined, without a note.
+    let p = plan(&front(
+        "log_format c '$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"';\naccess_log /l c;",
+    ));
+    assert!(p.access_log.is_some());
+    assert!(
+        !p.notes.iter().any(|n| n.contains("log_format")),
+        "{:?}",
+        p.notes
+    );
+
+    // Another format is written as combined, the difference noted.
+    let p = plan(&front(
+        "log_format short '$remote_addr $status';\naccess_log /l short;",
+    ));
+    assert!(p.access_log.is_some());
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.contains("`log_format short` is not `combined`")),
+        "{:?}",
+        p.notes
+    );
+
+    // off: no log, handled; no directive: nginx's default log is noted.
+    let p = plan(&front("access_log off;"));
+    assert!(p.access_log.is_none() && p.untranslated.is_empty());
+    assert!(p.handled.iter().any(|f| f.directive == "access_log off"));
+    let p = plan(&front(""));
+    assert!(p.access_log.is_none());
+    assert!(
+        p.notes.iter().any(|n| n.contains("logs/access.log")),
+        "{:?}",
+        p.notes
+    );
+
+    // What a file cannot hold.
+    for log in [
+        "access_log syslog:server=unix:/dev/log;",
+        "access_log logs/a.log;",
+    ] {
+        let p = plan(&front(log));
+        assert!(p.access_log.is_none(), "{log}");
+        assert_eq!(untranslated(&p).len(), 1, "{log}");
+    }
+}

@@ -8,6 +8,10 @@
 //! nginx; a header that does not complete in time closes the connection. A prior-knowledge
 //! HTTP/2 (h2c) connection is recognised by its preface and each of its streams is served by
 //! the same request code on a task of its own.
+//!
+//! On a TLS listener the app first completes the handshake (within `client_header_timeout`,
+//! counted from the accept), then serves the decrypted stream the same way: HTTP/2 when ALPN
+//! chose `h2`, HTTP/1 otherwise. Requests learn only that they came over TLS (`$scheme`).
 
 use std::cell::RefCell;
 use std::net::IpAddr;
@@ -28,6 +32,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use super::session;
 use crate::metrics::ConnState;
 use crate::plane::{DataPlane, Upstreams};
+use crate::tls::Termination;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -39,13 +44,23 @@ const HEADER_BUF: usize = 4096;
 #[derive(Debug)]
 pub struct ProxyApp {
     plane: Arc<DataPlane>,
+    /// Set on the TLS listeners' app: the handshake comes first.
+    tls: Option<Arc<Termination>>,
 }
 
 // === impl ProxyApp ===
 
 impl ProxyApp {
     pub fn new(plane: Arc<DataPlane>) -> Self {
-        Self { plane }
+        Self { plane, tls: None }
+    }
+
+    /// The app of the TLS listeners.
+    pub fn tls(plane: Arc<DataPlane>, tls: Arc<Termination>) -> Self {
+        Self {
+            plane,
+            tls: Some(tls),
+        }
     }
 
     /// Serves an HTTP/1 connection until it is closed, not kept alive, or idle too long.
@@ -136,7 +151,7 @@ impl ProxyApp {
         ds.set_write_timeout(Some(up.client_timeout));
         {
             let _writing = metrics.conn_state(ConnState::Writing);
-            session::serve(&self.plane, up, &mut ds, client_ip).await;
+            session::serve(&self.plane, up, &mut ds, client_ip, self.tls.is_some()).await;
         }
         match ds.finish().await {
             Ok(Some(reusable)) => {
@@ -190,7 +205,8 @@ impl ProxyApp {
                         let up = app.plane.upstreams();
                         let mut ds = ServerSession::new_http2(h2);
                         ds.set_write_timeout(Some(up.client_timeout));
-                        session::serve(&app.plane, &up, &mut ds, client_ip).await;
+                        let tls = app.tls.is_some();
+                        session::serve(&app.plane, &up, &mut ds, client_ip, tls).await;
                         let _ = ds.finish().await;
                     });
                 }
@@ -214,13 +230,35 @@ impl ServerApp for ProxyApp {
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
         let header_timeout = self.plane.upstreams().client_header_timeout;
+        let deadline = tokio::time::Instant::now() + header_timeout;
+        if let Some(tls) = &self.tls {
+            let reading = metrics.conn_state(ConnState::Reading);
+            let tls = match tokio::time::timeout_at(deadline, tls.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    return None;
+                }
+                Err(_) => {
+                    tracing::debug!("TLS handshake: client_header_timeout");
+                    return None;
+                }
+            };
+            if tls.alpn() == Some(b"h2") {
+                drop(reading);
+                Box::pin(self.serve_h2(Box::new(tls), client_ip, shutdown)).await;
+                return None;
+            }
+            stream = Box::new(tls);
+        }
         // The first request: its first bytes, within client_header_timeout.
         let first = {
             let _reading = metrics.conn_state(ConnState::Reading);
             let read = async {
                 let mut buf = read_first(&mut stream).await?;
                 // Enough to tell a prior-knowledge HTTP/2 preface from an HTTP/1 request.
-                while !buf.is_empty()
+                while self.tls.is_none()
+                    && !buf.is_empty()
                     && buf.len() < H2_PREFACE.len()
                     && H2_PREFACE.starts_with(&buf)
                 {
@@ -230,12 +268,12 @@ impl ServerApp for ProxyApp {
                 }
                 Ok::<_, std::io::Error>(buf)
             };
-            match tokio::time::timeout(header_timeout, read).await {
+            match tokio::time::timeout_at(deadline, read).await {
                 Ok(Ok(buf)) if !buf.is_empty() => buf,
                 _ => return None,
             }
         };
-        if first.starts_with(H2_PREFACE) {
+        if self.tls.is_none() && first.starts_with(H2_PREFACE) {
             // The h2 server session reads the preface itself: hand the bytes back.
             let Ok(mut l4) = stream.into_any().downcast::<L4Stream>() else {
                 return None;

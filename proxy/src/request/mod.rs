@@ -9,8 +9,10 @@
 //! - `upstream_pool`: the per-worker (thread-local) upstream keepalive pool.
 //! - `retry`: the request body read ahead for replay.
 //! - `upgrade`: upgraded (WebSocket) tunnels.
+//! - `redirect`: `https_redirect` on plain listeners (`301 https://$host$request_uri`).
 
 mod app;
+mod redirect;
 mod retry;
 mod session;
 mod upgrade;

@@ -27,7 +27,7 @@ use pingora_core::protocols::http::ServerSession;
 
 use super::retry::RequestBody;
 use super::upstream::{self, AttemptError, RelayEnd};
-use super::{upgrade, upstream_pool};
+use super::{redirect, upgrade, upstream_pool};
 use crate::metrics::{FailureKind, FallbackReason, UpstreamConnState};
 use crate::plane::{DataPlane, Upstreams};
 use crate::pool::Pool;
@@ -107,6 +107,17 @@ impl Request<'_> {
         );
     }
 
+    fn outcome(&self, status: u16) -> Outcome {
+        Outcome {
+            status,
+            variant: self.variant,
+            route: self.route,
+            upstream: self
+                .server
+                .map(|idx| (self.pool().servers[idx].addr, self.attempt_start)),
+        }
+    }
+
     /// A passive failure of the current server (`max_fails`).
     fn server_failed(&self) {
         if let Some(idx) = self.server {
@@ -121,16 +132,58 @@ impl Request<'_> {
     }
 }
 
-/// Serves one request whose header `ds` has read. Leaves `ds` ready for `finish()`; an answer
-/// that is not a complete response turns keepalive off.
+/// How a request ended, for the access log.
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    /// As sent to the client; 499: the client went away before an answer (as nginx).
+    status: u16,
+    variant: Variant,
+    route: usize,
+    /// The server of the last attempt, and since when it was tried.
+    upstream: Option<(std::net::SocketAddr, Instant)>,
+}
+
+/// Serves one request whose header `ds` has read, then logs it; `tls`: it came over a TLS
+/// listener. Leaves `ds` ready for `finish()`; an answer that is not a complete response turns
+/// keepalive off.
 pub async fn serve(
     plane: &DataPlane,
     up: &Upstreams,
     ds: &mut ServerSession,
     client_ip: Option<IpAddr>,
+    tls: bool,
 ) {
+    if !tls && up.https_redirect && redirect::applies(up, ds.req_header()) {
+        return redirect::to_https(ds).await;
+    }
     let start = Instant::now();
     let _inflight = plane.drain.enter();
+    let done = answer(plane, up, ds, client_ip, tls, start).await;
+    if let Some(log) = &plane.access_log {
+        log.record(&crate::access_log::Entry {
+            req: ds.req_header(),
+            http2: ds.is_http2(),
+            client: client_ip,
+            status: done.status,
+            bytes: ds.body_bytes_sent() as u64,
+            duration: start.elapsed(),
+            upstream: done.upstream.map(|(addr, _)| addr),
+            upstream_time: done.upstream.map(|(_, since)| since.elapsed()),
+            variant: done.variant,
+            route: &up.routes.all()[done.route.min(up.routes.len() - 1)].label,
+        });
+    }
+}
+
+/// Serves one request: decide, attempt, relay.
+async fn answer(
+    plane: &DataPlane,
+    up: &Upstreams,
+    ds: &mut ServerSession,
+    client_ip: Option<IpAddr>,
+    tls: bool,
+    start: Instant,
+) -> Outcome {
     let (route, decision, idempotent, upgrade, expect_continue) = {
         let req = ds.req_header();
         let route = up.routes.match_path(req.uri.path().as_bytes());
@@ -206,6 +259,7 @@ pub async fn serve(
         r.server = Some(idx);
         r.attempt_start = Instant::now();
         let addr = r.pool().servers[idx].addr;
+        let server_tls = r.pool().servers[idx].tls.as_deref();
         let timeouts = up.routes.all()[route.min(up.routes.len() - 1)].timeouts;
 
         // A connection.
@@ -222,7 +276,7 @@ pub async fn serve(
         let reused = pooled.is_some();
         let stream = match pooled {
             Some(s) => s,
-            None => match upstream::connect(addr, timeouts.connect).await {
+            None => match upstream::connect(addr, server_tls, timeouts.connect).await {
                 Ok(s) => s,
                 Err(kind) => {
                     plane
@@ -249,7 +303,7 @@ pub async fn serve(
 
         // The request, and the response header.
         let mut req = upstream::upstream_header(ds, upgrade);
-        crate::forwarding::apply(&mut req, client_ip, "http");
+        crate::forwarding::apply(&mut req, client_ip, if tls { "https" } else { "http" });
         if let Some(h) = up.router.header_to_strip() {
             req.remove_header(h);
         }
@@ -357,13 +411,13 @@ pub async fn serve(
             }
             RelayEnd::Client => ds.set_keepalive(None),
         }
-        return;
+        return r.outcome(status);
     }
 }
 
 /// Answers with an error status (0: nothing, the client is gone), closes the client connection
 /// afterwards, and records the answer unless an attempt already did.
-async fn finish_error(r: &mut Request<'_>, ds: &mut ServerSession, status: u16) {
+async fn finish_error(r: &mut Request<'_>, ds: &mut ServerSession, status: u16) -> Outcome {
     ds.set_keepalive(None);
     if status != 0 {
         if let Err(e) = ds.respond_error(status).await {
@@ -375,6 +429,7 @@ async fn finish_error(r: &mut Request<'_>, ds: &mut ServerSession, status: u16) 
                 .record(r.variant, r.route, status, r.start.elapsed());
         }
     }
+    r.outcome(if status == 0 { 499 } else { status })
 }
 
 /// Server-Sent Events: a response that streams for as long as the client stays.

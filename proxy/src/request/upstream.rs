@@ -3,8 +3,8 @@
 //! chunk by chunk as it arrives (nothing waits for the whole of it), or, after a `101`, both
 //! directions of the upgraded connection (see `upgrade.rs`).
 //!
-//! Upstream connections speak HTTP/1.1 through pingora-core's v1 client session over a plain
-//! TCP [`Stream`]; the request loop owns the connection and gives it back to the per-worker
+//! Upstream connections speak HTTP/1.1 through pingora-core's v1 client session over a TCP
+//! [`Stream`], or a TLS one for an `https://` server; the request loop owns the connection and gives it back to the per-worker
 //! pool (`upstream_pool.rs`) when the response ended cleanly.
 
 use std::net::SocketAddr;
@@ -21,6 +21,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 
 use super::retry::{RequestBody, SendError};
 use crate::metrics::FailureKind;
+use crate::tls::UpstreamTls;
 
 /// How an attempt failed before anything reached the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,18 +49,29 @@ pub enum RelayEnd {
     Client,
 }
 
-/// Opens a new connection to `addr` within `timeout`.
-pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Stream, FailureKind> {
-    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+/// Opens a new connection to `addr` within `timeout`, the TLS handshake included for an
+/// `https://` server.
+pub async fn connect(
+    addr: SocketAddr,
+    tls: Option<&UpstreamTls>,
+    timeout: Duration,
+) -> Result<Stream, FailureKind> {
+    let attempt = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let _ = tcp.set_nodelay(true);
+        let stream: Stream = Box::new(L4Stream::from(tcp));
+        match tls {
+            Some(tls) => tls.connect(stream).await,
+            None => Ok(stream),
+        }
+    };
+    match tokio::time::timeout(timeout, attempt).await {
         Err(_) => Err(FailureKind::Timeout),
         Ok(Err(e)) => {
             tracing::debug!(server = %addr, error = %e, "connect failed");
             Err(FailureKind::Connect)
         }
-        Ok(Ok(tcp)) => {
-            let _ = tcp.set_nodelay(true);
-            Ok(Box::new(L4Stream::from(tcp)))
-        }
+        Ok(Ok(stream)) => Ok(stream),
     }
 }
 

@@ -27,6 +27,7 @@ pub async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<RespB
         (Method::GET, "/ws") => ws::upgrade(req),
         (Method::POST, "/upload") => upload(req).await,
         (Method::GET, "/slow") => slow(&req).await,
+        (_, p) if p.starts_with("/status/") => status(p),
         _ => normal(state, req).await,
     }
 }
@@ -163,6 +164,22 @@ async fn slow(req: &Request<Incoming>) -> Response<RespBody> {
             body::text(StatusCode::OK, "slow")
         }
         Err(msg) => body::text(StatusCode::BAD_REQUEST, msg),
+    }
+}
+
+/// `/status/NNN`: that status, with body `status NNN\n` (any method; an invalid code is 400).
+fn status(path: &str) -> Response<RespBody> {
+    let code = &path["/status/".len()..];
+    match code
+        .parse::<u16>()
+        .ok()
+        .and_then(|c| StatusCode::from_u16(c).ok())
+    {
+        Some(s) => body::text(s, format!("status {code}\n")),
+        None => body::text(
+            StatusCode::BAD_REQUEST,
+            format!("no such status {code:?}\n"),
+        ),
     }
 }
 

@@ -17,7 +17,10 @@
 use std::fmt::Write as _;
 
 use super::chart::{self as status_chart, clock, escape, fmt_num, parse_ts, History};
-use crate::api::{Decision, Kind, RolloutStatus, RuleCompare, RuleStatus, State, Status};
+use crate::api::{
+    ClusterRole, ClusterStatus, Decision, Kind, RolloutStatus, RuleCompare, RuleStatus, State,
+    Status,
+};
 
 /// How often the page fetches the live fragment.
 pub const REFRESH_MS: u32 = 2_000;
@@ -258,6 +261,9 @@ fn summary(out: &mut String, d: &PageData<'_>) {
             escape(e)
         );
     }
+    if let Some(c) = &s.cluster {
+        fleet(out, c);
+    }
     let _ = write!(
         out,
         "<p class=\"reason\"><span class=\"label\">reason</span> <span id=\"reason\">{}</span></p>",
@@ -269,6 +275,37 @@ fn summary(out: &mut String, d: &PageData<'_>) {
         escape(&short_ts(&s.updated_at))
     );
     out.push_str("</section>");
+}
+
+/// A fleet: this member's role, the leader, and each live member's split and epoch.
+fn fleet(out: &mut String, c: &ClusterStatus) {
+    let role = match c.role {
+        ClusterRole::Leader => "leader",
+        ClusterRole::Follower => "follower",
+    };
+    let _ = write!(
+        out,
+        "<p class=\"fleet\" id=\"fleet\" data-role=\"{role}\"><span class=\"label\">fleet</span> \
+         <b>{}</b> is {role}; leader <b id=\"fleet-leader\">{}</b>{}</p><ul class=\"members\">",
+        escape(&c.name),
+        escape(c.leader.as_deref().unwrap_or("none known")),
+        if c.connected {
+            ""
+        } else {
+            " — <span class=\"error\">etcd unreachable: the split is kept, nothing moves</span>"
+        }
+    );
+    for m in &c.members {
+        let _ = write!(
+            out,
+            "<li>{} — {} % (epoch {}){}</li>",
+            escape(&m.name),
+            fmt_num(m.applied_percent),
+            m.epoch,
+            if m.connected { "" } else { ", cut off" }
+        );
+    }
+    out.push_str("</ul>");
 }
 
 /// `2024-05-01 12:00:03` from an RFC 3339 timestamp.
@@ -514,6 +551,14 @@ fn decisions(out: &mut String, lines: &[Decision]) {
 /// The buttons to enable: none without a token.
 fn allowed(d: &PageData<'_>) -> Vec<&'static str> {
     match d.status.rollout() {
+        // A fleet's follower takes no command (421): they go to the leader's page.
+        Some(r)
+            if r.cluster
+                .as_ref()
+                .is_some_and(|c| c.role == ClusterRole::Follower) =>
+        {
+            Vec::new()
+        }
         Some(r) if d.token_configured => allowed_for(r),
         _ => Vec::new(),
     }
@@ -526,6 +571,19 @@ fn ops_panel(out: &mut String, d: &PageData<'_>) {
         out.push_str(
             "<p class=\"error\">Operator actions are disabled: no <code>[admin] token_file</code> \
              is configured.</p>",
+        );
+    }
+    let follower = d
+        .status
+        .rollout()
+        .and_then(|r| r.cluster.as_ref())
+        .filter(|c| c.role == ClusterRole::Follower);
+    if let Some(c) = follower {
+        let _ = write!(
+            out,
+            "<p class=\"error\">This member follows the fleet's leader: commands go to its admin \
+             API at <code>{}</code>.</p>",
+            escape(c.leader_admin.as_deref().unwrap_or("(no leader known)"))
         );
     }
     out.push_str(

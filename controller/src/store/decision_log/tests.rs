@@ -24,6 +24,7 @@ fn decision(i: usize) -> Decision {
         held_s: Some(1.0),
         hold_reasons: None,
         kind: Kind::Evaluation,
+        leader: None,
         operator_reason: None,
         percent: None,
         policy: "p".into(),

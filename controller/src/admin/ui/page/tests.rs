@@ -244,3 +244,31 @@ fn approve_waits_for_a_healthy_canary_and_promote_for_a_finished_rollback() {
     assert!(allowed_for(&doc("paused", false, Some("progressing"))).contains(&"promote"));
     assert!(!allowed_for(&doc("paused", false, Some("rolling_back"))).contains(&"promote"));
 }
+
+#[test]
+fn a_fleets_follower_shows_the_leader_and_takes_no_command() {
+    let mut s = status();
+    if let Status::Rollout(r) = &mut s {
+        r.cluster = Some(crate::api::ClusterStatus {
+            connected: false,
+            leader: Some("edge-1".into()),
+            leader_admin: Some("10.0.0.1:9180".into()),
+            members: vec![crate::api::MemberStatus {
+                applied_percent: 25.0,
+                connected: false,
+                epoch: 3,
+                last_seen: "2024-05-01T12:00:10.000Z".into(),
+                name: "edge<2>".into(),
+            }],
+            name: "edge<2>".into(),
+            role: ClusterRole::Follower,
+        });
+    }
+    let html = page(&data(&s, &log(), true), "n");
+    assert!(html.contains("data-role=\"follower\""), "{html}");
+    assert!(html.contains("<b id=\"fleet-leader\">edge-1</b>"));
+    assert!(html.contains("edge&lt;2&gt; — 25 % (epoch 3), cut off"));
+    assert!(html.contains("etcd unreachable"));
+    assert!(html.contains("commands go to its admin API at <code>10.0.0.1:9180</code>"));
+    assert!(html.contains("act-pause\" disabled>"));
+}
