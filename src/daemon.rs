@@ -4,6 +4,11 @@
 //! control runtime on its own thread carries everything else — the admin listener, health
 //! checks, the controller, webhooks, SIGHUP reloads and systemd notifications — so neither can
 //! delay the other. The main thread is handed to Pingora until the graceful stop ends.
+//!
+//! The listening sockets are bound here, inherited from systemd socket activation, or — with
+//! `--upgrade` — taken from the running canaryd, which keeps serving until this process has
+//! built its data plane, then stops its controller for this one to load the rollout state, and
+//! drains once this one serves (`canaryd_proxy::Upgrade`, `control.rs`).
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
@@ -12,16 +17,20 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
+use canaryd_config::Config;
 use canaryd_controller::{
-    run_admin, AdminState, Board, Cluster, Controller, DecisionLog, LiveSources, Notifier,
-    PromClient, Settings, StateStore,
+    AdminState, Board, Cluster, Controller, DecisionLog, LiveSources, Notifier, PromClient,
+    Settings, StateStore,
 };
-use canaryd_proxy::{ProxyServer, RoutingHandle};
+use canaryd_proxy::{DataPlane, Listeners, Origin, ProxyServer, RoutingHandle, Upgrade};
+use pingora_core::server::ExecutionPhase;
 
+use crate::control::{self, Orders, Upgrading};
 use crate::{files, reload, systemd};
 
-/// Loads the files, starts the control runtime and runs the proxy until a graceful stop.
-pub fn serve(path: &Path) -> anyhow::Result<()> {
+/// Loads the files, starts the control runtime and runs the proxy until a graceful stop. With
+/// `upgrade`, takes the listening sockets, and then the rollout, from the running canaryd.
+pub fn serve(path: &Path, upgrade: bool) -> anyhow::Result<()> {
     let cfg = files::load_config(path)?;
     let policy = files::load_policy(&cfg, path)?;
     let token = files::load_token(&cfg)?;
@@ -29,18 +38,38 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
     // is refused before anything listens.
     let cluster_opts = files::cluster_options(&cfg)?;
     let dp_cfg = cfg.data_plane();
-    let table = RoutingHandle::new(RoutingHandle::percent_to_bp(cfg.rollout.initial_percent));
-    let plane =
-        canaryd_proxy::build_data_plane(&dp_cfg, table).context("building the data plane")?;
+    let (upgrade, mut listeners) = if upgrade {
+        let (u, l) = Upgrade::connect(&cfg.upgrade_socket())?;
+        (Some(u), l)
+    } else {
+        let inherited = Listeners::from_systemd()?;
+        (None, inherited.unwrap_or_else(Listeners::bind_here))
+    };
+    // Everything that can fail before the running canaryd gives anything up.
+    let built = build_proxy(&cfg, &mut listeners).and_then(|b| {
+        let prom = cfg
+            .prometheus
+            .as_ref()
+            .map(PromClient::from_config)
+            .transpose()
+            .with_context(|| format!("{}", path.display()))?;
+        Ok((b, prom))
+    });
+    let ((plane, admin_listener, server), prom) = match (built, upgrade.as_ref()) {
+        (Ok(b), _) => b,
+        (Err(e), Some(_)) => {
+            if let Some(u) = upgrade {
+                u.abort(&format!("{e:#}"));
+            }
+            return Err(e.context("upgrade abandoned; the running canaryd serves on"));
+        }
+        (Err(e), None) => return Err(e),
+    };
+    if let Some(u) = &upgrade {
+        // The old process stops its controller and admin listener; its state is on disk.
+        u.take_control()?;
+    }
 
-    let admin_listener = std::net::TcpListener::bind(&cfg.admin.listen)
-        .with_context(|| format!("admin.listen: cannot listen on {}", cfg.admin.listen))?;
-    admin_listener
-        .set_nonblocking(true)
-        .context("admin listener")?;
-    let server = ProxyServer::build(&dp_cfg, plane.clone())?;
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let control = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("canaryd-control")
@@ -48,7 +77,6 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
         .build()
         .context("starting the control runtime")?;
     let board = Arc::new(Board::default());
-    let (controller_done_tx, controller_done_rx) = std::sync::mpsc::channel::<()>();
     // Webhook targets, replaced whole when a reload changes `[[notify]]` (the old queues
     // deliver what they hold, then end).
     let notifier = {
@@ -60,12 +88,6 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
         let _guard = control.enter();
         Arc::new(DecisionLog::from_config(&cfg.rollout))
     };
-    let prom = cfg
-        .prometheus
-        .as_ref()
-        .map(PromClient::from_config)
-        .transpose()
-        .with_context(|| format!("{}", path.display()))?;
     let sources = LiveSources::new(prom, plane.metrics.clone());
     // A fleet member: elected, fenced and watched through etcd (its tasks start here and
     // never hold up the start); local rules judge the fleet's summed reports.
@@ -102,14 +124,6 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
         }
     };
     let handle = controller.handle();
-    let stop = stop_rx.clone();
-    let flushed = log.clone();
-    control.spawn(async move {
-        controller.run(stop).await;
-        // The last decisions reach the file before the process exits.
-        let _ = tokio::task::spawn_blocking(move || flushed.flush(Duration::from_secs(1))).await;
-        let _ = controller_done_tx.send(());
-    });
     let extra_metrics = {
         let (notifier, log) = (notifier.clone(), log.clone());
         let access_log = plane.access_log.clone();
@@ -127,16 +141,22 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
     let admin_state = Arc::new(AdminState {
         plane: plane.clone(),
         board,
-        decisions: Some(log),
+        decisions: Some(log.clone()),
         controller: Some(handle.clone()),
         token,
         extra_metrics: Some(Arc::new(extra_metrics)),
     });
+    let orders = {
+        let _guard = control.enter();
+        control::spawn(control::Session {
+            controller,
+            log: log.clone(),
+            admin: admin_listener,
+            admin_state,
+        })
+    };
     {
         let _guard = control.enter();
-        let listener =
-            tokio::net::TcpListener::from_std(admin_listener).context("admin listener")?;
-        control.spawn(run_admin(listener, admin_state, stop_rx.clone()));
         // Health checkers run per generation of upstreams; dropping the switch stops them.
         let (health_stop, health_rx) = tokio::sync::watch::channel(false);
         canaryd_proxy::spawn_health_checks(&plane.upstreams(), &dp_cfg, health_rx);
@@ -174,6 +194,30 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
         .spawn(move || control.block_on(std::future::pending::<()>()))
         .context("starting the control thread")?;
 
+    let upgrade_socket = cfg.upgrade_socket();
+    let hooks = Upgrading {
+        orders: orders.clone(),
+        stop: server.stop_handle(),
+    };
+    match upgrade {
+        None => {
+            orders.run();
+            serve_upgrades(&upgrade_socket, listeners, &plane, hooks);
+        }
+        Some(u) => {
+            let phases = server.phases();
+            let orders = orders.clone();
+            let plane = plane.clone();
+            std::thread::Builder::new()
+                .name("canaryd-upgrade".into())
+                .spawn(move || {
+                    finish_upgrade(u, phases, &orders);
+                    serve_upgrades(&upgrade_socket, listeners, &plane, hooks);
+                })
+                .context("starting the upgrade thread")?;
+        }
+    }
+
     tracing::info!(
         config = %path.display(),
         listen = ?cfg.proxy.listen,
@@ -183,12 +227,78 @@ pub fn serve(path: &Path) -> anyhow::Result<()> {
     );
     server.run(Box::new(move || {
         let _ = systemd::notify("STOPPING=1");
-        // Stop the control tasks and give the controller a moment to persist its state and
-        // flush its decision log.
-        let _ = stop_tx.send(true);
-        let _ = controller_done_rx.recv_timeout(Duration::from_secs(3));
+        // Stop the controller and give it a moment to persist its state and flush its decision
+        // log.
+        let _ = orders.stop(Duration::from_secs(3));
     }));
     Ok(())
+}
+
+/// The data plane, the admin listener and the proxy server on the sockets `listeners` gives
+/// (each configured address claims one; an inherited one left over is an error).
+fn build_proxy(
+    cfg: &Config,
+    listeners: &mut Listeners,
+) -> anyhow::Result<(Arc<DataPlane>, std::net::TcpListener, ProxyServer)> {
+    let dp_cfg = cfg.data_plane();
+    let table = RoutingHandle::new(RoutingHandle::percent_to_bp(cfg.rollout.initial_percent));
+    let plane =
+        canaryd_proxy::build_data_plane(&dp_cfg, table).context("building the data plane")?;
+    let admin = listeners.claim("admin.listen", &cfg.admin.listen)?;
+    let server = ProxyServer::build_on(&dp_cfg, plane.clone(), listeners)?;
+    listeners.finish()?;
+    if *listeners.origin() != Origin::Bound {
+        tracing::info!(
+            from = %listeners.origin(),
+            sockets = listeners.claimed().len(),
+            "listening on inherited sockets"
+        );
+    }
+    Ok((plane, admin, server))
+}
+
+/// The new process's last step: once its workers run, tell the old process, which drains; then
+/// start the controller and the admin listener. Should the old process not confirm while it
+/// still runs, this one exits without having run its controller (the old one resumes).
+fn finish_upgrade(
+    upgrade: Upgrade,
+    mut phases: tokio::sync::broadcast::Receiver<ExecutionPhase>,
+    orders: &Orders,
+) {
+    loop {
+        match phases.blocking_recv() {
+            Ok(ExecutionPhase::Running) => break,
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+    let old = upgrade.old_pid();
+    match upgrade.serving() {
+        Ok(()) => tracing::info!(
+            old_pid = old,
+            "upgrade done: the old process drains; running the controller"
+        ),
+        Err(e) if process_alive(old) => {
+            tracing::error!(error = %e, old_pid = old, "upgrade failed: the old process keeps the controller; exiting");
+            std::process::exit(1);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, old_pid = old, "the old process is gone; running the controller")
+        }
+    }
+    orders.run();
+}
+
+/// Whether process `pid` still exists.
+fn process_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Serves later upgrades of this process (logged, not fatal: only upgrades need it).
+fn serve_upgrades(path: &Path, listeners: Listeners, plane: &DataPlane, hooks: Upgrading) {
+    if let Err(e) = canaryd_proxy::serve_upgrades(path, listeners, plane.drain.clone(), hooks) {
+        tracing::warn!(error = %e, "`canaryd serve --upgrade` will not be able to take over from this process");
+    }
 }
 
 /// READY=1 once every proxy listener accepts connections (Pingora binds them as its service

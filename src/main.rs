@@ -5,7 +5,10 @@
 //! # Layout
 //!
 //! - [`daemon`]: `canaryd serve` — load the files, build the data plane, start the control
-//!   runtime (admin listener, health checks, controller, webhooks, signals), run Pingora.
+//!   runtime (admin listener, health checks, controller, webhooks, signals), run Pingora;
+//!   `--upgrade` takes the sockets and the rollout from the running process.
+//! - [`control`]: the controller and the admin listener as one unit only one process runs at a
+//!   time (stopped and resumed around an upgrade).
 //! - [`reload`]: SIGHUP — which changed keys apply live, which need a restart, which only
 //!   matter at first start; computed against the configuration in force.
 //! - [`files`]: loading `canaryd.toml`, the policy it names and the admin token, as `serve`,
@@ -14,6 +17,7 @@
 //! - [`systemd`]: `READY=1`, `RELOADING=1`, `STOPPING=1`, `WATCHDOG=1` without libsystemd.
 
 mod cli;
+mod control;
 mod daemon;
 mod files;
 mod reload;
@@ -49,6 +53,11 @@ enum Command {
     Serve {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Take over from the canaryd running with this configuration: its listening sockets
+        /// (over `[proxy] upgrade_socket`), then its rollout; it drains and exits. Without one
+        /// running, an error.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate the configuration and the policy; exit 0, or 1 with located errors.
     Check {
@@ -109,7 +118,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
-        Command::Serve { config } => daemon::serve(&config),
+        Command::Serve { config, upgrade } => daemon::serve(&config, upgrade),
         Command::Check { config } => cli::check(&config),
         Command::Status { watch, json, admin } => cli::status(&admin, watch, json),
         Command::Start(a) => cli::action(cli::Action::Start, a),

@@ -53,7 +53,7 @@ macro_rules! key {
 /// Every key a reload does not apply. Anything else in `[proxy]`, `[backends]`, `[routing]`,
 /// `[prometheus]`, `[[notify]]` and the policy applies live — `[proxy.tls] certificates`
 /// included, whose files are read again on every reload.
-fn not_live() -> [Key; 15] {
+fn not_live() -> [Key; 16] {
     [
         Key {
             name: "proxy.tls (listen, protocols, http2)",
@@ -77,6 +77,7 @@ fn not_live() -> [Key; 15] {
             proxy.keepalive_requests
         ),
         key!(Restart, "proxy.shutdown_grace", proxy.shutdown_grace),
+        key!(Restart, "proxy.upgrade_socket", proxy.upgrade_socket),
         // The file is opened and its writer started once; SIGUSR1 reopens the same path.
         key!(Restart, "proxy.access_log", proxy.access_log),
         key!(Restart, "admin.listen", admin.listen),

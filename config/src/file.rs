@@ -235,8 +235,33 @@ impl Config {
         }
     }
 
+    /// The unix socket `canaryd serve --upgrade` takes the listening sockets over:
+    /// `[proxy] upgrade_socket`, or `upgrade.sock` in `[rollout] state_dir`.
+    pub fn upgrade_socket(&self) -> PathBuf {
+        self.proxy
+            .upgrade_socket
+            .clone()
+            .unwrap_or_else(|| self.rollout.state_dir.join("upgrade.sock"))
+    }
+
     fn validate(&self) -> Vec<Invalid> {
         let mut out = self.data_plane().validate();
+        let upgrade = self.upgrade_socket();
+        // sockaddr_un.sun_path: 108 bytes with the terminating NUL.
+        if upgrade.as_os_str().is_empty() || upgrade.as_os_str().len() > 107 {
+            out.push(Invalid {
+                key: "proxy.upgrade_socket".into(),
+                message: format!(
+                    "expected a unix socket path of 1 to 107 bytes, found {:?}{}",
+                    upgrade.display(),
+                    if self.proxy.upgrade_socket.is_none() {
+                        " (the default under rollout.state_dir; set it to a shorter path)"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+        }
         if self.admin.listen.parse::<SocketAddr>().is_err() {
             out.push(Invalid {
                 key: "admin.listen".into(),

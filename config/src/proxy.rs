@@ -68,6 +68,9 @@ pub struct ProxyConfig {
     /// Upper bound on a graceful stop: in-flight requests get this long to finish.
     #[serde(deserialize_with = "duration")]
     pub shutdown_grace: Duration,
+    /// Where the running canaryd hands its listening sockets to `canaryd serve --upgrade`;
+    /// `None` means `upgrade.sock` in `[rollout] state_dir` ([`crate::Config::upgrade_socket`]).
+    pub upgrade_socket: Option<std::path::PathBuf>,
     pub routes: Vec<RouteConfig>,
     /// `[proxy.tls]`: listeners that terminate TLS (see `tls.rs`).
     pub tls: Option<TlsConfig>,
@@ -94,6 +97,7 @@ impl Default for ProxyConfig {
             client_timeout: Duration::from_secs(60),
             client_header_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
+            upgrade_socket: None,
             routes: Vec::new(),
             tls: None,
             https_redirect: false,

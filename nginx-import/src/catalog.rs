@@ -14,8 +14,9 @@ pub enum Verdict {
     Untranslated(String),
 }
 
-/// Why TLS directives and `listen … ssl` are untranslated.
-pub const TLS: &str = "canaryd does not terminate TLS; keep TLS on a load balancer (or an nginx `stream` proxy) in front of canaryd";
+/// Why `listen … quic` and HTTP/3 are untranslated.
+pub const QUIC: &str = "canaryd serves HTTP/1.1 and HTTP/2 over TCP (TLS or not); no QUIC/HTTP/3, so this listener is left out";
+const TLS_FIXED: &str = "canaryd offers a fixed modern set: TLS 1.2 and 1.3, AEAD suites with ECDHE only (docs/configuration.md#proxytls)";
 const NO_FILES: &str = "only matters for files nginx serves itself; canaryd serves none";
 const HEADERS_SET: &str = "canaryd sets only Host (as received), X-Real-IP, X-Forwarded-For (appended) and X-Forwarded-Proto on the upstream request";
 const NEXT_UPSTREAM: &str = "canaryd retries a failed connect once on the other pool, and idempotent requests that got 502/503/504 from the canary on stable (`[routing] retry_on_canary_error`); there is no per-server retry policy";
@@ -94,12 +95,36 @@ pub fn classify(d: &Directive) -> Verdict {
         | "pcre_jit" | "lock_file" | "load_module" | "env" | "worker_shutdown_timeout" => {
             untranslated("nginx process tuning; canaryd has no equivalent")
         }
-        n if n.starts_with("ssl_") || n.starts_with("http2") || n == "ssl" || n == "quic" => {
-            untranslated(TLS)
+        "ssl_ciphers" | "ssl_prefer_server_ciphers" | "ssl_ecdh_curve" | "ssl_dhparam"
+        | "ssl_conf_command" => handled(TLS_FIXED),
+        "ssl_session_tickets" if a0 == "off" => untranslated(
+            "canaryd always offers session tickets (keys in memory, rotated every 6 h)",
+        ),
+        "ssl_session_cache" | "ssl_session_timeout" | "ssl_session_tickets"
+        | "ssl_session_ticket_key" => handled(
+            "canaryd resumes TLS sessions with tickets (keys in memory, rotated every 6 h) and a session cache",
+        ),
+        "ssl_stapling" | "ssl_stapling_verify" if a0 == "off" => {
+            handled("canaryd does not staple OCSP responses")
         }
-        n if n.starts_with("proxy_ssl_") => {
-            untranslated("canaryd connects to upstreams over plain HTTP")
+        "ssl_stapling" | "ssl_stapling_verify" | "ssl_stapling_file" | "ssl_stapling_responder"
+        | "ssl_trusted_certificate" => {
+            untranslated("canaryd does not staple OCSP responses")
         }
+        "ssl_client_certificate" | "ssl_verify_client" | "ssl_verify_depth" | "ssl_crl" => {
+            untranslated("canaryd does not ask clients for certificates")
+        }
+        "ssl" => untranslated("use `listen … ssl`, which canaryd translates to [proxy.tls]"),
+        n if n.starts_with("ssl_") => untranslated(
+            "canaryd's TLS has no such setting (docs/configuration.md#proxytls)",
+        ),
+        "http3" | "quic" | "quic_retry" | "quic_gso" | "quic_host_key" | "quic_bpf" => {
+            untranslated(QUIC)
+        }
+        n if n.starts_with("http2_") => untranslated("canaryd's HTTP/2 settings are fixed"),
+        n if n.starts_with("proxy_ssl_") => untranslated(
+            "an `https://` upstream is written `\"https://host:port\"` in `servers`, with the pool's `ca_file` (docs/configuration.md); import-nginx translates `proxy_pass http://` only",
+        ),
         n if n.starts_with("gzip") || n == "brotli" || n.starts_with("brotli_") => untranslated(
             "canaryd does not compress responses; let the gateways compress, or keep a compressing layer in front",
         ),

@@ -145,9 +145,9 @@ fn finish(name: &str, loaded: source::Loaded, opts: &Options) -> Result<Imported
 }
 
 /// Loads the translation with the real config loader. Server names that do not resolve on
-/// this machine become notes (canaryd resolves them where it runs, when it loads the file);
-/// anything else is an error, since the output must be a valid `canaryd.toml`. Returns
-/// whether notes were added.
+/// this machine, and certificate files that cannot be read here, become notes (canaryd
+/// resolves and reads them where it runs, when it loads the file); anything else is an error,
+/// since the output must be a valid `canaryd.toml`. Returns whether notes were added.
 fn self_check(name: &str, toml: &str, notes: &mut Vec<String>) -> Result<bool, ImportError> {
     let problems = match Config::from_source("canaryd.toml", toml, false) {
         Ok(_) => return Ok(false),
@@ -159,9 +159,9 @@ fn self_check(name: &str, toml: &str, notes: &mut Vec<String>) -> Result<bool, I
             })
         }
     };
-    let (dns, other): (Vec<_>, Vec<_>) = problems
-        .into_iter()
-        .partition(|p| p.message.contains("that resolves"));
+    let (dns, other): (Vec<_>, Vec<_>) = problems.into_iter().partition(|p| {
+        p.message.contains("that resolves") || p.key.starts_with("proxy.tls.certificates")
+    });
     if let Some(p) = other.first() {
         return Err(ImportError::Untranslatable {
             file: name.to_string(),
@@ -169,10 +169,17 @@ fn self_check(name: &str, toml: &str, notes: &mut Vec<String>) -> Result<bool, I
         });
     }
     for p in &dns {
-        notes.push(format!(
-            "{}: does not resolve on this machine; `canaryd check` and canaryd itself resolve server names where they run",
-            p.message.rsplit("found ").next().unwrap_or(&p.message)
-        ));
+        notes.push(if p.key.starts_with("proxy.tls.certificates") {
+            format!(
+                "{}: {}; `canaryd check` and canaryd itself read the certificates where they run",
+                p.key, p.message
+            )
+        } else {
+            format!(
+                "{}: does not resolve on this machine; `canaryd check` and canaryd itself resolve server names where they run",
+                p.message.rsplit("found ").next().unwrap_or(&p.message)
+            )
+        });
     }
     Ok(!dns.is_empty())
 }

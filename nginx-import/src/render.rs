@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::translate::{Plan, PoolPlan, Setting};
+use super::translate::{Plan, PoolPlan, Setting, TlsPlan};
 use super::units::duration;
 use super::Finding;
 
@@ -79,10 +79,9 @@ fn header(out: &mut String, source: &str, plan: &Plan) {
     line(out, "");
 }
 
-fn proxy(out: &mut String, plan: &Plan) {
-    let p = &plan.proxy;
-    line(out, "[proxy]");
-    match p.listen.as_slice() {
+fn tls_section(out: &mut String, tls: &TlsPlan) {
+    line(out, "[proxy.tls]");
+    match tls.listen.as_slice() {
         [one] => kv(out, &format!("listen = [{}]", q(&one.value)), &one.comment),
         many => {
             line(out, "listen = [");
@@ -91,6 +90,61 @@ fn proxy(out: &mut String, plan: &Plan) {
             }
             line(out, "]");
         }
+    }
+    if tls.certificates.is_empty() {
+        kv(
+            out,
+            "certificates = []",
+            "REVIEW: no certificate translated; add { cert = \"…\", key = \"…\" }",
+        );
+    } else {
+        line(out, "certificates = [");
+        for (cert, key) in &tls.certificates {
+            line(out, &format!("    # {}", one_line(&cert.comment)));
+            line(out, &format!("    # {}", one_line(&key.comment)));
+            line(
+                out,
+                &format!(
+                    "    {{ cert = {}, key = {} }},",
+                    q(&cert.value),
+                    q(&key.value)
+                ),
+            );
+        }
+        line(out, "]");
+    }
+    if let Some(p) = &tls.protocols {
+        let list = p.value.iter().map(|v| q(v)).collect::<Vec<_>>().join(", ");
+        kv(out, &format!("protocols = [{list}]"), &p.comment);
+    }
+    kv(
+        out,
+        &format!("http2 = {}", tls.http2.value),
+        &tls.http2.comment,
+    );
+    line(out, "");
+}
+
+fn proxy(out: &mut String, plan: &Plan) {
+    let p = &plan.proxy;
+    line(out, "[proxy]");
+    match p.listen.as_slice() {
+        [] => kv(
+            out,
+            "listen = []",
+            "the front listens with TLS only ([proxy.tls])",
+        ),
+        [one] => kv(out, &format!("listen = [{}]", q(&one.value)), &one.comment),
+        many => {
+            line(out, "listen = [");
+            for l in many {
+                kv(out, &format!("    {},", q(&l.value)), &l.comment);
+            }
+            line(out, "]");
+        }
+    }
+    if let Some(r) = &p.https_redirect {
+        kv(out, &format!("https_redirect = {}", r.value), &r.comment);
     }
     if let Some(t) = &p.threads {
         kv(out, &format!("threads = {}", t.value), &t.comment);
@@ -118,6 +172,9 @@ fn proxy(out: &mut String, plan: &Plan) {
         dur(out, "client_timeout", s);
     }
     line(out, "");
+    if let Some(tls) = &plan.tls {
+        tls_section(out, tls);
+    }
     if let Some(log) = &plan.access_log {
         kv(out, "[proxy.access_log]", &log.path.comment);
         line(out, &format!("path = {}", q(&log.path.value)));

@@ -26,6 +26,8 @@
 //! - `listener`: one single-threaded Pingora service per worker, accepting on shared
 //!   listening sockets (no cross-thread wake-ups).
 //! - `server`: building the Pingora server and stopping it gracefully.
+//! - `handover`: where the listening sockets come from (bound, systemd `LISTEN_FDS`, or taken
+//!   from the running process by `serve --upgrade` over a unix socket) and handing them on.
 //! - `access_log`: `[proxy.access_log]`: lines formatted into per-worker buffers, written by a
 //!   thread of its own, reopened on SIGUSR1.
 //! - `clock`: a cheap monotonic millisecond clock.
@@ -36,6 +38,7 @@
 mod access_log;
 mod clock;
 mod forwarding;
+mod handover;
 mod health;
 mod listener;
 mod metrics;
@@ -54,6 +57,9 @@ use std::sync::Arc;
 
 pub use access_log::{AccessLog, AccessLogError};
 use canaryd_config::DataPlaneConfig;
+pub use handover::{
+    serve_upgrades, Claimed, HandoverError, Listeners, Origin, Upgrade, UpgradeHooks,
+};
 pub use metrics::{
     escape as escape_label, FailureKind, FallbackReason, Histogram, Metrics, LATENCY_BOUNDS_S,
 };
@@ -62,7 +68,7 @@ pub use pool::{Pool, PoolError};
 pub use process_metrics::render as render_process_metrics;
 pub use routes::Routes;
 pub use routing::{Reason, Router, RoutingHandle, RoutingTable, Variant};
-pub use server::ProxyServer;
+pub use server::{ProxyServer, ServerError, StopHandle};
 pub use tls::{check_tls, CertError, TlsError};
 pub use windows::{WindowStats, Windows};
 

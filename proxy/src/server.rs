@@ -5,9 +5,12 @@
 //! running. canaryd instead watches its in-flight counter: on SIGTERM it stops accepting and
 //! keeping connections alive, and exits as soon as the last request has finished, or when
 //! `shutdown_grace` runs out, whichever comes first. SIGINT stops at once. Either way the access
-//! log's buffered lines are written before the process ends.
+//! log's buffered lines are written before the process ends. An upgrade that
+//! handed the sockets to a new process ([`StopHandle`]) stops the same way as SIGTERM.
+//!
+//! The listening sockets come from [`Listeners`] (bound here, inherited from systemd, or taken
+//! from the process being upgraded; `handover/`).
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,12 +21,15 @@ use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch}
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::access_log::AccessLog;
+use crate::handover::{HandoverError, Listeners};
 use crate::listener::WorkerService;
 use crate::plane::{DataPlane, Drain};
 use crate::request::ProxyApp;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    #[error(transparent)]
+    Listeners(#[from] HandoverError),
     #[error("proxy.listen: cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -45,7 +51,20 @@ pub struct ProxyServer {
     server: Server,
     drain: Arc<Drain>,
     grace: Duration,
+    stop: StopHandle,
     access_log: Option<Arc<AccessLog>>,
+}
+
+/// Starts the graceful stop from outside the signal handlers: after an upgrade handed the
+/// listening sockets to a new process, this one stops accepting and drains.
+#[derive(Debug, Clone, Default)]
+pub struct StopHandle(Arc<tokio::sync::Notify>);
+
+impl StopHandle {
+    /// Stop accepting and drain, as on SIGTERM.
+    pub fn graceful(&self) {
+        self.0.notify_one();
+    }
 }
 
 impl std::fmt::Debug for ProxyServer {
@@ -63,27 +82,27 @@ impl ProxyServer {
     /// a panic inside a worker), then builds the Pingora server: one single-threaded worker
     /// service per thread, each accepting on its own duplicate of those sockets.
     pub fn build(cfg: &DataPlaneConfig, plane: Arc<DataPlane>) -> Result<Self, ServerError> {
+        Self::build_on(cfg, plane, &mut Listeners::bind_here())
+    }
+
+    /// [`build`](Self::build) on the sockets `listeners` gives: each listen address claims
+    /// one (bound here, inherited from systemd, or taken from the process being upgraded).
+    pub fn build_on(
+        cfg: &DataPlaneConfig,
+        plane: Arc<DataPlane>,
+        listeners: &mut Listeners,
+    ) -> Result<Self, ServerError> {
         let sockets = cfg
             .proxy
             .listen
             .iter()
-            .map(|addr| {
-                bind(addr).map_err(|source| ServerError::Listen {
-                    addr: addr.clone(),
-                    source,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|addr| listeners.claim("proxy.listen", addr))
+            .collect::<Result<Vec<_>, HandoverError>>()?;
         let tls_addrs = cfg.proxy.tls.as_ref().map_or(&[][..], |t| &t.listen[..]);
         let tls_sockets = tls_addrs
             .iter()
-            .map(|addr| {
-                bind(addr).map_err(|source| ServerError::TlsListen {
-                    addr: addr.clone(),
-                    source,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|addr| listeners.claim("proxy.tls.listen", addr))
+            .collect::<Result<Vec<_>, HandoverError>>()?;
         let threads = cfg.proxy.threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
         });
@@ -115,7 +134,7 @@ impl ProxyServer {
                     })?;
                     Ok((addr.clone(), dup))
                 })
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect::<Result<Vec<_>, ServerError>>()?;
             let mut service = WorkerService::new(
                 format!("canaryd-w{worker}"),
                 app,
@@ -135,7 +154,7 @@ impl ProxyServer {
                             })?;
                         Ok((addr.clone(), dup))
                     })
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .collect::<Result<Vec<_>, ServerError>>()?;
                 service = service.with_tls(ProxyApp::tls(plane.clone(), tls.clone()), listeners);
             }
             server.add_service(service);
@@ -144,8 +163,19 @@ impl ProxyServer {
             server,
             drain,
             grace,
+            stop: StopHandle::default(),
             access_log,
         })
+    }
+
+    /// Starts the graceful stop without a signal (an upgrade handed the sockets over).
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// Watches the server's start: `Running` once every worker service was started.
+    pub fn phases(&self) -> tokio::sync::broadcast::Receiver<pingora_core::server::ExecutionPhase> {
+        self.server.watch_execution_phase()
     }
 
     /// Runs until SIGTERM (graceful, bounded by `shutdown_grace`) or SIGINT (immediate).
@@ -160,6 +190,7 @@ impl ProxyServer {
             on_exit();
         });
         let watch = SignalWatch {
+            stop: self.stop,
             drain: self.drain,
             grace: self.grace,
             on_exit: std::sync::Mutex::new(Some(on_exit)),
@@ -170,33 +201,11 @@ impl ProxyServer {
     }
 }
 
-/// Binds a listening socket: `SO_REUSEADDR`; an IPv6 address keeps the system's dual-stack
-/// default (`[::]:80` also takes IPv4), as before. Pingora re-`listen`s each adopted fd with its
-/// own backlog (65535, capped by `net.core.somaxconn`).
-fn bind(addr: &str) -> std::io::Result<TcpListener> {
-    let addr: std::net::SocketAddr = addr
-        .parse()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    // Tokio adopts it as is; the flag is shared by every duplicate.
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
-}
-
 /// How long the exit path waits for the access log's last lines to be written.
 const ACCESS_LOG_FLUSH: Duration = Duration::from_secs(2);
 
-/// Until Pingora adopts the socket and raises it.
-const LISTEN_BACKLOG: i32 = 4096;
-
 struct SignalWatch {
+    stop: StopHandle,
     drain: Arc<Drain>,
     grace: Duration,
     on_exit: std::sync::Mutex<Option<OnExit>>,
@@ -227,6 +236,7 @@ impl ShutdownSignalWatch for SignalWatch {
             _ = term.recv() => true,
             _ = quit.recv() => true,
             _ = int.recv() => false,
+            () = self.stop.0.notified() => true,
         };
         let on_exit = self.take_on_exit();
         if !graceful {

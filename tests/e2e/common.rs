@@ -493,3 +493,21 @@ pub fn cli(
         String::from_utf8_lossy(&out.stderr).into(),
     )
 }
+
+/// A webhook target answering 200: its address and the JSON bodies it received, in order.
+pub fn webhook_receiver() -> (
+    SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    let addr = raw_server(move |body| {
+        if let Ok(v) = serde_json::from_slice(&body) {
+            if let Ok(mut s) = sink.lock() {
+                s.push(v);
+            }
+        }
+        (200, Vec::new())
+    });
+    (addr, got)
+}

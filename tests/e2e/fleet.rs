@@ -5,11 +5,12 @@
 //! follows it); `kill -9` of the leader elects another within `lease_ttl` + 3 s with the split
 //! unchanged, and SIGTERM hands over in under a second; traffic through the followers alone
 //! is judged (a failing canary behind them rolls the fleet back); a partitioned follower
-//! keeps its split and converges after the partition (and a compaction during it); a leader
+//! keeps its split and converges after the partition (and a compaction during it), and one
+//! elected right after its partition continues from the newest split, not its own; a leader
 //! paused past its TTL is fenced and follows when it resumes; with etcd down every member
 //! keeps its split, nothing advances, a member restarted meanwhile comes back with its split,
-//! and leadership resumes with etcd. Failover and convergence times are printed (see
-//! docs/operations.md).
+//! and leadership resumes with etcd; `check` and `serve` refuse a `[cluster]` whose files
+//! cannot be read. Failover and convergence times are printed (see docs/operations.md).
 
 use std::fs;
 use std::path::PathBuf;
@@ -43,6 +44,11 @@ struct Fleet {
 
 impl Fleet {
     fn start(rollout: impl Fn(&TempDir) -> String) -> Option<Fleet> {
+        Self::start_with(rollout, "")
+    }
+
+    /// [`Fleet::start`] with `tail` (e.g. `[[notify]]`) in every member's config.
+    fn start_with(rollout: impl Fn(&TempDir) -> String, tail: &str) -> Option<Fleet> {
         let Some(etcd) = Etcd::start() else {
             testkit::tool_missing("etcd");
             return None;
@@ -59,7 +65,7 @@ impl Fleet {
                 let mut setup = Setup::new(&stable, &canary, 0.0);
                 setup.rollout = rollout.clone();
                 setup.tail = format!(
-                    "[cluster]\nstore = \"etcd\"\nendpoints = [\"{}\"]\nprefix = \"/canaryd/fleet\"\nname = \"{name}\"\nlease_ttl = \"{}s\"\n",
+                    "[cluster]\nstore = \"etcd\"\nendpoints = [\"{}\"]\nprefix = \"/canaryd/fleet\"\nname = \"{name}\"\nlease_ttl = \"{}s\"\n{tail}",
                     relay.url(),
                     TTL.as_secs()
                 );
@@ -259,19 +265,25 @@ fn one_leader_spreads_the_split_and_a_killed_leader_is_replaced_with_it() {
 
 #[test]
 fn traffic_through_the_followers_alone_is_judged_and_rolls_the_fleet_back() {
-    let Some(f) = Fleet::start(|dir| {
-        let path = dir.path().join("errors.toml");
-        fs::write(
-            &path,
-            "name = \"errors\"\ninterval = \"1s\"\nmin_requests = 20\n\
+    // Every member has the same webhook: each transition reaches it once, from the leader.
+    let (hook, got) = crate::common::webhook_receiver();
+    let notify = format!("[[notify]]\nurl = \"http://{hook}/hook\"\n");
+    let Some(f) = Fleet::start_with(
+        |dir| {
+            let path = dir.path().join("errors.toml");
+            fs::write(
+                &path,
+                "name = \"errors\"\ninterval = \"1s\"\nmin_requests = 20\n\
              [[steps]]\nweight = 50\nhold = \"10m\"\n\
              [[steps]]\nweight = 100\nhold = \"10m\"\n\
              [[rules]]\nname = \"error-rate\"\nsource = \"local\"\nsignal = \"error_ratio\"\n\
              window = \"10s\"\nfail_when = \"> 0.2\"\non_fail = \"rollback\"\n",
-        )
-        .expect("policy");
-        format!("policy = \"{}\"\nautostart = true\n", path.display())
-    }) else {
+            )
+            .expect("policy");
+            format!("policy = \"{}\"\nautostart = true\n", path.display())
+        },
+        &notify,
+    ) else {
         return;
     };
     let l = f.leader(Duration::from_secs(10));
@@ -307,6 +319,24 @@ fn traffic_through_the_followers_alone_is_judged_and_rolls_the_fleet_back() {
         .expect("rollback line");
     assert_eq!(rb["failed_rules"], json!(["error-rate"]), "{rb}");
     assert_eq!(rb["leader"], f.members[l].name.as_str());
+    testkit::wait_until("the rollback webhook", Duration::from_secs(10), || {
+        got.lock()
+            .unwrap()
+            .iter()
+            .any(|b| b["action"] == "rollback")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let bodies = got.lock().unwrap().clone();
+    for action in ["start", "rollback"] {
+        let sent: Vec<&Value> = bodies.iter().filter(|b| b["action"] == action).collect();
+        assert_eq!(
+            sent.len(),
+            1,
+            "{action} notified {} times: {bodies:#?}",
+            sent.len()
+        );
+        assert_eq!(sent[0]["leader"], f.members[l].name.as_str());
+    }
     // Followers decide nothing: no rollback line of their own.
     for i in others(3, l) {
         assert!(
@@ -474,4 +504,73 @@ fn with_etcd_down_every_member_keeps_its_split_and_leadership_resumes() {
             s["canary_percent"].as_f64().is_some_and(|p| p > start)
         });
     let _ = &f.dir;
+}
+
+#[test]
+fn check_and_serve_refuse_a_fleet_config_they_cannot_use() {
+    let dir = TempDir::new("canaryd-e2e-fleet-bad");
+    let stable = FakeGateway::spawn("stable", &[]);
+    let canary = FakeGateway::spawn("canary", &[]);
+    let mut setup = Setup::new(&stable, &canary, 0.0);
+    let missing = dir.path().join("no-such-ca.pem");
+    setup.tail = format!(
+        "[cluster]\nstore = \"etcd\"\nendpoints = [\"https://127.0.0.1:2379\"]\nprefix = \"/canaryd/x\"\nca_file = \"{}\"\n",
+        missing.display()
+    );
+    let config = dir.path().join("canaryd.toml");
+    let text = setup.render(testkit::free_addr(), testkit::free_addr(), dir.path());
+    fs::write(&config, text).expect("write config");
+    for verb in ["check", "serve"] {
+        let out = std::process::Command::new(crate::common::binary())
+            .args([verb, "--config"])
+            .arg(&config)
+            .output()
+            .expect("canaryd runs");
+        assert!(!out.status.success(), "{verb} accepted it");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "cluster.ca_file: cannot read {}",
+                missing.display()
+            )),
+            "{verb}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_member_elected_right_after_a_partition_continues_from_the_newest_split() {
+    let Some(mut f) = Fleet::start(|_| String::new()) else {
+        return;
+    };
+    let l = f.leader(Duration::from_secs(10));
+    let fol = others(3, l);
+    let (cut, other) = (fol[0], fol[1]);
+    assert_eq!(weight(&f.members[l].d, 50.0).0, 200);
+    f.converge(&[0, 1, 2], 50.0, Duration::from_secs(1));
+    f.members[cut].relay.pause();
+    f.members[cut]
+        .d
+        .wait_status("cut off", Duration::from_secs(5), |s| {
+            s["cluster"]["connected"] == false
+        });
+    // Back towards stable while it cannot see it; then every other member dies.
+    assert_eq!(weight(&f.members[l].d, 10.0).0, 200);
+    f.converge(&[l, other], 10.0, Duration::from_secs(1));
+    kill9(&mut f.members[l].d);
+    kill9(&mut f.members[other].d);
+    assert_eq!(percent_of(&f.members[cut].d), 50.0);
+    // Healed, it is the only member left and leads: from the 10 % in etcd, never its 50 %.
+    f.members[cut].relay.pass();
+    let c = &f.members[cut].d;
+    c.wait_status("leads", TTL + Duration::from_secs(5), |s| {
+        s["cluster"]["role"] == "leader"
+    });
+    assert_eq!(percent_of(c), 10.0);
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        assert_eq!(f.shared()["state"]["canary_percent"], 10.0);
+        assert_eq!(percent_of(c), 10.0);
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -365,9 +365,9 @@ fn unsupported_directives_are_listed_with_their_lines() {
                 "limit_req_zone $binary_remote_addr zone=perip:10m rate=10r/s",
             ),
             (8, "least_conn"),
-            (13, "listen 8443 ssl"),
-            (15, "ssl_certificate tls/test.crt"),
-            (16, "ssl_certificate_key tls/test.key"),
+            (13, "listen 8443 proxy_protocol"),
+            (15, "limit_rate 100k"),
+            (16, "add_header X-Frame-Options DENY"),
             (17, "gzip on"),
             (18, "gzip_types application/json"),
             (19, "client_max_body_size 10m"),
@@ -389,7 +389,7 @@ fn unsupported_directives_are_listed_with_their_lines() {
     assert!(run.stderr.contains("gzip on — canaryd does not compress"));
     assert!(run
         .stderr
-        .contains("listen 8443 ssl — canaryd does not terminate TLS"));
+        .contains("listen 8443 proxy_protocol — canaryd does not read the PROXY protocol"));
 
     // The rest is translated.
     assert_eq!(cfg.proxy.listen, ["0.0.0.0:8080"]);
@@ -520,4 +520,72 @@ fn access_log_with_the_stock_main_format_becomes_combined() {
     assert!(run.stdout.contains("`buffer=64k`: canaryd always buffers"));
     // canaryd has one log for every route: the /health exception is not translated.
     assert_untranslated(&run, &path, &[(20, "access_log off")]);
+}
+
+/// A real-world TLS front: port 80 only redirects (and serves ACME challenges from a webroot),
+/// port 443 terminates TLS with HTTP/2 and proxies. `nginx -t` accepts it with real
+/// certificate files; the import passes `canaryd check`, which reads those files.
+#[test]
+fn tls_front_with_its_redirect_server() {
+    let dir = TempDir::new("canaryd-import-tls");
+    tls_pair(dir.path());
+    let cert = dir.path().join("tls/test.crt");
+    let key = dir.path().join("tls/test.key");
+    let conf = dir.path().join("front.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "upstream gateway {{
+    server 127.0.0.1:8080 weight=95;
+    server 127.0.0.1:8081 weight=5;
+}}
+
+server {{
+    listen 80;
+    server_name shop.example.com;
+    location /.well-known/acme-challenge/ {{ root /var/www/certbot; }}
+    return 301 https://$host$request_uri;
+}}
+
+server {{
+    listen 8443 ssl http2;
+    server_name shop.example.com;
+    ssl_certificate {};
+    ssl_certificate_key {};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:10m;
+    ssl_prefer_server_ciphers on;
+
+    location / {{
+        proxy_pass http://gateway;
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-Proto $scheme;
+    }}
+}}
+",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let (cfg, run) = translate(&conf, false, &[]);
+    assert_untranslated(
+        &run,
+        &conf,
+        &[(9, "location /.well-known/acme-challenge/ { … }")],
+    );
+    assert_eq!(cfg.proxy.listen, ["0.0.0.0:80"]);
+    assert!(cfg.proxy.https_redirect);
+    assert_eq!(
+        cfg.proxy.https_redirect_except,
+        ["/.well-known/acme-challenge/"]
+    );
+    let tls = cfg.proxy.tls.expect("[proxy.tls]");
+    assert_eq!(tls.listen, ["0.0.0.0:8443"]);
+    assert_eq!(tls.certificates.len(), 1);
+    assert_eq!(tls.certificates[0].cert, cert);
+    assert_eq!(tls.certificates[0].key, key);
+    assert_eq!(tls.protocols, ["TLSv1.2", "TLSv1.3"]);
+    assert!(tls.http2);
+    assert_eq!(cfg.rollout.initial_percent, 5.0);
 }

@@ -42,8 +42,13 @@
 //!   through.
 //! - [`tls`]: TLS termination with curl, openssl s_client and h2load: SNI, ALPN h2, the
 //!   protocol floor, resumption, X-Forwarded-Proto, SSE over h2, the https redirect and its
-//!   ACME exception, certificates renewed on SIGHUP under an open connection, located errors.
-//! - [`systemd`]: `sd_notify` readiness, watchdog, reload and stop; the shipped `deploy/` files.
+//!   ACME exception, certificates renewed on SIGHUP under an open connection, located errors,
+//!   an https upstream verified with `ca_file`, and testssl.sh (no old protocol, no weak cipher).
+//! - [`systemd`]: `sd_notify` readiness, watchdog, reload and stop; the shipped `deploy/` files
+//!   (the socket unit holds exactly the configured listeners).
+//! - [`upgrade`]: `serve --upgrade` under traffic loses no request, keeps the rollout and carries
+//!   the TLS listener; its failures leave the old process serving; restarts under systemd
+//!   socket activation.
 
 mod common;
 
@@ -69,3 +74,4 @@ mod status_page;
 mod streaming;
 mod systemd;
 mod tls;
+mod upgrade;

@@ -402,24 +402,9 @@ fn sighup_swaps_pools_live_and_keeps_them_on_a_bad_config() {
 }
 
 /// A webhook receiver: records every POSTed JSON body, answers 200.
-fn receiver() -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
-) {
-    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = got.clone();
-    let addr = common::raw_server(move |body| {
-        if let Ok(v) = serde_json::from_slice(&body) {
-            sink.lock().unwrap().push(v);
-        }
-        (200, Vec::new())
-    });
-    (addr, got)
-}
-
 #[test]
 fn operator_actions_reach_the_webhook() {
-    let (hook, got) = receiver();
+    let (hook, got) = common::webhook_receiver();
     let stable = FakeGateway::spawn("stable", &[]);
     let canary = FakeGateway::spawn("canary", &[]);
     let files = testkit::TempDir::new("canaryd-op");

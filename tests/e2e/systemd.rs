@@ -3,7 +3,8 @@
 //! watchdog at half of `$WATCHDOG_USEC` (and only when `$WATCHDOG_PID` is its own), announces a
 //! SIGHUP reload with `RELOADING=1` + `MONOTONIC_USEC` then `READY=1`, and a SIGTERM stop with
 //! `STOPPING=1`. The shipped `deploy/canaryd.toml` passes `canaryd check`, and agrees with
-//! `deploy/canaryd.service` (stop timeout above the drain bound, state directory, token).
+//! `deploy/canaryd.service` (stop timeout above the drain bound, state directory, token) and
+//! `deploy/canaryd.socket` (exactly its listeners). Socket activation itself: `upgrade.rs`.
 
 use std::cell::RefCell;
 use std::fs;
@@ -460,4 +461,38 @@ fn deploy_unit_agrees_with_the_deploy_config() {
     // The listen port is privileged: the unit must grant exactly that capability.
     assert_eq!(one("AmbientCapabilities"), "CAP_NET_BIND_SERVICE");
     assert_eq!(cfg.proxy.listen, ["0.0.0.0:80"]);
+}
+
+#[test]
+fn deploy_socket_unit_holds_exactly_the_deploy_configs_listeners() {
+    let socket = fs::read_to_string(repo("deploy/canaryd.socket")).unwrap();
+    let settings = unit_settings(&socket);
+    let mut streams: Vec<&str> = settings
+        .iter()
+        .filter(|(k, _)| k == "ListenStream")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let src = fs::read_to_string(repo("deploy/canaryd.toml")).unwrap();
+    let cfg = canaryd_config::Config::from_source("deploy/canaryd.toml", &src, false)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // canaryd refuses to start unless the sockets and its listen addresses match both ways.
+    let mut listen: Vec<&str> = cfg.proxy.listen.iter().map(String::as_str).collect();
+    if let Some(tls) = &cfg.proxy.tls {
+        listen.extend(tls.listen.iter().map(String::as_str));
+    }
+    listen.push(&cfg.admin.listen);
+    streams.sort_unstable();
+    listen.sort_unstable();
+    assert_eq!(
+        streams, listen,
+        "deploy/canaryd.socket vs deploy/canaryd.toml"
+    );
+    assert!(settings.contains(&("Accept".into(), "no".into())));
+    let service = unit_settings(&fs::read_to_string(repo("deploy/canaryd.service")).unwrap());
+    for key in ["Requires", "After"] {
+        assert!(
+            service.contains(&(key.to_string(), "canaryd.socket".to_string())),
+            "deploy/canaryd.service needs {key}=canaryd.socket"
+        );
+    }
 }

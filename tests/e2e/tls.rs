@@ -3,9 +3,10 @@
 //! `X-Forwarded-Proto: https` reaches the gateway, SSE streams over h2, the plain listener's
 //! https redirect keeps ACME challenges, and a certificate renewed on SIGHUP is served to new
 //! handshakes while an open keep-alive connection goes on working; a broken renewal keeps the
-//! old certificates and says which file and why.
+//! old certificates and says which file and why. An `https://` upstream is verified with the
+//! pool's `ca_file`, and testssl.sh finds no old protocol and no weak cipher.
 
-mod pki;
+pub(crate) mod pki;
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -431,4 +432,74 @@ fn https_upstream_verified_with_ca_file() {
     let (d, _p) = front(false);
     let r = d.client().get("/echo").unwrap();
     assert_eq!(r.status, 502, "{}", r.text());
+}
+
+/// testssl.sh against the TLS listener: protocols, cipher categories and the usual
+/// vulnerabilities (`--fast`, about 40 s). No SSLv2/SSLv3/TLS 1.0/1.1, no NULL, anonymous,
+/// export, LOW, 3DES/IDEA or CBC ("AVERAGE") ciphers, and no finding above INFO.
+#[test]
+fn testssl_finds_no_old_protocol_or_weak_cipher() {
+    if Command::new("testssl").arg("--version").output().is_err() {
+        return testkit::tool_missing("testssl (Debian testssl.sh)");
+    }
+    let dir = TempDir::new("canaryd-tls");
+    let pki = Pki::new(dir.path());
+    let a = pki.issue("a", &["localhost", "127.0.0.1"]);
+    let (_d, tls, _gw) = start(&pki, &[&a], "");
+    let json = dir.path().join("testssl.json");
+    let out = Command::new("testssl")
+        .args([
+            "--quiet",
+            "--color",
+            "0",
+            "--fast",
+            "-p",
+            "-s",
+            "-U",
+            "--jsonfile",
+        ])
+        .arg(&json)
+        .arg(tls.to_string())
+        .output()
+        .expect("testssl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let findings: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&json).unwrap_or_else(|e| panic!("no JSON ({e}):\n{text}")),
+    )
+    .unwrap();
+    let findings = findings.as_array().expect("a list of findings");
+    let finding = |id: &str| -> String {
+        findings
+            .iter()
+            .find(|f| f["id"] == id)
+            .and_then(|f| f["finding"].as_str())
+            .unwrap_or_else(|| panic!("no {id} in:\n{text}"))
+            .to_string()
+    };
+    for id in [
+        "SSLv2",
+        "SSLv3",
+        "TLS1",
+        "TLS1_1",
+        "cipherlist_NULL",
+        "cipherlist_aNULL",
+        "cipherlist_EXPORT",
+        "cipherlist_LOW",
+        "cipherlist_3DES_IDEA",
+        "cipherlist_AVERAGE",
+    ] {
+        assert_eq!(finding(id), "not offered", "{id}:\n{text}");
+    }
+    assert!(finding("TLS1_2").starts_with("offered"), "{text}");
+    assert!(finding("TLS1_3").starts_with("offered"), "{text}");
+    assert_eq!(finding("ALPN_HTTP2"), "h2", "{text}");
+    // WARN is about the local openssl (no RC4, no GOST engine), not the server.
+    let bad: Vec<String> = findings
+        .iter()
+        .filter(|f| {
+            ["LOW", "MEDIUM", "HIGH", "CRITICAL"].contains(&f["severity"].as_str().unwrap_or(""))
+        })
+        .map(|f| format!("{} {}: {}", f["id"], f["severity"], f["finding"]))
+        .collect();
+    assert!(bad.is_empty(), "{bad:#?}\n{text}");
 }

@@ -7,8 +7,9 @@
 //! still its own). A leader acts only while [`Leadership::until`] — the send time of the last
 //! renewal etcd confirmed plus two thirds of the TTL — lies ahead: etcd expires the lease no
 //! earlier than a full TTL after that renewal arrived, so the leader has stopped acting before
-//! anyone else can be elected. A lease etcd no longer knows (expired while cut off) is given
-//! up and a new one granted. On SIGTERM the leader deletes the key (guarded by its fence) and
+//! anyone else can be elected. A newly elected member reads the shared state before it acts,
+//! so it continues from the newest one even when its watch is behind. A lease etcd no longer
+//! knows (expired while cut off) is given up and a new one granted. On SIGTERM the leader deletes the key (guarded by its fence) and
 //! revokes its lease: a follower wins at its next attempt, within 250 ms.
 
 use std::sync::Arc;
@@ -129,6 +130,10 @@ pub(super) async fn run(inner: Arc<Inner>, mut resign: mpsc::Receiver<oneshot::S
                 }
                 _ = campaign.tick() => {
                     match timeout(t, campaign_once(&inner, &mut client, lease)).await {
+                        // Newly elected: the shared state is read first, so the new leader
+                        // continues from the newest one even when its watch is behind (it
+                        // was cut off until just now); until that read succeeds it does not act.
+                        Ok(Ok(Some(_))) if fence.is_none() && !read_state(&inner, &mut client).await => {}
                         Ok(Ok(f)) => {
                             if f != fence {
                                 match f {
@@ -208,6 +213,22 @@ async fn campaign_once(
         }
     }
     Ok(None)
+}
+
+/// Reads `PREFIX/state` into the newest shared state known; `false` when etcd did not answer.
+async fn read_state(inner: &Inner, client: &mut Client) -> bool {
+    let key = inner.keys().state;
+    match timeout(inner.opts.call_timeout(), client.get(key.as_str(), None)).await {
+        Ok(Ok(r)) => {
+            if let Some(kv) = r.kvs().first() {
+                if let Some(s) = super::store::parse(kv.value()) {
+                    inner.seen(kv.mod_revision(), &s);
+                }
+            }
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Resigns: deletes the leader key if it is still this member's, then revokes the lease.

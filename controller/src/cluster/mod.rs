@@ -1,21 +1,23 @@
 //! A fleet sharing one rollout through etcd (`[cluster] store = "etcd"`).
 //!
 //! Every member runs the same controller; the cluster layer decides which one acts and carries
-//! the split to the others. Nothing here is awaited by the control loop on etcd's behalf:
-//! background tasks talk to etcd and hand the loop their results — a [`Leadership`] it reads
-//! without waiting, shared states as [`Event`]s, fleet reports in [`Fleet`] — and the one etcd
-//! call the loop starts itself, the leader's fenced write, runs in a task of its own with a
-//! deadline (`write_timeout`), whose outcome is a late or failed save, never a late rollback
-//! (moves towards stable are in force before the write starts).
+//! the split to the others. Background tasks talk to etcd and hand the loop their results — a
+//! [`Leadership`] it reads without waiting, shared states and write outcomes as [`Event`]s,
+//! fleet reports in [`Fleet`]. The leader's fenced writes go through one writer task, in order:
+//! a move that is in force already (towards stable, the same split, the periodic save of the
+//! held time) is queued and the loop goes on, its outcome arriving as [`Event::Written`]; only
+//! a move towards the canary waits for etcd's answer, bounded by `write_timeout`, because it
+//! takes effect only once etcd has it — a slow etcd makes it late or not applied, never a
+//! rollback late.
 //!
 //! - `election.rs`: the member's lease (kept alive every `lease_ttl / 4`) and the leader key
 //!   (`PREFIX/leader`, created in a txn under the lease). The leader acts only until two thirds
 //!   of its TTL after the last renewal it saw, so it stops before etcd can expire it; SIGTERM
 //!   resigns (deletes the key, revokes the lease) and a follower takes over within 250 ms.
 //! - `store.rs`: the keys, the shared state document ([`SharedState`]: rollout state, split,
-//!   epoch, leader) and the fenced write — a txn that puts it only while the leader key still
-//!   has the create revision this leader made it with, so a deposed leader's write fails
-//!   inside etcd.
+//!   epoch, leader), the writer task and the fenced write — a txn that puts it only while the
+//!   leader key still has the create revision this leader made it with, so a deposed leader's
+//!   write fails inside etcd.
 //! - `watch.rs`: every member reads the state, then watches it from the revision read + 1
 //!   (compacted or broken: read again, watch again) and sends each version to the loop.
 //! - `reports.rs`: every second each member publishes its window counters and histogram
@@ -189,6 +191,8 @@ impl Leadership {
 pub enum Event {
     /// The shared rollout state, as read or watched (newest last).
     Shared(SharedState),
+    /// The outcome of a write queued with [`Cluster::write_later`]: the epoch written.
+    Written(Result<u64, WriteError>),
 }
 
 /// The leader as the leader key names it.
@@ -264,6 +268,7 @@ impl Inner {
 pub struct Cluster {
     inner: Arc<Inner>,
     resign_tx: mpsc::Sender<tokio::sync::oneshot::Sender<()>>,
+    writes: mpsc::UnboundedSender<store::Write>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -321,10 +326,16 @@ impl Cluster {
         });
         tokio::spawn(election::connect(inner.clone(), client_tx));
         tokio::spawn(election::run(inner.clone(), resign_rx));
+        let (writes, writes_rx) = mpsc::unbounded_channel();
+        tokio::spawn(store::writer(inner.clone(), writes_rx, events_tx.clone()));
         tokio::spawn(watch::run(inner.clone(), events_tx));
         tokio::spawn(reports::run(inner.clone(), metrics, member_rx));
         ClusterLink {
-            cluster: Cluster { inner, resign_tx },
+            cluster: Cluster {
+                inner,
+                resign_tx,
+                writes,
+            },
             events,
             leadership: leadership_rx,
             member,
@@ -362,20 +373,38 @@ impl Cluster {
         self.inner.opts.call_timeout()
     }
 
-    /// Writes `state` as the leader with `fence`, in a task of its own, bounded by
-    /// [`write_timeout`](Self::write_timeout). A new split is a new epoch.
+    /// Writes `state` as the leader with `fence` and waits for etcd's answer, at most
+    /// [`write_timeout`](Self::write_timeout): for moves towards the canary, which take effect
+    /// only once etcd has them. Writes go out one at a time, in order (`store::writer`), so a
+    /// late one is overwritten by the next. A new split is a new epoch.
     pub async fn write(&self, fence: i64, state: &RolloutState) -> Result<u64, WriteError> {
-        let inner = self.inner.clone();
-        let state = state.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let write = store::Write {
+            fence,
+            state: state.clone(),
+            reply: Some(tx),
+        };
+        if self.writes.send(write).is_err() {
+            return Err(WriteError::Etcd("the writer stopped".into()));
+        }
         let deadline = self.write_timeout();
-        let task = tokio::spawn(async move { store::write(&inner, fence, state).await });
-        match tokio::time::timeout(deadline, task).await {
+        match tokio::time::timeout(deadline, rx).await {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => Err(WriteError::Etcd(e.to_string())),
+            Ok(Err(_)) => Err(WriteError::Etcd("the writer stopped".into())),
             Err(_) => Err(WriteError::Etcd(format!(
                 "no answer from etcd within {deadline:?}"
             ))),
         }
+    }
+
+    /// Queues the write of `state` and returns at once: its outcome comes back as an
+    /// [`Event::Written`]. For moves that are in force already (towards stable, the same split).
+    pub fn write_later(&self, fence: i64, state: &RolloutState) {
+        let _ = self.writes.send(store::Write {
+            fence,
+            state: state.clone(),
+            reply: None,
+        });
     }
 
     /// Resigns leadership and revokes the lease (SIGTERM), waiting at most a second.

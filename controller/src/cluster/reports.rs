@@ -10,8 +10,9 @@
 //! report older than [`STALE_MS`] by the reader's clock does not count (members' clocks are
 //! assumed within a second of each other, as NTP keeps them).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -115,6 +116,24 @@ pub struct Fleet {
     reports: ArcSwap<Vec<Report>>,
     mine: ArcSwap<Report>,
     epoch: AtomicU64,
+    /// The cumulative counters' sum since the epoch began: per member, its counters when
+    /// first counted on this epoch and when last counted.
+    since: Mutex<Since>,
+}
+
+/// Per member, on `epoch`: its counters when first counted and when last counted, and what
+/// it had added before it restarted.
+#[derive(Debug, Default)]
+struct Since {
+    epoch: u64,
+    members: HashMap<String, Counted>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Counted {
+    base: TrafficReport,
+    last: TrafficReport,
+    carried: TrafficReport,
 }
 
 impl Fleet {
@@ -157,24 +176,88 @@ impl Fleet {
         sum_window(&self.counted(wall_ms())?, variant, window)
     }
 
-    /// The summed cumulative counters of the counted members.
+    /// What the counted members counted since the epoch began, summed: each member from the
+    /// moment it was first counted on this epoch (a member joining late adds none of its
+    /// history; one restarted starts again), and a member no longer counted keeps what it
+    /// added — so the sum only grows, as `test` rules and the traffic-share check expect.
     pub fn traffic(&self) -> Option<Traffic> {
         let counted = self.counted(wall_ms())?;
-        let mut t = Traffic::default();
-        for r in &counted {
-            let add = |a: &mut Counts, b: Counts| {
-                a.requests += b.requests;
-                a.errors += b.errors;
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        let mut since = self.since.lock().ok()?;
+        if since.epoch != epoch {
+            *since = Since {
+                epoch,
+                members: HashMap::new(),
             };
-            add(&mut t.canary, r.traffic.canary);
-            add(&mut t.stable, r.traffic.stable);
-            t.fallbacks_from_canary += r.traffic.fallbacks_from_canary;
-            t.fallbacks_from_stable += r.traffic.fallbacks_from_stable;
-            t.canary_latency.add(&r.traffic.canary_latency);
-            t.stable_latency.add(&r.traffic.stable_latency);
         }
-        Some(t)
+        for r in &counted {
+            let m = since.members.entry(r.name.clone()).or_insert(Counted {
+                base: r.traffic,
+                last: r.traffic,
+                carried: TrafficReport::default(),
+            });
+            if r.traffic.canary.requests < m.last.canary.requests
+                || r.traffic.stable.requests < m.last.stable.requests
+            {
+                // Restarted: its counters began again from zero; keep what it had added.
+                m.carried = plus(m.carried, minus(m.last, m.base));
+                m.base = TrafficReport::default();
+            }
+            m.last = r.traffic;
+        }
+        let sum = since
+            .members
+            .values()
+            .fold(TrafficReport::default(), |t, m| {
+                plus(t, plus(m.carried, minus(m.last, m.base)))
+            });
+        Some(Traffic {
+            canary: sum.canary,
+            stable: sum.stable,
+            fallbacks_from_canary: sum.fallbacks_from_canary,
+            fallbacks_from_stable: sum.fallbacks_from_stable,
+            canary_latency: sum.canary_latency,
+            stable_latency: sum.stable_latency,
+        })
     }
+}
+
+/// `a + b`, counter by counter.
+fn plus(a: TrafficReport, b: TrafficReport) -> TrafficReport {
+    let add = |x: Counts, y: Counts| Counts {
+        requests: x.requests + y.requests,
+        errors: x.errors + y.errors,
+    };
+    TrafficReport {
+        canary: add(a.canary, b.canary),
+        stable: add(a.stable, b.stable),
+        fallbacks_from_canary: a.fallbacks_from_canary + b.fallbacks_from_canary,
+        fallbacks_from_stable: a.fallbacks_from_stable + b.fallbacks_from_stable,
+        canary_latency: sum(a.canary_latency, &b.canary_latency),
+        stable_latency: sum(a.stable_latency, &b.stable_latency),
+    }
+}
+
+/// `a - b`, counter by counter, never below 0.
+fn minus(a: TrafficReport, b: TrafficReport) -> TrafficReport {
+    TrafficReport {
+        canary: a.canary.since(b.canary),
+        stable: a.stable.since(b.stable),
+        fallbacks_from_canary: a
+            .fallbacks_from_canary
+            .saturating_sub(b.fallbacks_from_canary),
+        fallbacks_from_stable: a
+            .fallbacks_from_stable
+            .saturating_sub(b.fallbacks_from_stable),
+        canary_latency: a.canary_latency.since(b.canary_latency),
+        stable_latency: a.stable_latency.since(b.stable_latency),
+    }
+}
+
+/// `a + b`, bucket by bucket.
+fn sum(mut a: Histogram, b: &Histogram) -> Histogram {
+    a.add(b);
+    a
 }
 
 /// Sums counts and buckets (never ratios or quantiles) of `window` across `reports`.

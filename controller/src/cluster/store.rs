@@ -10,10 +10,13 @@
 
 use std::sync::atomic::Ordering;
 
+use std::sync::Arc;
+
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
 
-use super::Inner;
+use super::{Event, Inner};
 use crate::rollout::RolloutState;
 
 /// The keys of one rollout.
@@ -59,6 +62,40 @@ pub enum WriteError {
     NotLeader,
     #[error("etcd: {0}")]
     Etcd(String),
+}
+
+/// A write for the writer task: answered on `reply`, or as an [`Event::Written`].
+#[derive(Debug)]
+pub(super) struct Write {
+    pub fence: i64,
+    pub state: RolloutState,
+    pub reply: Option<oneshot::Sender<Result<u64, WriteError>>>,
+}
+
+/// Runs the leader's writes one at a time, in the order the loop made them: a write that
+/// etcd answers late is followed, not overtaken, by the next one.
+pub(super) async fn writer(
+    inner: Arc<Inner>,
+    mut writes: mpsc::UnboundedReceiver<Write>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let t = inner.opts.call_timeout();
+    while let Some(w) = writes.recv().await {
+        let result = match tokio::time::timeout(t, write(&inner, w.fence, w.state)).await {
+            Ok(r) => r,
+            Err(_) => Err(WriteError::Etcd(format!(
+                "no answer from etcd within {t:?}"
+            ))),
+        };
+        match w.reply {
+            Some(reply) => {
+                let _ = reply.send(result);
+            }
+            None => {
+                let _ = events.send(Event::Written(result));
+            }
+        }
+    }
 }
 
 /// Puts `state` under the fence; answers the epoch written.

@@ -2,8 +2,11 @@
 //! as a follower, taking over as the new leader, and where its saves go.
 //!
 //! Only the acting leader evaluates and commits; its saves write the local state file and
-//! then the shared state in etcd, fenced (`cluster/store.rs`), in a task with a deadline; a
-//! move towards stable is in force before that write starts. A follower applies every shared
+//! then the shared state in etcd, fenced (`cluster/store.rs`). A move towards stable (or the
+//! same split) is in force at once and its write goes out in the background, the outcome
+//! coming back as an event (`save_error` until a write succeeds, retried every tick); only a
+//! move towards the canary waits for etcd, bounded by the write timeout, and is not applied
+//! when etcd does not take it. A follower applies every shared
 //! state the watch brings (table swapped, state file written, so a restart without etcd comes
 //! back with the split) and refuses operator commands. A member cut off from etcd is never
 //! the acting leader: it keeps the split it has and moves nothing until etcd is back.
@@ -99,8 +102,13 @@ impl<S: Sources + Clone + 'static> Controller<S> {
     /// A background task's news.
     pub(super) async fn on_cluster(&mut self, news: News) {
         let now = Instant::now();
-        let Event::Shared(s) = match news {
-            News::Event(e) => e,
+        let s = match news {
+            News::Event(Event::Shared(s)) => s,
+            News::Event(Event::Written(result)) => {
+                self.written(result);
+                self.publish(now);
+                return;
+            }
             News::Leadership => {
                 self.lead(now).await;
                 self.publish(now);
@@ -136,11 +144,18 @@ impl<S: Sources + Clone + 'static> Controller<S> {
                 error: "this member is not the fleet's acting leader (or cannot reach etcd): not written".into(),
             });
         };
-        // Towards stable: in force now, whatever etcd does.
+        // Towards stable, or the same split: in force now, whatever etcd does; the write goes
+        // out in the background and its outcome comes back as an event (`on_cluster`).
         let wanted = RoutingHandle::percent_to_bp(state.canary_percent);
-        if wanted < self.table.weight_bp() {
-            self.table.set_weight_bp(wanted);
+        let current = self.table.weight_bp();
+        if wanted <= current {
+            if wanted < current {
+                self.table.set_weight_bp(wanted);
+            }
+            link.cluster.write_later(fence, &state);
+            return Ok(());
         }
+        // Towards the canary: only once etcd has it (bounded by the write timeout).
         match link.cluster.write(fence, &state).await {
             Ok(epoch) => {
                 link.cluster.fleet().set_epoch(epoch);
@@ -149,6 +164,32 @@ impl<S: Sources + Clone + 'static> Controller<S> {
             Err(e) => Err(StateError::Shared {
                 error: e.to_string(),
             }),
+        }
+    }
+
+    /// The outcome of a background write (a move that was in force already): the epoch now
+    /// judged, or `save_error` until a write succeeds (every tick retries the save).
+    fn written(&mut self, result: Result<u64, crate::cluster::WriteError>) {
+        match result {
+            Ok(epoch) => {
+                if let Some(c) = &self.cluster {
+                    c.cluster.fleet().set_epoch(epoch);
+                }
+                if self.save_error.take().is_some() {
+                    tracing::info!("the shared rollout state is written again");
+                    self.unapplied_logged.clear();
+                }
+            }
+            Err(e) if self.leading => {
+                let e = StateError::Shared {
+                    error: e.to_string(),
+                };
+                tracing::error!(error = %e, "the shared rollout state was not written; the other members keep the split written last");
+                self.save_error = Some(format!(
+                    "{e}; in force on this member, not in etcd: the other members keep the split written last"
+                ));
+            }
+            Err(e) => tracing::debug!(error = %e, "a write of a former leader failed"),
         }
     }
 

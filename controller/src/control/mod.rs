@@ -247,8 +247,10 @@ impl<S: Sources + Clone + 'static> Controller<S> {
     }
 
     /// Runs a tick every second and serves operator commands until `shutdown`; persists the
-    /// state on the way out.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    /// state on the way out and gives the controller back, so that it can run again (an
+    /// upgrade that failed after stopping it). The time it was stopped does not count as held.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Self {
+        self.rollout.clock_stopped();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -267,6 +269,7 @@ impl<S: Sources + Clone + 'static> Controller<S> {
             }
         }
         self.leave().await;
+        self
     }
 
     pub fn state(&self) -> &crate::rollout::RolloutState {

@@ -242,6 +242,12 @@ impl Rollout {
         }
     }
 
+    /// The controller stopped ticking (it is handing over, or resumes after a failed
+    /// hand-over): the time until the next tick is not healthy time.
+    pub fn clock_stopped(&mut self) {
+        self.last_tick = None;
+    }
+
     /// Starts the policy at its first step.
     pub fn start(&mut self, wall_ms: u64) -> Transition {
         self.enter_step(0, wall_ms);

@@ -45,6 +45,7 @@ impl Tx<'_> {
         let routes = self.routes(&srv, &eff, &base);
         let proxy = self.proxy_plan(&srv, &base, &used);
         let access_log = self.access_log_plan(&srv, &base);
+        let tls = self.tls_plan(&srv);
 
         self.behaviour_notes(&srv, &eff, slash);
         let health_path = health_path(&srv);
@@ -61,6 +62,7 @@ impl Tx<'_> {
             proxy,
             routes,
             access_log,
+            tls,
             stable,
             canary: canary_pool,
             routing,
@@ -98,6 +100,10 @@ impl Tx<'_> {
                 continue;
             }
             let proxies = s.locs.iter().any(|l| !l.targets.is_empty());
+            if let (Some(ret), false) = (&s.redirect, proxies) {
+                self.redirect_server(s.src.clone(), ret.clone(), s.listens, &s.locs);
+                continue;
+            }
             let reason = if proxies {
                 format!("canaryd has one front (one set of listeners and routes); only the server block at {front_at} is translated")
             } else {

@@ -29,6 +29,8 @@
 //! - `split.rs`: which servers are the canary, the two pools, `initial_percent`.
 //! - `proxy.rs`: `[proxy]` and `[[proxy.routes]]`.
 //! - `access_log.rs`: `access_log` and `log_format` → `[proxy.access_log]`.
+//! - `tls.rs`: `listen … ssl`, `ssl_*`, `http2` → `[proxy.tls]`; the redirect-only server →
+//!   `https_redirect`.
 //! - `finish.rs`: the second pass, step by step, ending in the [`Plan`].
 
 mod access_log;
@@ -41,6 +43,7 @@ mod proxy;
 mod server;
 mod settings;
 mod split;
+mod tls;
 mod upstream;
 
 #[cfg(test)]
@@ -54,7 +57,7 @@ use crate::units::Ms;
 use crate::{Finding, ImportError, Options};
 
 use args::{invalid, number, one_arg};
-pub(crate) use plan::{Plan, PoolPlan, ServerOut, Setting};
+pub(crate) use plan::{Plan, PoolPlan, ServerOut, Setting, TlsPlan};
 
 /// nginx's `proxy_connect_timeout`, `proxy_read_timeout` and `proxy_send_timeout` default.
 const NGINX_PROXY_TIMEOUT: Ms = 60_000;
@@ -135,6 +138,7 @@ struct Wide {
     keepalive_timeout: Option<Val<Ms>>,
     keepalive_requests: Option<Val<u64>>,
     client_timeout: Option<Val<Ms>>,
+    tls: tls::TlsWide,
 }
 
 /// Findings collected inside a block, kept apart until we know whether the block is used.
@@ -228,6 +232,12 @@ struct Target {
 struct ServerBlock {
     src: Src,
     listens: Vec<Val<String>>,
+    /// `listen … ssl`.
+    tls_listens: Vec<Val<String>>,
+    /// A `listen … http2` of this server.
+    listen_http2: Option<Src>,
+    /// Its server-level `return 301 https://$host$request_uri`.
+    redirect: Option<Src>,
     own: Level,
     wide: Wide,
     locs: Vec<Loc>,
@@ -263,6 +273,8 @@ struct Tx<'o> {
     threads: Option<Setting<usize>>,
     body_size_set: bool,
     log_formats: Vec<access_log::LogFormat>,
+    /// Listeners of the server blocks that only redirect to https.
+    redirect_listens: Vec<Val<String>>,
 }
 
 // === collection ===
@@ -281,6 +293,7 @@ impl<'o> Tx<'o> {
             threads: None,
             body_size_set: false,
             log_formats: Vec::new(),
+            redirect_listens: Vec::new(),
         }
     }
 

@@ -18,6 +18,8 @@ pub struct Plan {
     pub routes: Vec<RoutePlan>,
     /// `[proxy.access_log]` (always `combined`).
     pub access_log: Option<AccessLogPlan>,
+    /// `[proxy.tls]`, when the front has TLS listeners.
+    pub tls: Option<TlsPlan>,
     pub stable: PoolPlan,
     pub canary: PoolPlan,
     pub routing: Option<RoutingPlan>,
@@ -36,6 +38,8 @@ pub struct Plan {
 #[derive(Debug, Clone)]
 pub struct ProxyPlan {
     pub listen: Vec<Setting<String>>,
+    /// Set when a server block only redirected to https.
+    pub https_redirect: Option<Setting<bool>>,
     pub threads: Option<Setting<usize>>,
     pub connect_timeout: Setting<Ms>,
     pub read_timeout: Setting<Ms>,
@@ -45,6 +49,17 @@ pub struct ProxyPlan {
     pub keepalive_timeout: Option<Setting<Ms>>,
     pub keepalive_requests: Option<Setting<u64>>,
     pub client_timeout: Option<Setting<Ms>>,
+}
+
+/// `[proxy.tls]`.
+#[derive(Debug, Clone)]
+pub struct TlsPlan {
+    pub listen: Vec<Setting<String>>,
+    /// (cert, key) pairs; the first is the default.
+    pub certificates: Vec<(Setting<String>, Setting<String>)>,
+    /// Only when nginx set `ssl_protocols`.
+    pub protocols: Option<Setting<Vec<String>>>,
+    pub http2: Setting<bool>,
 }
 
 /// `[proxy.access_log]`.

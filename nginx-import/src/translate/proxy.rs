@@ -26,8 +26,13 @@ impl Tx<'_> {
                 comment: v.src.cite(),
             });
         let listen = self.listen_settings(srv);
+        let https_redirect = self.redirect_listens.first().map(|l| Setting {
+            value: true,
+            comment: format!("the server block at {} redirects to https", l.src.at()),
+        });
         ProxyPlan {
             listen,
+            https_redirect,
             threads: self.threads.clone(),
             connect_timeout,
             read_timeout,
@@ -70,7 +75,7 @@ impl Tx<'_> {
     /// The front's listeners, each address once; nginx's default when it has none.
     fn listen_settings(&self, srv: &ServerBlock) -> Vec<Setting<String>> {
         let mut listen: Vec<Setting<String>> = Vec::new();
-        for l in &srv.listens {
+        for l in srv.listens.iter().chain(&self.redirect_listens) {
             if !listen.iter().any(|s| s.value == l.value) {
                 listen.push(Setting {
                     value: l.value.clone(),
@@ -78,7 +83,7 @@ impl Tx<'_> {
                 });
             }
         }
-        if listen.is_empty() {
+        if listen.is_empty() && srv.tls_listens.is_empty() {
             let comment = if !self.has_listen_findings() {
                 "nginx default `listen *:80`".to_string()
             } else {

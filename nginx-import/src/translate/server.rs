@@ -1,5 +1,5 @@
-//! `server` blocks: their listeners (as canaryd `"ip:port"` addresses), their own settings and
-//! their locations, with findings kept per block until the front is known.
+//! `server` blocks: their listeners (as canaryd `"ip:port"` addresses, plain or TLS), their own
+//! settings and their locations, with findings kept per block until the front is known.
 
 use super::args::invalid;
 use super::{Level, ServerBlock, Sink, Src, Tx, Val, Wide};
@@ -26,6 +26,9 @@ impl Tx<'_> {
         let mut srv = ServerBlock {
             src: Src::of(d),
             listens: Vec::new(),
+            tls_listens: Vec::new(),
+            listen_http2: None,
+            redirect: None,
             own: Level::default(),
             wide: Wide::default(),
             locs: Vec::new(),
@@ -34,7 +37,10 @@ impl Tx<'_> {
         let mut locations = Vec::new();
         for c in block {
             match (c.name(), &c.block) {
-                ("listen", None) => self.listen(c, &mut srv.listens)?,
+                ("listen", None) => self.listen(c, &mut srv)?,
+                ("return", None) if super::tls::is_https_redirect(c) => {
+                    srv.redirect = Some(Src::of(c));
+                }
                 ("location", Some(_)) => locations.push(c),
                 _ => self.setting(c, &mut srv.own, Some(&mut srv.wide))?,
             }
@@ -45,15 +51,16 @@ impl Tx<'_> {
         Ok(srv)
     }
 
-    fn listen(&mut self, d: &Directive, out: &mut Vec<Val<String>>) -> Result<(), ImportError> {
+    fn listen(&mut self, d: &Directive, srv: &mut ServerBlock) -> Result<(), ImportError> {
         let Some(raw) = d.arg(0) else {
             return Err(invalid(d, "`listen` expects an address or a port"));
         };
+        let ssl = d.args()[1..].iter().any(|p| p.value == "ssl");
         for p in &d.args()[1..] {
             match p.value.as_str() {
-                "default_server" | "default" => {}
-                "ssl" | "quic" => {
-                    self.untranslated(d, catalog::TLS);
+                "default_server" | "default" | "ssl" => {}
+                "quic" => {
+                    self.untranslated(d, catalog::QUIC);
                     return Ok(());
                 }
                 "proxy_protocol" => {
@@ -63,9 +70,10 @@ impl Tx<'_> {
                     );
                     return Ok(());
                 }
-                "http2" | "spdy" => self.untranslated(
+                "http2" if ssl => srv.listen_http2 = Some(Src::of(d)),
+                "http2" => self.handled(
                     d,
-                    "canaryd serves clients HTTP/1.1 (`http2` is dropped; the address is translated)",
+                    "canaryd serves prior-knowledge HTTP/2 (h2c) on every plain listener",
                 ),
                 other => self.untranslated(
                     d,
@@ -84,9 +92,14 @@ impl Tx<'_> {
         } else if raw.parse::<std::net::Ipv4Addr>().is_ok()
             || (raw.starts_with('[') && raw.ends_with(']'))
         {
-            Some(format!("{raw}:80"))
+            Some(format!("{raw}:{}", if ssl { 443 } else { 80 }))
         } else {
             None
+        };
+        let out = if ssl {
+            &mut srv.tls_listens
+        } else {
+            &mut srv.listens
         };
         match addr.filter(|a| a.parse::<std::net::SocketAddr>().is_ok()) {
             Some(value) => out.push(Val {

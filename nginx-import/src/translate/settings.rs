@@ -49,6 +49,7 @@ impl Wide {
                 .client_timeout
                 .clone()
                 .or_else(|| parent.client_timeout.clone()),
+            tls: self.tls.under(&parent.tls),
         }
     }
 }
@@ -93,6 +94,9 @@ impl Tx<'_> {
                         "canaryd applies this to every client connection; it cannot differ per location",
                     ),
                 }
+            }
+            "ssl_certificate" | "ssl_certificate_key" | "ssl_protocols" | "http2" => {
+                self.tls_setting(d, wide)?
             }
             "access_log" => self.access_log(d, level)?,
             "log_format" => self.log_format(d)?,

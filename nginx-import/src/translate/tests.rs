@@ -284,6 +284,10 @@ fn listeners_and_connection_settings() {
         );
     let l: Vec<_> = p.proxy.listen.iter().map(|s| s.value.as_str()).collect();
     assert_eq!(l, ["127.0.0.1:8080", "[::]:8080", "0.0.0.0:8081"]);
+    // The TLS listener has no certificate: [proxy.tls] is written for review.
+    let tls = p.tls.as_ref().unwrap();
+    assert_eq!(tls.listen[0].value, "0.0.0.0:443");
+    assert!(tls.certificates.is_empty());
     assert_eq!(p.proxy.keepalive_timeout.as_ref().unwrap().value, 65_000);
     assert_eq!(p.proxy.keepalive_requests.as_ref().unwrap().value, 500);
     assert_eq!(p.proxy.client_timeout.as_ref().unwrap().value, 20_000);
@@ -296,7 +300,6 @@ fn listeners_and_connection_settings() {
     for want in [
         "1: keepalive_timeout 65s 60s",
         "1: send_timeout 30s",
-        "3: listen 443 ssl",
         "3: listen 8081 reuseport",
         "4: keepalive_timeout 5s",
     ] {
@@ -463,4 +466,84 @@ fn access_log_becomes_the_proxy_access_log() {
         assert!(p.access_log.is_none(), "{log}");
         assert_eq!(untranslated(&p).len(), 1, "{log}");
     }
+}
+
+const TLS_FRONT: &str = "http {
+ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3;
+ssl_ciphers HIGH:!aNULL;
+upstream u { server 10.0.0.1:80 weight=95; server 10.0.0.2:80 weight=5; }
+server {
+    listen 80;
+    listen [::]:80;
+    server_name shop.example.com;
+    location /.well-known/acme-challenge/ { root /var/www/certbot; }
+    return 301 https://$host$request_uri;
+}
+server {
+    listen 443 ssl http2;
+    listen [::]:443 ssl;
+    server_name shop.example.com;
+    ssl_certificate /etc/letsencrypt/live/shop/fullchain.pem;
+    ssl_certificate_key /etc/letsencrypt/live/shop/privkey.pem;
+    ssl_certificate /etc/ssl/shop-rsa.pem;
+    ssl_certificate_key /etc/ssl/shop-rsa.key;
+    ssl_stapling on;
+    ssl_session_cache shared:SSL:10m;
+    location / { proxy_pass http://u; proxy_set_header Host $host; }
+}
+}
+";
+
+#[test]
+fn tls_front_and_its_redirect_server() {
+    let p = plan(TLS_FRONT);
+    let l: Vec<_> = p.proxy.listen.iter().map(|s| s.value.as_str()).collect();
+    assert_eq!(
+        l,
+        ["0.0.0.0:80", "[::]:80"],
+        "the redirect server's listeners"
+    );
+    assert_eq!(p.proxy.https_redirect.as_ref().map(|s| s.value), Some(true));
+    let tls = p.tls.as_ref().unwrap();
+    let tl: Vec<_> = tls.listen.iter().map(|s| s.value.as_str()).collect();
+    assert_eq!(tl, ["0.0.0.0:443", "[::]:443"]);
+    assert_eq!(tls.certificates.len(), 1);
+    assert_eq!(
+        tls.certificates[0].0.value,
+        "/etc/letsencrypt/live/shop/fullchain.pem"
+    );
+    assert_eq!(
+        tls.certificates[0].1.value,
+        "/etc/letsencrypt/live/shop/privkey.pem"
+    );
+    let protocols = tls.protocols.as_ref().unwrap();
+    assert_eq!(protocols.value, ["TLSv1.2", "TLSv1.3"]);
+    assert!(protocols.comment.contains("TLSv1, TLSv1.1 dropped"));
+    assert!(tls.http2.value, "listen … http2");
+    let u = untranslated(&p);
+    assert_eq!(
+        u,
+        [
+            "9: location /.well-known/acme-challenge/ { … }",
+            "18: ssl_certificate /etc/ssl/shop-rsa.pem",
+            "20: ssl_stapling on",
+        ],
+        "{u:?}"
+    );
+    let handled: Vec<_> = p.handled.iter().map(|f| f.directive.as_str()).collect();
+    assert!(
+        handled.contains(&"return 301 https://$host$request_uri"),
+        "{handled:?}"
+    );
+    assert!(handled.contains(&"ssl_ciphers HIGH:!aNULL"), "{handled:?}");
+    assert!(
+        handled.contains(&"ssl_session_cache shared:SSL:10m"),
+        "{handled:?}"
+    );
+
+    // http2 on (nginx 1.25.1+), and nginx's default without it.
+    let on = plan(&TLS_FRONT.replace("listen 443 ssl http2;", "listen 443 ssl; http2 on;"));
+    assert!(on.tls.unwrap().http2.value);
+    let off = plan(&TLS_FRONT.replace("listen 443 ssl http2;", "listen 443 ssl;"));
+    assert!(!off.tls.unwrap().http2.value);
 }
