@@ -79,9 +79,9 @@ fn header(out: &mut String, source: &str, plan: &Plan) {
     line(out, "");
 }
 
-fn tls_section(out: &mut String, tls: &TlsPlan) {
-    line(out, "[proxy.tls]");
-    match tls.listen.as_slice() {
+/// `listen = [...]`, each address with its nginx directive.
+fn listen(out: &mut String, listen: &[Setting<String>]) {
+    match listen {
         [one] => kv(out, &format!("listen = [{}]", q(&one.value)), &one.comment),
         many => {
             line(out, "listen = [");
@@ -91,6 +91,11 @@ fn tls_section(out: &mut String, tls: &TlsPlan) {
             line(out, "]");
         }
     }
+}
+
+fn tls_section(out: &mut String, tls: &TlsPlan) {
+    line(out, "[proxy.tls]");
+    listen(out, &tls.listen);
     if tls.certificates.is_empty() {
         kv(
             out,
@@ -128,20 +133,14 @@ fn tls_section(out: &mut String, tls: &TlsPlan) {
 fn proxy(out: &mut String, plan: &Plan) {
     let p = &plan.proxy;
     line(out, "[proxy]");
-    match p.listen.as_slice() {
-        [] => kv(
+    if p.listen.is_empty() {
+        kv(
             out,
             "listen = []",
             "the front listens with TLS only ([proxy.tls])",
-        ),
-        [one] => kv(out, &format!("listen = [{}]", q(&one.value)), &one.comment),
-        many => {
-            line(out, "listen = [");
-            for l in many {
-                kv(out, &format!("    {},", q(&l.value)), &l.comment);
-            }
-            line(out, "]");
-        }
+        );
+    } else {
+        listen(out, &p.listen);
     }
     if let Some(r) = &p.https_redirect {
         kv(out, &format!("https_redirect = {}", r.value), &r.comment);

@@ -55,7 +55,7 @@ mod windows;
 
 use std::sync::Arc;
 
-pub use access_log::{AccessLog, AccessLogError};
+pub use access_log::{AccessLog, AccessLogError, Entry as AccessLogEntry};
 use canaryd_config::DataPlaneConfig;
 pub use handover::{
     serve_upgrades, Claimed, HandoverError, Listeners, Origin, Upgrade, UpgradeHooks,

@@ -266,3 +266,25 @@ fn the_fleets_counts_grow_from_the_epoch_on_whoever_joins_or_restarts() {
     }]);
     assert_eq!(fleet.traffic().unwrap().canary.requests, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_resigned_campaigns_again_when_its_controller_runs_again() {
+    let Some(etcd) = testkit::Etcd::start() else {
+        testkit::tool_missing("etcd");
+        return;
+    };
+    let a = Cluster::start(opts(&etcd, "a"), Arc::new(Metrics::new(Vec::new())));
+    let first = elected(&a).await;
+    a.cluster.resign().await;
+    assert!(a.leadership.borrow().acting(Instant::now()).is_none());
+    assert!(etcd.get("/canaryd/test/leader").is_none(), "resigned");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        etcd.get("/canaryd/test/leader").is_none(),
+        "campaigned while resigned"
+    );
+    // A failed upgrade: the old process's controller runs again.
+    a.cluster.rejoin();
+    let again = elected(&a).await;
+    assert!(again > first);
+}

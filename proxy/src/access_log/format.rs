@@ -71,14 +71,7 @@ pub fn json(out: &mut Vec<u8>, e: &Entry<'_>, now: &Now) {
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"client\":");
-    match e.client {
-        Some(ip) => {
-            out.push(b'"');
-            ip_addr(out, ip);
-            out.push(b'"');
-        }
-        None => out.extend_from_slice(b"null"),
-    }
+    quoted_or_null(out, e.client);
     out.extend_from_slice(b",\"method\":");
     json_string(out, e.req.method.as_str().as_bytes());
     out.extend_from_slice(b",\"path\":");
@@ -90,14 +83,7 @@ pub fn json(out: &mut Vec<u8>, e: &Entry<'_>, now: &Now) {
     out.extend_from_slice(b",\"duration\":");
     seconds(out, e.duration);
     out.extend_from_slice(b",\"upstream\":");
-    match e.upstream {
-        Some(addr) => {
-            out.push(b'"');
-            socket_addr(out, addr);
-            out.push(b'"');
-        }
-        None => out.extend_from_slice(b"null"),
-    }
+    quoted_or_null(out, e.upstream);
     out.extend_from_slice(b",\"upstream_time\":");
     match e.upstream_time {
         Some(t) => seconds(out, t),
@@ -131,21 +117,24 @@ fn header_or_dash(out: &mut Vec<u8>, req: &RequestHeader, name: http::header::He
 }
 
 fn remote_addr(out: &mut Vec<u8>, client: Option<IpAddr>) {
+    use std::io::Write as _;
     match client {
-        Some(ip) => ip_addr(out, ip),
+        Some(ip) => {
+            let _ = write!(out, "{ip}");
+        }
         None => out.push(b'-'),
     }
 }
 
-/// An address through `Display` into the buffer, without a `String`.
-fn ip_addr(out: &mut Vec<u8>, ip: IpAddr) {
+/// An address as a JSON string (through `Display`, without a `String`), or `null`.
+fn quoted_or_null(out: &mut Vec<u8>, value: Option<impl std::fmt::Display>) {
     use std::io::Write as _;
-    let _ = write!(out, "{ip}");
-}
-
-fn socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
-    use std::io::Write as _;
-    let _ = write!(out, "{addr}");
+    match value {
+        Some(v) => {
+            let _ = write!(out, "\"{v}\"");
+        }
+        None => out.extend_from_slice(b"null"),
+    }
 }
 
 fn int(out: &mut Vec<u8>, n: impl itoa::Integer) {

@@ -17,7 +17,8 @@
 //!
 //! A request moves to the other pool at most once. Every failed attempt is recorded against the
 //! variant that failed, so the controller sees a broken canary even when its users were served
-//! by stable.
+//! by stable. When the request ends — a stream when it closes — it is logged, if
+//! `[proxy.access_log]` is set (`access_log/`).
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -107,6 +108,7 @@ impl Request<'_> {
         );
     }
 
+    /// How the request ended, answered with `status`.
     fn outcome(&self, status: u16) -> Outcome {
         Outcome {
             status,
