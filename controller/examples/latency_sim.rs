@@ -15,8 +15,12 @@
 //! cargo run --release -p canaryd-controller --example latency_sim
 //! ```
 
+#[path = "common/rng.rs"]
+mod rng;
+
 use canaryd_controller::judge::{judge_latency, u_test};
 use canaryd_controller::{Direction, Histogram, Margin, Outcome};
+use rng::Rng;
 
 const RUNS: usize = 200;
 const STEP_S: u64 = 3_600;
@@ -27,27 +31,9 @@ const SIGMA: f64 = 0.5;
 /// One-sided 1 % of the standard normal.
 const Z_FIXED: f64 = 2.326_347_874;
 
-/// xorshift64*, seeded.
-struct Rng(u64);
-
-impl Rng {
-    fn uniform(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Standard normal (Box–Muller).
-    fn normal(&mut self) -> f64 {
-        let u1 = self.uniform().max(1e-300);
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-
-    fn latency(&mut self, factor: f64) -> f64 {
-        MEDIAN_S * factor * (SIGMA * self.normal()).exp()
-    }
+/// One request's latency, `factor` times stable's distribution.
+fn latency(rng: &mut Rng, factor: f64) -> f64 {
+    MEDIAN_S * factor * (SIGMA * rng.normal()).exp()
 }
 
 /// One step: the second the rule first fails, the second it first passes, and the second the
@@ -57,10 +43,10 @@ fn run(rng: &mut Rng, factor: f64, margin: Margin) -> (Option<u64>, Option<u64>,
     let (mut failed, mut passed, mut fixed) = (None, None, None);
     for t in 1..=STEP_S {
         for _ in 0..CANARY_RPS {
-            c.observe(rng.latency(factor));
+            c.observe(latency(rng, factor));
         }
         for _ in 0..STABLE_RPS {
-            s.observe(rng.latency(1.0));
+            s.observe(latency(rng, 1.0));
         }
         let outcome = judge_latency(c, s, margin, Direction::Increase, 0.01, 0).map(|j| j.outcome);
         if failed.is_none() && outcome == Some(Outcome::Fail) {
@@ -132,7 +118,7 @@ fn main() {
             "equal (A/A) | mann-whitney, margin 0",
         ),
     ] {
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed.wrapping_mul(0xBF58_476D_1CE4_E5B9) | 1);
+        let mut rng = Rng::seeded(seed);
         let (mut failed, mut passed, mut fixed) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..RUNS {
             let (f, p, x) = run(&mut rng, factor, margin);

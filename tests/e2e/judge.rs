@@ -63,6 +63,25 @@ fn rule<'a>(line: &'a Value, name: &str) -> &'a Value {
         .unwrap_or(&Value::Null)
 }
 
+/// Watches the status for `how_long`: the rollout stays at step 0 (50 %) and the `judge` rule
+/// never fails. The outcomes it went through.
+fn never_fails(d: &Canaryd, how_long: Duration) -> Vec<Value> {
+    let until = Instant::now() + how_long;
+    let mut seen = Vec::new();
+    while Instant::now() < until {
+        let s = d.status();
+        assert_eq!(s["state"], "progressing", "{s:#}");
+        assert_eq!(s["canary_percent"], 50.0, "{s:#}");
+        let outcome = rule(&s, "judge")["outcome"].clone();
+        assert_ne!(outcome, "fail", "{s:#}");
+        if seen.last() != Some(&outcome) {
+            seen.push(outcome);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    seen
+}
+
 #[test]
 fn a_canary_with_four_times_stables_error_ratio_is_rolled_back_by_the_sequential_test() {
     let (_stable, _canary, _dir, d) =
@@ -122,19 +141,7 @@ fn an_equal_canary_is_not_failed_and_gets_its_share() {
     let (_stable, _canary, _dir, d) =
         start("error_rate=0.02", "error_rate=0.02", "10m", SEQUENTIAL);
     let traffic = Traffic::start(d.proxy, 3);
-    let until = Instant::now() + Duration::from_secs(25);
-    let mut seen = Vec::new();
-    while Instant::now() < until {
-        let s = d.status();
-        assert_eq!(s["state"], "progressing", "{s:#}");
-        assert_eq!(s["canary_percent"], 50.0, "{s:#}");
-        let outcome = rule(&s, "judge")["outcome"].clone();
-        assert_ne!(outcome, "fail", "{s:#}");
-        if seen.last() != Some(&outcome) {
-            seen.push(outcome);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let seen = never_fails(&d, Duration::from_secs(25));
     traffic.stop();
     let s = d.status();
     let r = rule(&s, "judge");
@@ -295,18 +302,7 @@ fn a_canary_thirty_percent_slower_is_rolled_back_by_the_latency_test() {
 fn an_equally_fast_canary_is_not_failed_by_the_latency_test() {
     let (_stable, _canary, _dir, d) = start("latency_ms=20", "latency_ms=20", "10m", LATENCY);
     let traffic = Traffic::start(d.proxy, 3);
-    let until = Instant::now() + Duration::from_secs(20);
-    let mut seen = Vec::new();
-    while Instant::now() < until {
-        let s = d.status();
-        assert_eq!(s["state"], "progressing", "{s:#}");
-        let outcome = rule(&s, "judge")["outcome"].clone();
-        assert_ne!(outcome, "fail", "{s:#}");
-        if seen.last() != Some(&outcome) {
-            seen.push(outcome);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let seen = never_fails(&d, Duration::from_secs(20));
     traffic.stop();
     let s = d.status();
     let r = rule(&s, "judge");
