@@ -176,15 +176,20 @@ fn proxy(out: &mut String, plan: &Plan) {
     if let Some(s) = &p.max_body_size {
         kv(out, &format!("max_body_size = {}", s.value), &s.comment);
     }
-    if !p.add_response_headers.is_empty() {
-        line(out, "");
-        line(out, "[proxy.add_response_headers]");
-        for s in &p.add_response_headers {
-            kv(
-                out,
-                &format!("{} = {}", q(&s.value.0), q(&s.value.1)),
-                &s.comment,
-            );
+    for (table, headers) in [
+        ("[proxy.set_request_headers]", &p.set_request_headers),
+        ("[proxy.add_response_headers]", &p.add_response_headers),
+    ] {
+        if !headers.is_empty() {
+            line(out, "");
+            line(out, table);
+            for s in headers {
+                kv(
+                    out,
+                    &format!("{} = {}", q(&s.value.0), q(&s.value.1)),
+                    &s.comment,
+                );
+            }
         }
     }
     line(out, "");

@@ -453,7 +453,11 @@ fn a_real_world_front_translates_limits_and_headers() {
     assert_eq!(addrs(&cfg.upstreams["admin"].servers), ["127.0.0.1:9000"]);
     // httpoxy protection, Host, forwarding headers: canaryd's defaults; static files and
     // compression are listed with what to do instead.
-    assert_untranslated(&run, &path, &[(34, "root /var/www"), (35, "gzip on")]);
+    assert_eq!(
+        cfg.proxy.set_request_headers["X-Client-Scheme"], "$scheme",
+        "an arbitrary request header"
+    );
+    assert_untranslated(&run, &path, &[(35, "root /var/www"), (36, "gzip on")]);
 }
 
 #[test]

@@ -135,6 +135,8 @@ struct Level {
     body_size: Option<Val<u64>>,
     /// This level's `add_header`s (nginx then ignores the inherited ones): (name, value).
     add_headers: Option<Vec<Val<(String, String)>>>,
+    /// This level's `proxy_set_header`s canaryd does not do by itself: (name, value).
+    set_headers: Option<Vec<Val<(String, String)>>>,
 }
 
 /// Client-connection settings (http and server level only).

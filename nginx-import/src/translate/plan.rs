@@ -55,6 +55,8 @@ pub struct ProxyPlan {
     pub max_body_size: Option<Setting<u64>>,
     /// `add_header`: (name, value).
     pub add_response_headers: Vec<Setting<(String, String)>>,
+    /// `proxy_set_header` canaryd does not do by itself: (name, value).
+    pub set_request_headers: Vec<Setting<(String, String)>>,
 }
 
 /// `[proxy.tls]`.

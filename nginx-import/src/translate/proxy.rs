@@ -58,15 +58,8 @@ impl Tx<'_> {
                 value: v.value,
                 comment: v.src.cite(),
             }),
-            add_response_headers: base
-                .add_headers
-                .iter()
-                .flatten()
-                .map(|v| Setting {
-                    value: v.value.clone(),
-                    comment: v.src.cite(),
-                })
-                .collect(),
+            add_response_headers: settings(&base.add_headers),
+            set_request_headers: settings(&base.set_headers),
         }
     }
 
@@ -187,20 +180,34 @@ impl Tx<'_> {
         }
         // Exact and regex locations: their own timeouts cannot be given a route.
         let mut findings = Vec::new();
-        let headers = |l: &Level| {
-            l.add_headers
-                .iter()
+        let values = |h: &Option<Vec<super::Val<(String, String)>>>| {
+            h.iter()
                 .flatten()
                 .map(|v| v.value.clone())
                 .collect::<Vec<_>>()
         };
         for (i, loc) in srv.locs.iter().enumerate() {
-            if headers(&eff[i]) != headers(base) {
-                for v in loc.own.add_headers.iter().flatten() {
-                    findings.push(v.src.finding(format!(
-                        "its headers differ from [proxy]'s in `{}`: add them as `add_response_headers` to that location's route by hand",
-                        loc.src.text
-                    )));
+            for (key, eff_h, base_h, own) in [
+                (
+                    "add_response_headers",
+                    &eff[i].add_headers,
+                    &base.add_headers,
+                    &loc.own.add_headers,
+                ),
+                (
+                    "set_request_headers",
+                    &eff[i].set_headers,
+                    &base.set_headers,
+                    &loc.own.set_headers,
+                ),
+            ] {
+                if values(eff_h) != values(base_h) {
+                    for v in own.iter().flatten() {
+                        findings.push(v.src.finding(format!(
+                            "its headers differ from [proxy]'s in `{}`: add them as `{key}` to that location's route by hand",
+                            loc.src.text
+                        )));
+                    }
                 }
             }
         }
@@ -252,4 +259,15 @@ fn base_timeouts(base: &Level) -> [Setting<Ms>; 3] {
             ),
         },
     })
+}
+
+/// A level's headers as settings citing their directives.
+fn settings(h: &Option<Vec<super::Val<(String, String)>>>) -> Vec<Setting<(String, String)>> {
+    h.iter()
+        .flatten()
+        .map(|v| Setting {
+            value: v.value.clone(),
+            comment: v.src.cite(),
+        })
+        .collect()
 }

@@ -1,6 +1,6 @@
 //! Settings nginx inherits http → server → location: upstream timeouts, `proxy_buffering`,
-//! `proxy_set_header Host`, `client_max_body_size`, `add_header` ([`Level`]), and the client-connection settings of the http and
-//! server levels ([`Wide`]); collected here, resolved by inheritance in the second pass.
+//! `proxy_set_header`, `client_max_body_size`, `add_header` ([`Level`]), and the
+//! client-connection settings of the http and server levels ([`Wide`]); collected here, resolved by inheritance in the second pass.
 
 use super::args::{invalid, number, one_arg, time_arg};
 use super::{Level, Src, Tx, Val, Wide, NGINX_PROXY_TIMEOUT};
@@ -25,6 +25,10 @@ impl Level {
                 .add_headers
                 .clone()
                 .or_else(|| parent.add_headers.clone()),
+            set_headers: self
+                .set_headers
+                .clone()
+                .or_else(|| parent.set_headers.clone()),
         }
     }
 
@@ -89,7 +93,7 @@ impl Tx<'_> {
             "proxy_set_header" => {
                 let host = d.arg(0).is_some_and(|h| h.eq_ignore_ascii_case("host"));
                 level.sets_host = Some(level.sets_host.unwrap_or(false) || host);
-                self.verdict(d);
+                self.proxy_set_header(d, level);
             }
             "keepalive_timeout" | "keepalive_requests" | "client_body_timeout" | "send_timeout" => {
                 match wide {
@@ -214,6 +218,28 @@ fn body_size(d: &Directive, arg: &str) -> Result<u64, ImportError> {
 }
 
 impl Tx<'_> {
+    /// `proxy_set_header`: what canaryd does by itself follows (Host, forwarding headers,
+    /// upgrades, `Proxy ""`, `X-Request-Id`); any other header whose value canaryd can write
+    /// becomes `set_request_headers`.
+    fn proxy_set_header(&mut self, d: &Directive, level: &mut Level) {
+        let verdict = crate::catalog::classify(d);
+        let (name, value) = match (&verdict, d.args()) {
+            (crate::catalog::Verdict::Untranslated(_), [n, v])
+                if !n.value.eq_ignore_ascii_case("x-forwarded-for")
+                    && canaryd_config::parse_template(&v.value).is_ok() =>
+            {
+                (n.value.clone(), v.value.clone())
+            }
+            _ => return self.verdict(d),
+        };
+        // Recorded for this level (nginx: a level's own proxy_set_header replace the
+        // inherited ones, so the set is per level).
+        level.set_headers.get_or_insert_with(Vec::new).push(Val {
+            value: (name, value),
+            src: Src::of(d),
+        });
+    }
+
     /// `add_header NAME VALUE [always]` → `add_response_headers` (canaryd adds them to every
     /// answer, its own included: nginx's `always`); a value with a variable canaryd does not
     /// have stays untranslated.
