@@ -48,9 +48,7 @@ pub use api::{
     MemberStatus, Readiness, Replay, RolloutStatus, RuleCompare, RuleOnFail, RuleSamples,
     RuleSource, RuleStatus, RuleTest, SkippedRule, State, Status,
 };
-pub use cluster::{
-    Cluster, ClusterError, ClusterLink, ClusterOptions, Fleet, SharedState, WriteError,
-};
+pub use cluster::{Cluster, ClusterError, ClusterLink, ClusterOptions, Fleet};
 pub use control::{
     render as render_query, replay, wall_ms, Board, Controller, DecisionHook, Handle, LiveSources,
     PromClient, PromError, ReplayError, Settings, Sources,

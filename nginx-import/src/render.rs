@@ -170,6 +170,20 @@ fn proxy(out: &mut String, plan: &Plan) {
     if let Some(s) = &p.client_timeout {
         dur(out, "client_timeout", s);
     }
+    if let Some(s) = &p.max_body_size {
+        kv(out, &format!("max_body_size = {}", s.value), &s.comment);
+    }
+    if !p.add_response_headers.is_empty() {
+        line(out, "");
+        line(out, "[proxy.add_response_headers]");
+        for s in &p.add_response_headers {
+            kv(
+                out,
+                &format!("{} = {}", q(&s.value.0), q(&s.value.1)),
+                &s.comment,
+            );
+        }
+    }
     line(out, "");
     if let Some(tls) = &plan.tls {
         tls_section(out, tls);
@@ -191,6 +205,9 @@ fn proxy(out: &mut String, plan: &Plan) {
             if let Some(s) = s {
                 dur(out, key, s);
             }
+        }
+        if let Some(s) = &r.max_body_size {
+            kv(out, &format!("max_body_size = {}", s.value), &s.comment);
         }
         line(out, "");
     }

@@ -92,6 +92,17 @@ impl From<Traffic> for TrafficReport {
     }
 }
 
+impl From<TrafficReport> for Traffic {
+    fn from(t: TrafficReport) -> Self {
+        Self {
+            canary: t.canary,
+            stable: t.stable,
+            fallbacks_from_canary: t.fallbacks_from_canary,
+            fallbacks_from_stable: t.fallbacks_from_stable,
+        }
+    }
+}
+
 impl From<WindowStats> for VariantCounts {
     fn from(s: WindowStats) -> Self {
         Self {
@@ -124,9 +135,9 @@ struct Since {
 
 #[derive(Debug, Clone, Copy)]
 struct Counted {
-    base: TrafficReport,
-    last: TrafficReport,
-    carried: TrafficReport,
+    base: Traffic,
+    last: Traffic,
+    carried: Traffic,
 }
 
 impl Fleet {
@@ -184,60 +195,38 @@ impl Fleet {
             };
         }
         for r in &counted {
+            let now = Traffic::from(r.traffic);
             let m = since.members.entry(r.name.clone()).or_insert(Counted {
-                base: r.traffic,
-                last: r.traffic,
-                carried: TrafficReport::default(),
+                base: now,
+                last: now,
+                carried: Traffic::default(),
             });
-            if r.traffic.canary.requests < m.last.canary.requests
-                || r.traffic.stable.requests < m.last.stable.requests
+            if now.canary.requests < m.last.canary.requests
+                || now.stable.requests < m.last.stable.requests
             {
                 // Restarted: its counters began again from zero; keep what it had added.
-                m.carried = plus(m.carried, minus(m.last, m.base));
-                m.base = TrafficReport::default();
+                m.carried = plus(m.carried, m.last.since(m.base));
+                m.base = Traffic::default();
             }
-            m.last = r.traffic;
+            m.last = now;
         }
-        let sum = since
-            .members
-            .values()
-            .fold(TrafficReport::default(), |t, m| {
-                plus(t, plus(m.carried, minus(m.last, m.base)))
-            });
-        Some(Traffic {
-            canary: sum.canary,
-            stable: sum.stable,
-            fallbacks_from_canary: sum.fallbacks_from_canary,
-            fallbacks_from_stable: sum.fallbacks_from_stable,
-        })
+        Some(since.members.values().fold(Traffic::default(), |t, m| {
+            plus(t, plus(m.carried, m.last.since(m.base)))
+        }))
     }
 }
 
 /// `a + b`, counter by counter.
-fn plus(a: TrafficReport, b: TrafficReport) -> TrafficReport {
+fn plus(a: Traffic, b: Traffic) -> Traffic {
     let add = |x: Counts, y: Counts| Counts {
         requests: x.requests + y.requests,
         errors: x.errors + y.errors,
     };
-    TrafficReport {
+    Traffic {
         canary: add(a.canary, b.canary),
         stable: add(a.stable, b.stable),
         fallbacks_from_canary: a.fallbacks_from_canary + b.fallbacks_from_canary,
         fallbacks_from_stable: a.fallbacks_from_stable + b.fallbacks_from_stable,
-    }
-}
-
-/// `a - b`, counter by counter, never below 0.
-fn minus(a: TrafficReport, b: TrafficReport) -> TrafficReport {
-    TrafficReport {
-        canary: a.canary.since(b.canary),
-        stable: a.stable.since(b.stable),
-        fallbacks_from_canary: a
-            .fallbacks_from_canary
-            .saturating_sub(b.fallbacks_from_canary),
-        fallbacks_from_stable: a
-            .fallbacks_from_stable
-            .saturating_sub(b.fallbacks_from_stable),
     }
 }
 

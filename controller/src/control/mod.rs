@@ -250,6 +250,7 @@ impl<S: Sources + Clone + 'static> Controller<S> {
     /// upgrade that failed after stopping it). The time it was stopped does not count as held.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Self {
         self.rollout.clock_stopped();
+        self.join();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {

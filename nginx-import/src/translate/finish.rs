@@ -52,11 +52,6 @@ impl Tx<'_> {
 
         // Blocks the front does not use, and the findings of those it does.
         self.report_unused(&used, &main_key);
-        if !self.body_size_set {
-            self.notes.push(
-                "nginx refused request bodies over 1 MB with 413 (`client_max_body_size` default); canaryd has no body size limit".into(),
-            );
-        }
 
         Ok(Plan {
             proxy,
@@ -177,7 +172,7 @@ impl Tx<'_> {
                 };
                 if key != *main_key {
                     let why = format!(
-                        "this location proxies to `{}`, the main one ({}) to `{}`; canaryd sends every path through the same stable/canary split",
+                        "this location proxies to `{}`, the main one ({}) to `{}`; not translated by import-nginx yet: write `[upstreams.NAME]` with its servers and a `[[proxy.routes]]` with this prefix and `upstream = \"NAME\"` (outside the split) by hand",
                         self.describe(&key),
                         main_src.at(),
                         self.describe(main_key)

@@ -130,6 +130,10 @@ struct Level {
     sets_host: Option<bool>,
     /// The first `access_log` of this level.
     access_log: Option<Val<access_log::LogTarget>>,
+    /// `client_max_body_size`, bytes.
+    body_size: Option<Val<u64>>,
+    /// This level's `add_header`s (nginx then ignores the inherited ones): (name, value).
+    add_headers: Option<Vec<Val<(String, String)>>>,
 }
 
 /// Client-connection settings (http and server level only).
@@ -271,7 +275,6 @@ struct Tx<'o> {
     http: Level,
     http_wide: Wide,
     threads: Option<Setting<usize>>,
-    body_size_set: bool,
     log_formats: Vec<access_log::LogFormat>,
     /// Listeners of the server blocks that only redirect to https.
     redirect_listens: Vec<Val<String>>,
@@ -291,7 +294,6 @@ impl<'o> Tx<'o> {
             http: Level::default(),
             http_wide: Wide::default(),
             threads: None,
-            body_size_set: false,
             log_formats: Vec::new(),
             redirect_listens: Vec::new(),
         }
@@ -306,9 +308,6 @@ impl<'o> Tx<'o> {
     }
 
     fn verdict(&mut self, d: &Directive) {
-        if d.name() == "client_max_body_size" {
-            self.body_size_set = true;
-        }
         match catalog::classify(d) {
             Verdict::Handled(r) => self.handled(d, r),
             Verdict::Untranslated(r) => self.untranslated(d, r),

@@ -49,6 +49,10 @@ pub struct ProxyPlan {
     pub keepalive_timeout: Option<Setting<Ms>>,
     pub keepalive_requests: Option<Setting<u64>>,
     pub client_timeout: Option<Setting<Ms>>,
+    /// `client_max_body_size`, bytes.
+    pub max_body_size: Option<Setting<u64>>,
+    /// `add_header`: (name, value).
+    pub add_response_headers: Vec<Setting<(String, String)>>,
 }
 
 /// `[proxy.tls]`.
@@ -76,6 +80,8 @@ pub struct RoutePlan {
     pub connect_timeout: Option<Setting<Ms>>,
     pub read_timeout: Option<Setting<Ms>>,
     pub write_timeout: Option<Setting<Ms>>,
+    /// A `client_max_body_size` of the location that differs from `[proxy]`'s.
+    pub max_body_size: Option<Setting<u64>>,
 }
 
 /// `[backends.stable]` / `[backends.canary]`.

@@ -1,5 +1,5 @@
 //! Settings nginx inherits http → server → location: upstream timeouts, `proxy_buffering`,
-//! `proxy_set_header Host` ([`Level`]), and the client-connection settings of the http and
+//! `proxy_set_header Host`, `client_max_body_size`, `add_header` ([`Level`]), and the client-connection settings of the http and
 //! server levels ([`Wide`]); collected here, resolved by inheritance in the second pass.
 
 use super::args::{invalid, number, one_arg, time_arg};
@@ -20,6 +20,11 @@ impl Level {
                 .access_log
                 .clone()
                 .or_else(|| parent.access_log.clone()),
+            body_size: self.body_size.clone().or_else(|| parent.body_size.clone()),
+            add_headers: self
+                .add_headers
+                .clone()
+                .or_else(|| parent.add_headers.clone()),
         }
     }
 
@@ -99,6 +104,13 @@ impl Tx<'_> {
                 self.tls_setting(d, wide)?
             }
             "access_log" => self.access_log(d, level)?,
+            "add_header" => self.add_header(d, level),
+            "client_max_body_size" => {
+                level.body_size = Some(Val {
+                    value: body_size(d, one_arg(d)?)?,
+                    src: Src::of(d),
+                });
+            }
             "log_format" => self.log_format(d)?,
             _ => self.verdict(d),
         }
@@ -176,5 +188,60 @@ impl Tx<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// nginx's size: bytes, or `k`/`m`/`g` (powers of 1024, either case); `0` is no limit.
+fn body_size(d: &Directive, arg: &str) -> Result<u64, ImportError> {
+    let (digits, unit) = match arg.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&arg[..i], c.to_ascii_lowercase()),
+        _ => (arg, 'b'),
+    };
+    let shift = match unit {
+        'b' => 0,
+        'k' => 10,
+        'm' => 20,
+        'g' => 30,
+        _ => {
+            return Err(invalid(
+                d,
+                format!("expected a size like `80m`, found `{arg}`"),
+            ))
+        }
+    };
+    let n: u64 = number(d, "size", digits)?;
+    Ok(n << shift)
+}
+
+impl Tx<'_> {
+    /// `add_header NAME VALUE [always]` → `add_response_headers` (canaryd adds them to every
+    /// answer, its own included: nginx's `always`); a value with a variable canaryd does not
+    /// have stays untranslated.
+    fn add_header(&mut self, d: &Directive, level: &mut Level) {
+        let (name, value) = match d.args() {
+            [n, v] => (&n.value, &v.value),
+            [n, v, a] if a.value == "always" => (&n.value, &v.value),
+            _ => {
+                return self.untranslated(d, "expected `add_header NAME VALUE [always]`");
+            }
+        };
+        if let Err(e) = canaryd_config::parse_template(value) {
+            return self.untranslated(
+                d,
+                format!(
+                    "canaryd's header values expected {e}; write `add_response_headers` by hand"
+                ),
+            );
+        }
+        level.add_headers.get_or_insert_with(Vec::new).push(Val {
+            value: (name.clone(), value.clone()),
+            src: Src::of(d),
+        });
+        if d.args().len() == 2 {
+            self.handled(
+                d,
+                "canaryd adds it to every answer, errors and its own included (nginx's `always`)",
+            );
+        }
     }
 }

@@ -547,3 +547,85 @@ fn tls_front_and_its_redirect_server() {
     let off = plan(&TLS_FRONT.replace("listen 443 ssl http2;", "listen 443 ssl;"));
     assert!(!off.tls.unwrap().http2.value);
 }
+
+#[test]
+fn client_max_body_size_becomes_max_body_size_for_proxy_and_routes() {
+    let p = plan(
+        r#"upstream g { server 127.0.0.1:8080 weight=9; server 127.0.0.1:8081 weight=1; }
+server {
+    listen 80;
+    client_max_body_size 80m;
+    location / { proxy_pass http://g; }
+    location /upload/ { proxy_pass http://g; client_max_body_size 1G; }
+    location /small/ { proxy_pass http://g; client_max_body_size 512k; }
+    location /same/ { proxy_pass http://g; client_max_body_size 80M; }
+}"#,
+    );
+    assert_eq!(p.proxy.max_body_size.as_ref().unwrap().value, 80 << 20);
+    let route = |prefix: &str| p.routes.iter().find(|r| r.prefix == prefix);
+    assert_eq!(
+        route("/upload/")
+            .unwrap()
+            .max_body_size
+            .as_ref()
+            .unwrap()
+            .value,
+        1 << 30
+    );
+    assert_eq!(
+        route("/small/")
+            .unwrap()
+            .max_body_size
+            .as_ref()
+            .unwrap()
+            .value,
+        512 << 10
+    );
+    assert!(route("/same/").is_none(), "the same limit needs no route");
+    assert!(untranslated(&p).is_empty(), "{:?}", untranslated(&p));
+    let bad = plan_with(
+        "upstream g { server 127.0.0.1:1; }\nserver { client_max_body_size 5x; location / { proxy_pass http://g; } }",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        bad.contains("expected a size like `80m`, found `5x`"),
+        "{bad}"
+    );
+}
+
+#[test]
+fn add_header_follows_nginx_inheritance_into_proxy() {
+    let p = plan(
+        r#"upstream g { server 127.0.0.1:8080 weight=9; server 127.0.0.1:8081 weight=1; }
+server {
+    listen 80;
+    add_header Strict-Transport-Security "max-age=63072000" always;
+    add_header X-Host $host;
+    location / { proxy_pass http://g; }
+    location /api/ { proxy_pass http://g; add_header X-Api yes; }
+    location /bad/ { proxy_pass http://g; add_header X-Up $upstream_addr; }
+}"#,
+    );
+    let headers: Vec<_> = p
+        .proxy
+        .add_response_headers
+        .iter()
+        .map(|s| (s.value.0.as_str(), s.value.1.as_str()))
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            ("Strict-Transport-Security", "max-age=63072000"),
+            ("X-Host", "$host")
+        ]
+    );
+    assert_eq!(
+        untranslated(&p),
+        [
+            "7: add_header X-Api yes",
+            "8: add_header X-Up $upstream_addr"
+        ]
+    );
+}

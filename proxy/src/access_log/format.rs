@@ -31,7 +31,10 @@ pub struct Entry<'a> {
     pub upstream: Option<SocketAddr>,
     /// From the last attempt's start to the end of the response.
     pub upstream_time: Option<Duration>,
-    pub variant: Variant,
+    /// The request id (`$request_id`: the client's `X-Request-Id` or canaryd's own).
+    pub request_id: Option<&'a [u8]>,
+    /// The side of the split; `None` for a route to a named upstream.
+    pub variant: Option<Variant>,
     pub route: &'a str,
 }
 
@@ -66,8 +69,8 @@ pub fn json(out: &mut Vec<u8>, e: &Entry<'_>, now: &Now) {
     out.extend_from_slice(b"{\"time\":\"");
     out.extend_from_slice(now.iso8601());
     out.extend_from_slice(b"\",\"request_id\":");
-    match e.req.headers.get("x-request-id") {
-        Some(v) => json_string(out, v.as_bytes()),
+    match e.request_id {
+        Some(id) => json_string(out, id),
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"client\":");
@@ -89,9 +92,16 @@ pub fn json(out: &mut Vec<u8>, e: &Entry<'_>, now: &Now) {
         Some(t) => seconds(out, t),
         None => out.extend_from_slice(b"null"),
     }
-    out.extend_from_slice(b",\"variant\":\"");
-    out.extend_from_slice(e.variant.as_str().as_bytes());
-    out.extend_from_slice(b"\",\"route\":");
+    out.extend_from_slice(b",\"variant\":");
+    match e.variant {
+        Some(v) => {
+            out.push(b'"');
+            out.extend_from_slice(v.as_str().as_bytes());
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"route\":");
     json_string(out, e.route.as_bytes());
     out.extend_from_slice(b"}\n");
 }
