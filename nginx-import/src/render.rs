@@ -28,6 +28,9 @@ pub fn render(source: &str, plan: &Plan) -> String {
         &plan.canary,
         plan.health_path.as_deref(),
     );
+    for (name, p) in &plan.upstreams {
+        pool(&mut out, name, p, None);
+    }
     routing(&mut out, plan);
     rest(&mut out, plan);
     out
@@ -209,12 +212,20 @@ fn proxy(out: &mut String, plan: &Plan) {
         if let Some(s) = &r.max_body_size {
             kv(out, &format!("max_body_size = {}", s.value), &s.comment);
         }
+        if let Some(u) = &r.upstream {
+            kv(out, &format!("upstream = {}", q(u)), "outside the split");
+        }
         line(out, "");
     }
 }
 
 fn pool(out: &mut String, name: &str, p: &PoolPlan, health: Option<&str>) {
-    kv(out, &format!("[backends.{name}]"), &p.comment);
+    let section = if matches!(name, "stable" | "canary") {
+        format!("[backends.{name}]")
+    } else {
+        format!("[upstreams.{name}]")
+    };
+    kv(out, &section, &p.comment);
     let entry = |s: &Setting<super::translate::ServerOut>| {
         if p.weighted {
             format!(

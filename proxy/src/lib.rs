@@ -68,7 +68,10 @@ use canaryd_config::DataPlaneConfig;
 pub use handover::{
     serve_upgrades, Claimed, HandoverError, Listeners, Origin, Upgrade, UpgradeHooks,
 };
-pub use metrics::{escape as escape_label, FailureKind, FallbackReason, Metrics, PoolCounters};
+pub use metrics::{
+    escape as escape_label, FailureKind, FallbackReason, Histogram, Metrics, PoolCounters,
+    LATENCY_BOUNDS_S,
+};
 pub use plane::{DataPlane, Drain, NamedUpstream, Upstreams};
 pub use pool::{Pool, PoolError};
 pub use process_metrics::render as render_process_metrics;

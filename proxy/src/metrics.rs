@@ -18,7 +18,7 @@ use crate::routing::Variant;
 use crate::windows::Windows;
 
 /// Histogram upper bounds in seconds: 50 µs to 60 s.
-pub(crate) const LATENCY_BOUNDS_S: [f64; 19] = [
+pub const LATENCY_BOUNDS_S: [f64; 19] = [
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
@@ -153,6 +153,20 @@ impl Histogram {
 
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
+    }
+
+    /// Requests per bucket of [`LATENCY_BOUNDS_S`] (non-cumulative), then those above the last
+    /// bound, since start: what the controller's latency test reads (a read of the counters
+    /// `observe` keeps anyway, not a snapshot: a request being recorded may be missing from
+    /// the overflow).
+    pub fn buckets(&self) -> [u64; N_BOUNDS + 1] {
+        let mut out = [0; N_BOUNDS + 1];
+        for (o, b) in out.iter_mut().zip(&self.buckets) {
+            *o = b.load(Ordering::Relaxed);
+        }
+        let counted: u64 = out[..N_BOUNDS].iter().sum();
+        out[N_BOUNDS] = self.count().saturating_sub(counted);
+        out
     }
 
     /// Appends the series of `name` with `labels` (`variant="stable"`).

@@ -36,14 +36,8 @@ fn served_by(d: &Canaryd, host: &str, path: &str) -> String {
 
 #[test]
 fn routes_reach_named_upstreams_by_path_and_host_and_the_rest_the_split() {
-    let (stable, canary) = (
-        FakeGateway::spawn("stable", &[]),
-        FakeGateway::spawn("canary", &[]),
-    );
-    let (api, admin) = (
-        FakeGateway::spawn("api", &[]),
-        FakeGateway::spawn("admin", &[]),
-    );
+    let [stable, canary, api, admin] =
+        ["stable", "canary", "api", "admin"].map(|n| FakeGateway::spawn(n, &[]));
     // The whole split on the canary: the named routes do not follow it.
     let mut s = setup(&stable, &canary, &api, &admin);
     s.percent = 100.0;
@@ -85,14 +79,8 @@ fn routes_reach_named_upstreams_by_path_and_host_and_the_rest_the_split() {
 
 #[test]
 fn a_reload_moves_a_route_to_another_upstream_live() {
-    let (stable, canary) = (
-        FakeGateway::spawn("stable", &[]),
-        FakeGateway::spawn("canary", &[]),
-    );
-    let (api, admin) = (
-        FakeGateway::spawn("api", &[]),
-        FakeGateway::spawn("admin", &[]),
-    );
+    let [stable, canary, api, admin] =
+        ["stable", "canary", "api", "admin"].map(|n| FakeGateway::spawn(n, &[]));
     let d = Canaryd::start(&setup(&stable, &canary, &api, &admin));
     assert_eq!(served_by(&d, "x", "/api/users"), "api");
 

@@ -24,7 +24,7 @@ use tokio::time::timeout;
 
 use super::Inner;
 use crate::control::{traffic_of, wall_ms};
-use crate::policy::{Counts, Traffic};
+use crate::policy::{Counts, Histogram, Traffic};
 
 /// How often a member publishes and reads reports.
 const EVERY: Duration = Duration::from_secs(1);
@@ -79,6 +79,11 @@ pub struct TrafficReport {
     pub stable: Counts,
     pub fallbacks_from_canary: u64,
     pub fallbacks_from_stable: u64,
+    /// Latency per bucket (`test = "mann-whitney"`); absent from older members' reports.
+    #[serde(default)]
+    pub canary_latency: Histogram,
+    #[serde(default)]
+    pub stable_latency: Histogram,
 }
 
 impl From<Traffic> for TrafficReport {
@@ -88,6 +93,8 @@ impl From<Traffic> for TrafficReport {
             stable: t.stable,
             fallbacks_from_canary: t.fallbacks_from_canary,
             fallbacks_from_stable: t.fallbacks_from_stable,
+            canary_latency: t.canary_latency,
+            stable_latency: t.stable_latency,
         }
     }
 }
@@ -99,6 +106,8 @@ impl From<TrafficReport> for Traffic {
             stable: t.stable,
             fallbacks_from_canary: t.fallbacks_from_canary,
             fallbacks_from_stable: t.fallbacks_from_stable,
+            canary_latency: t.canary_latency,
+            stable_latency: t.stable_latency,
         }
     }
 }
@@ -227,7 +236,15 @@ fn plus(a: Traffic, b: Traffic) -> Traffic {
         stable: add(a.stable, b.stable),
         fallbacks_from_canary: a.fallbacks_from_canary + b.fallbacks_from_canary,
         fallbacks_from_stable: a.fallbacks_from_stable + b.fallbacks_from_stable,
+        canary_latency: sum(a.canary_latency, &b.canary_latency),
+        stable_latency: sum(a.stable_latency, &b.stable_latency),
     }
+}
+
+/// `a + b`, bucket by bucket.
+fn sum(mut a: Histogram, b: &Histogram) -> Histogram {
+    a.add(b);
+    a
 }
 
 /// Sums counts and buckets (never ratios or quantiles) of `window` across `reports`.

@@ -50,10 +50,11 @@ use recover::{manual_split, restore, BLOCKED_HINT};
 use sampling::{sample_rule, Sampled, StepBase};
 
 use crate::api::{
-    Action, By, Decision, Kind, RolloutStatus, RuleSamples, RuleStatus, State, Status,
+    Action, By, Decision, Kind, RolloutStatus, RuleLatency, RuleSamples, RuleStatus, State, Status,
 };
 use crate::policy::{
-    baseline_ratio, sequential, traffic, Compare, Policy, Rule, Sample, SourceKind, Traffic,
+    baseline_ratio, mann_whitney, sequential, traffic, Compare, Policy, Rule, Sample, SourceKind,
+    TestKind, Traffic,
 };
 use crate::rollout::{Command, Phase, Refusal, Rollout, RolloutState, Transition};
 use crate::store::{DecisionLog, StateError, StateStore};

@@ -27,7 +27,8 @@
 //! - `server.rs`: `server` blocks and listeners; `location.rs`: locations and `proxy_pass`.
 //! - `map.rs`: `map` on a header → the upstream of each value and `[routing]`.
 //! - `split.rs`: which servers are the canary, the two pools, `initial_percent`.
-//! - `proxy.rs`: `[proxy]` and `[[proxy.routes]]`.
+//! - `proxy.rs`: `[proxy]` and `[[proxy.routes]]`; prefix locations proxying to another
+//!   upstream become `[upstreams.NAME]` and a route with `upstream` (`finish.rs`).
 //! - `access_log.rs`: `access_log` and `log_format` → `[proxy.access_log]`.
 //! - `tls.rs`: `listen … ssl`, `ssl_*`, `http2` → `[proxy.tls]`; the redirect-only server →
 //!   `https_redirect`.
@@ -276,6 +277,8 @@ struct Tx<'o> {
     http_wide: Wide,
     threads: Option<Setting<usize>>,
     log_formats: Vec<access_log::LogFormat>,
+    /// Prefix locations proxying to another upstream than the main one: (prefix, upstream).
+    named_routes: Vec<(String, usize, Src)>,
     /// Listeners of the server blocks that only redirect to https.
     redirect_listens: Vec<Val<String>>,
 }
@@ -296,6 +299,7 @@ impl<'o> Tx<'o> {
             threads: None,
             log_formats: Vec::new(),
             redirect_listens: Vec::new(),
+            named_routes: Vec::new(),
         }
     }
 

@@ -22,6 +22,8 @@ pub struct Plan {
     pub tls: Option<TlsPlan>,
     pub stable: PoolPlan,
     pub canary: PoolPlan,
+    /// `[upstreams.NAME]`: the upstreams of prefix locations other than the main one.
+    pub upstreams: Vec<(String, PoolPlan)>,
     pub routing: Option<RoutingPlan>,
     pub initial_percent: Setting<f64>,
     /// A proxied health path to suggest for active checks (nginx open source has none).
@@ -82,6 +84,8 @@ pub struct RoutePlan {
     pub write_timeout: Option<Setting<Ms>>,
     /// A `client_max_body_size` of the location that differs from `[proxy]`'s.
     pub max_body_size: Option<Setting<u64>>,
+    /// A named upstream serving the location outside the split.
+    pub upstream: Option<String>,
 }
 
 /// `[backends.stable]` / `[backends.canary]`.

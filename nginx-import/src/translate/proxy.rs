@@ -171,6 +171,7 @@ impl Tx<'_> {
                 connect_timeout: field(0),
                 read_timeout: field(1),
                 write_timeout: field(2),
+                upstream: None,
                 max_body_size: body_differs.then(|| match &eff[i].body_size {
                     Some(v) => Setting {
                         value: v.value,

@@ -261,12 +261,12 @@ fn other_upstreams_per_location_and_unused_blocks_are_reported() {
              server { listen 81; return 301 https://example.com; }\n",
         );
     let u = untranslated(&p);
-    assert!(
-        u.contains(&"6: proxy_pass http://admin".to_string()),
-        "{u:?}"
-    );
+    // Another upstream of a prefix location: a named upstream and its route.
+    assert!(!u.iter().any(|f| f.contains("admin")), "{u:?}");
+    assert_eq!(p.upstreams[0].0, "admin");
+    let admin = p.routes.iter().find(|r| r.prefix == "/admin/").unwrap();
+    assert_eq!(admin.upstream.as_deref(), Some("admin"));
     assert!(u.contains(&"7: proxy_pass http://u/".to_string()), "{u:?}");
-    assert!(u.contains(&"2: upstream admin { … }".to_string()), "{u:?}");
     assert!(u.contains(&"3: upstream spare { … }".to_string()), "{u:?}");
     assert!(u.contains(&"8: server { … }".to_string()), "{u:?}");
     // The unused server block's own directives are reported with the block, not one by one.
@@ -379,13 +379,12 @@ fn plain_address_upstreams_and_https() {
     let u = untranslated(&p);
     assert_eq!(
         u,
-        [
-            "1: server unix:/run/x.sock",
-            "2: proxy_pass https://u",
-            "3: proxy_pass http://10.0.0.5:8080"
-        ]
+        ["1: server unix:/run/x.sock", "2: proxy_pass https://u",]
     );
     assert_eq!(addrs(&p.stable), ["10.0.0.1:80"]);
+    // A plain address of a prefix location: a named upstream of its own.
+    assert_eq!(p.upstreams[0].0, "10_0_0_5_8080");
+    assert_eq!(addrs(&p.upstreams[0].1), ["10.0.0.5:8080"]);
 }
 
 #[test]
