@@ -135,25 +135,19 @@ fn hot_path_does_not_allocate() {
 
     let proxy = ProxyConfig {
         routes: vec![
+            RouteConfig::new("/api/"),
             RouteConfig {
-                prefix: "/api/".into(),
-                connect_timeout: None,
-                read_timeout: None,
-                write_timeout: None,
-            },
-            RouteConfig {
-                prefix: "/api/stream".into(),
-                connect_timeout: None,
                 read_timeout: Some(Duration::from_secs(3600)),
-                write_timeout: None,
+                ..RouteConfig::new("/api/stream")
             },
         ],
         ..ProxyConfig::default()
     };
-    let routes = Routes::new(&proxy);
-    let metrics = Metrics::new(vec!["default".into(), "/api/".into()]);
+    let routes = Routes::new(&proxy, &[], &[]);
+    let metrics = Metrics::new();
     let pool = Pool::new(
-        Variant::Stable,
+        "backends.stable",
+        0,
         &PoolConfig {
             servers: vec![
                 ServerEntry {
@@ -168,10 +162,9 @@ fn hot_path_does_not_allocate() {
             health: None,
             max_fails: 1,
             fail_timeout: Duration::from_secs(10),
+            keepalive: None,
             ca_file: None,
         },
-        &routes,
-        Duration::from_secs(60),
     )
     .unwrap();
 
@@ -263,7 +256,7 @@ fn hot_path_does_not_allocate() {
             let status = [200, 302, 404, 503][usize::from(i % 4)];
             metrics.record(
                 variant,
-                usize::from(i % 3),
+                &routes.all()[usize::from(i % 3)].stats,
                 status,
                 Duration::from_micros(u64::from(i)),
             );
@@ -275,6 +268,7 @@ fn hot_path_does_not_allocate() {
             black_box(routes.match_path(black_box(b"/api/stream/events")));
             black_box(routes.match_path(black_box(b"/api/users/1")));
             black_box(routes.match_path(black_box(b"/health")));
+            black_box(routes.match_request(black_box(b"App.Example.com"), black_box(b"/api/x")));
         }),
     );
     check(
@@ -309,6 +303,7 @@ fn hot_path_does_not_allocate() {
         duration: Duration::from_micros(4_200),
         upstream: Some("127.0.0.1:8080".parse().unwrap()),
         upstream_time: Some(Duration::from_micros(3_900)),
+        request_id: Some(b"4f1c2a9e0b7d4c13a5e8f60d9b2c7e11"),
         variant: Some(Variant::Stable),
         route: "default",
     };

@@ -324,7 +324,12 @@ fn json_lines_parse_for_a_mixed_load() {
     assert_eq!(seen[&3]["status"], 404);
     assert_eq!(seen[&4]["status"], 502);
     assert_eq!(seen[&6]["request_id"], "rid-6");
-    assert!(seen[&1]["request_id"].is_null());
+    // Without the client's own id, canaryd's (also forwarded as X-Request-Id).
+    let generated = seen[&1]["request_id"].as_str().unwrap_or_default();
+    assert!(
+        generated.len() == 32 && generated.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{generated}"
+    );
     assert_eq!(seen[&8]["status"], 201);
     assert_eq!(seen[&10]["route"], "/api/stream");
     assert!(

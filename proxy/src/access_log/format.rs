@@ -31,7 +31,9 @@ pub struct Entry<'a> {
     pub upstream: Option<SocketAddr>,
     /// From the last attempt's start to the end of the response.
     pub upstream_time: Option<Duration>,
-    /// `None` for an answer given before routing (a redirect to https).
+    /// The request id (`$request_id`: the client's `X-Request-Id` or canaryd's own).
+    pub request_id: Option<&'a [u8]>,
+    /// The side of the split; `None` for a route to a named upstream.
     pub variant: Option<Variant>,
     pub route: &'a str,
 }
@@ -67,8 +69,8 @@ pub fn json(out: &mut Vec<u8>, e: &Entry<'_>, now: &Now) {
     out.extend_from_slice(b"{\"time\":\"");
     out.extend_from_slice(now.iso8601());
     out.extend_from_slice(b"\",\"request_id\":");
-    match e.req.headers.get("x-request-id") {
-        Some(v) => json_string(out, v.as_bytes()),
+    match e.request_id {
+        Some(id) => json_string(out, id),
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"client\":");
@@ -91,7 +93,14 @@ pub fn json(out: &mut Vec<u8>, e: &Entry<'_>, now: &Now) {
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"variant\":");
-    quoted_or_null(out, e.variant.map(Variant::as_str));
+    match e.variant {
+        Some(v) => {
+            out.push(b'"');
+            out.extend_from_slice(v.as_str().as_bytes());
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
     out.extend_from_slice(b",\"route\":");
     json_string(out, e.route.as_bytes());
     out.extend_from_slice(b"}\n");
@@ -127,7 +136,7 @@ fn remote_addr(out: &mut Vec<u8>, client: Option<IpAddr>) {
     }
 }
 
-/// A value without JSON escapes (an address, a variant) as a JSON string (through `Display`, without a `String`), or `null`.
+/// An address as a JSON string (through `Display`, without a `String`), or `null`.
 fn quoted_or_null(out: &mut Vec<u8>, value: Option<impl std::fmt::Display>) {
     use std::io::Write as _;
     match value {

@@ -32,6 +32,7 @@ fn entry<'a>(req: &'a RequestHeader) -> Entry<'a> {
         duration: Duration::from_micros(12_345),
         upstream: Some("127.0.0.1:8080".parse().unwrap()),
         upstream_time: Some(Duration::from_millis(11)),
+        request_id: req.headers.get("x-request-id").map(|v| v.as_bytes()),
         variant: Some(Variant::Canary),
         route: "/api",
     }
@@ -152,6 +153,7 @@ fn json_line_parses_with_every_field() {
     e.upstream = None;
     e.upstream_time = None;
     e.client = None;
+    e.request_id = None;
     e.variant = None;
     let req2 = request("GET", b"/", &[]);
     e.req = &req2;
