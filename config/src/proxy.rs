@@ -55,6 +55,11 @@ pub struct ProxyConfig {
     pub upstream_idle_timeout: Duration,
     /// Idle upstream connections kept for reuse (nginx `keepalive`).
     pub keepalive_pool: usize,
+    /// Shadow copies (a step's `shadow`) in flight at once; over it a copy is dropped.
+    pub shadow_max_inflight: u64,
+    /// How long a shadow copy may take, connect to the end of its answer.
+    #[serde(deserialize_with = "duration")]
+    pub shadow_timeout: Duration,
     /// Downstream keepalive timeout (nginx `keepalive_timeout`, 75 s).
     #[serde(deserialize_with = "duration")]
     pub keepalive_timeout: Duration,
@@ -110,6 +115,8 @@ impl Default for ProxyConfig {
             write_timeout: Duration::from_secs(30),
             upstream_idle_timeout: Duration::from_secs(60),
             keepalive_pool: 256,
+            shadow_max_inflight: 64,
+            shadow_timeout: Duration::from_secs(2),
             keepalive_timeout: Duration::from_secs(75),
             keepalive_requests: 1000,
             client_timeout: Duration::from_secs(60),

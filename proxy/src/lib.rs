@@ -70,6 +70,7 @@ pub use handover::{
 };
 pub use metrics::{
     escape as escape_label, FailureKind, FallbackReason, Histogram, Metrics, PoolCounters,
+    ShadowCounters,
     LATENCY_BOUNDS_S,
 };
 pub use plane::{DataPlane, Drain, NamedUpstream, Upstreams};
@@ -81,7 +82,7 @@ pub use routes::Routes;
 pub use routing::{Reason, Router, RoutingHandle, RoutingTable, Variant};
 pub use server::{ProxyServer, ServerError, StopHandle};
 pub use tls::{check_tls, CertError, TlsError};
-pub use windows::{WindowStats, Windows};
+pub use windows::{Lane, WindowStats, Windows};
 
 /// Why the data plane cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +180,8 @@ pub fn build_upstreams(
         client_header_timeout: cfg.proxy.client_header_timeout,
         client_timeout: cfg.proxy.client_timeout,
         keepalive_pool: cfg.proxy.keepalive_pool,
+        shadow_max_inflight: cfg.proxy.shadow_max_inflight,
+        shadow_timeout: cfg.proxy.shadow_timeout,
         upstream_idle_timeout: cfg.proxy.upstream_idle_timeout,
         https_redirect: cfg.proxy.https_redirect,
         https_redirect_except: cfg.proxy.https_redirect_except.clone(),

@@ -136,6 +136,21 @@ pub struct Metrics {
     /// Per-variant sliding windows for the controller's `source = "local"` rules.
     windows: Windows,
     conns: ConnMetrics,
+    /// Shadow traffic (`request/shadow.rs`).
+    pub shadow: ShadowCounters,
+}
+
+/// What shadow traffic did: `canaryd_shadow_requests_total{outcome}` and the copies in flight.
+#[derive(Debug, Default)]
+pub struct ShadowCounters {
+    /// Copies sent to the canary whose answer came back (any status).
+    pub sent: AtomicU64,
+    /// Copies not sent: `shadow_max_inflight` were in flight already.
+    pub dropped: AtomicU64,
+    /// Copies that failed: no canary server available, connect, write, read or timeout.
+    pub error: AtomicU64,
+    /// Copies in flight now (bounded by `shadow_max_inflight`).
+    pub inflight: AtomicU64,
 }
 
 // === impl Histogram ===
@@ -248,6 +263,7 @@ impl Metrics {
             fallbacks: Default::default(),
             windows: Windows::new(),
             conns: ConnMetrics::default(),
+            shadow: ShadowCounters::default(),
         }
     }
 
@@ -336,6 +352,15 @@ impl Metrics {
             }
         }
         self.render_connections(out);
+        out.push_str("# HELP canaryd_shadow_requests_total Copies of requests sent to the canary as shadow traffic, by outcome.\n# TYPE canaryd_shadow_requests_total counter\n");
+        let sh = &self.shadow;
+        for (outcome, n) in [("sent", &sh.sent), ("dropped", &sh.dropped), ("error", &sh.error)] {
+            let _ = writeln!(
+                out,
+                "canaryd_shadow_requests_total{{outcome=\"{outcome}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP canaryd_canary_weight_percent Share of traffic routed to the canary.\n# TYPE canaryd_canary_weight_percent gauge\ncanaryd_canary_weight_percent {}",

@@ -53,6 +53,9 @@ pub struct Upstreams {
     pub client_timeout: Duration,
     /// Idle upstream connections kept per worker thread.
     pub keepalive_pool: usize,
+    /// `[proxy] shadow_max_inflight` and `shadow_timeout` (`request/shadow.rs`).
+    pub shadow_max_inflight: u64,
+    pub shadow_timeout: Duration,
     /// How long an idle upstream connection is kept.
     pub upstream_idle_timeout: Duration,
     /// Plain listeners answer `301 https://…` (except the paths below).

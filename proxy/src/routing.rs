@@ -43,6 +43,9 @@ pub struct Decision {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoutingTable {
     pub weight_bp: u16,
+    /// Share of the idempotent, bodiless requests served by stable that are also sent to the
+    /// canary as shadow traffic (`request/shadow.rs`), in basis points.
+    pub shadow_bp: u16,
     /// Bumped on every swap; lets tests and logs tell tables apart.
     pub generation: u64,
 }
@@ -108,6 +111,7 @@ impl RoutingHandle {
         Self {
             table: Arc::new(ArcSwap::from_pointee(RoutingTable {
                 weight_bp: weight_bp.min(BUCKETS),
+                shadow_bp: 0,
                 generation: 0,
             })),
         }
@@ -127,10 +131,21 @@ impl RoutingHandle {
         self.table.load().weight_bp
     }
 
-    /// Replaces the split in one atomic swap. Returns the new table.
+    pub fn shadow_bp(&self) -> u16 {
+        self.table.load().shadow_bp
+    }
+
+    /// Replaces the split in one atomic swap, with no shadow traffic (a rollback, a pause, a
+    /// manual weight: shadowing is only ever turned on by a step). Returns the new table.
     pub fn set_weight_bp(&self, weight_bp: u16) -> RoutingTable {
+        self.set_split(weight_bp, 0)
+    }
+
+    /// Replaces the split and the shadow share in one atomic swap. Returns the new table.
+    pub fn set_split(&self, weight_bp: u16, shadow_bp: u16) -> RoutingTable {
         let mut new = RoutingTable {
             weight_bp: weight_bp.min(BUCKETS),
+            shadow_bp: shadow_bp.min(BUCKETS),
             generation: 0,
         };
         self.table.rcu(|old| {

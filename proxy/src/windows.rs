@@ -46,6 +46,32 @@ pub const MAX_WINDOW_S: u64 = RING as u64 - 1;
 /// Latency buckets: one per bound of [`LATENCY_BOUNDS_S`], then the overflow bucket.
 pub const N_BUCKETS: usize = LATENCY_BOUNDS_S.len() + 1;
 
+/// Rings: stable, canary, then the canary's shadow answers ([`Lane::Shadow`]).
+const LANES: usize = 3;
+
+/// Whose answers a window counts: a variant's, or the canary's answers to shadow traffic
+/// (`request/shadow.rs`), kept apart so they never mix with what clients were served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Variant(Variant),
+    Shadow,
+}
+
+impl Lane {
+    fn index(self) -> usize {
+        match self {
+            Lane::Variant(v) => v.index(),
+            Lane::Shadow => 2,
+        }
+    }
+}
+
+impl From<Variant> for Lane {
+    fn from(v: Variant) -> Self {
+        Lane::Variant(v)
+    }
+}
+
 /// Per-variant sliding windows of request counts, 5xx counts and latencies.
 pub struct Windows {
     /// `[variant][second % RING]`, flattened; allocated once.
@@ -81,28 +107,28 @@ pub struct WindowStats {
 impl Windows {
     pub fn new() -> Self {
         Self {
-            slots: (0..2 * RING).map(|_| Slot::default()).collect(),
+            slots: (0..LANES * RING).map(|_| Slot::default()).collect(),
         }
     }
 
     /// One response (or failed upstream attempt) of `variant`, now.
-    pub fn record(&self, variant: Variant, status: u16, elapsed: Duration) {
-        self.record_at(variant, status, elapsed, clock::now_ms() / 1000);
+    pub fn record(&self, variant: impl Into<Lane>, status: u16, elapsed: Duration) {
+        self.record_at(variant.into(), status, elapsed, clock::now_ms() / 1000);
     }
 
     /// What the last `window` of `variant` holds. `window` is rounded up to whole seconds and
     /// clamped to `1..=MAX_WINDOW_S`.
-    pub fn stats(&self, variant: Variant, window: Duration) -> WindowStats {
-        self.stats_at(variant, window, clock::now_ms())
+    pub fn stats(&self, variant: impl Into<Lane>, window: Duration) -> WindowStats {
+        self.stats_at(variant.into(), window, clock::now_ms())
     }
 
-    fn slot(&self, variant: Variant, second: u64) -> &Slot {
-        &self.slots[variant.index() * RING + (second % RING as u64) as usize]
+    fn slot(&self, lane: Lane, second: u64) -> &Slot {
+        &self.slots[lane.index() * RING + (second % RING as u64) as usize]
     }
 
     /// [`Windows::record`] in second `now_s` (since process start).
-    fn record_at(&self, variant: Variant, status: u16, elapsed: Duration, now_s: u64) {
-        let slot = self.slot(variant, now_s);
+    fn record_at(&self, lane: impl Into<Lane>, status: u16, elapsed: Duration, now_s: u64) {
+        let slot = self.slot(lane.into(), now_s);
         let mut seen = slot.second.load(Relaxed);
         while seen != now_s {
             if seen > now_s {
@@ -128,7 +154,8 @@ impl Windows {
     }
 
     /// [`Windows::stats`] at `now_ms` milliseconds on the [`clock`].
-    fn stats_at(&self, variant: Variant, window: Duration, now_ms: u64) -> WindowStats {
+    fn stats_at(&self, lane: impl Into<Lane>, window: Duration, now_ms: u64) -> WindowStats {
+        let lane = lane.into();
         let now_s = now_ms / 1000;
         let window_s =
             (window.as_secs() + u64::from(window.subsec_nanos() > 0)).clamp(1, MAX_WINDOW_S);
@@ -147,7 +174,7 @@ impl Windows {
             buckets: vec![0; N_BUCKETS],
         };
         for second in first..=now_s {
-            let slot = self.slot(variant, second);
+            let slot = self.slot(lane, second);
             if slot.second.load(Relaxed) != second {
                 continue;
             }

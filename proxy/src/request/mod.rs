@@ -9,6 +9,8 @@
 //! - `upstream`: one attempt over one upstream connection, and relaying the response.
 //! - `upstream_pool`: the per-worker (thread-local) upstream keepalive pool.
 //! - `retry`: the request body read ahead for replay.
+//! - `shadow`: a copy of a stable request sent to the canary off the client's path (a step's
+//!   `shadow`), its answer judged and discarded.
 //! - `upgrade`: upgraded (WebSocket) tunnels.
 //! - `redirect`: `https_redirect` on plain listeners (`301 https://$host$request_uri`).
 
@@ -17,6 +19,7 @@ mod own_response;
 mod redirect;
 mod retry;
 mod session;
+mod shadow;
 mod upgrade;
 mod upstream;
 mod upstream_pool;

@@ -32,7 +32,7 @@ use pingora_core::protocols::http::ServerSession;
 
 use super::retry::RequestBody;
 use super::upstream::{self, AttemptError, RelayEnd};
-use super::{own_response, redirect, upgrade, upstream_pool};
+use super::{own_response, redirect, shadow, upgrade, upstream_pool};
 use crate::header_rules::Vars;
 use crate::metrics::{FailureKind, FallbackReason, PoolCounters, UpstreamConnState};
 use crate::plane::{DataPlane, NamedUpstream, Upstreams};
@@ -234,6 +234,7 @@ pub async fn serve(
     let _inflight = plane.drain.enter();
     let (mut r, decision, idempotent, upgrade, expect_continue, too_large) =
         start_request(plane, up, ds, client_ip, tls, start);
+    shadow::mirror(plane, up, decision, ds, client_ip, r.scheme);
     let done = answer(
         &mut r,
         decision,
