@@ -88,7 +88,7 @@ pub fn serve(path: &Path, upgrade: bool) -> anyhow::Result<()> {
         let _guard = control.enter();
         Arc::new(DecisionLog::from_config(&cfg.rollout))
     };
-    let sources = LiveSources::new(prom, plane.metrics.clone());
+    let sources = LiveSources::new(prom, plane.metrics.clone()).with_table(plane.table.clone());
     // A fleet member: elected, fenced and watched through etcd (its tasks start here and
     // never hold up the start); local rules judge the fleet's summed reports.
     let link = cluster_opts.map(|o| {

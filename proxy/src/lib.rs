@@ -19,7 +19,7 @@
 //! - `forwarding`: X-Real-IP / X-Forwarded-For / X-Forwarded-Proto as nginx sets them.
 //! - `metrics` and `process_metrics`: lock-free counters and histograms, Prometheus text.
 //! - `route_metrics`: per-route and per-named-upstream counters, carried across reloads.
-//! - `windows`: per-variant one-second rings (requests, 5xx, latency buckets) giving the
+//! - `windows`: per-variant (and shadow) one-second rings (requests, 5xx, latency buckets) giving the
 //!   controller's `source = "local"` rules error ratio, rps and quantiles over the last seconds.
 //! - `plane`: what every worker shares: routing handle, metrics, drain accounting, and the
 //!   reloadable upstreams generation.
@@ -70,8 +70,7 @@ pub use handover::{
 };
 pub use metrics::{
     escape as escape_label, FailureKind, FallbackReason, Histogram, Metrics, PoolCounters,
-    ShadowCounters,
-    LATENCY_BOUNDS_S,
+    ShadowCounters, LATENCY_BOUNDS_S,
 };
 pub use plane::{DataPlane, Drain, NamedUpstream, Upstreams};
 pub use pool::{Pool, PoolError};

@@ -3,7 +3,9 @@
 //!
 //! The controller's `source = "local"` rules judge the canary from these instead of scraping a
 //! Prometheus server: error ratio (5xx / requests), requests per second and latency quantiles,
-//! for stable and canary side by side, over the same window.
+//! for stable and canary side by side, over the same window. A third series, [`Lane::Shadow`],
+//! holds the canary's answers to shadow traffic (`request/shadow.rs`): what a dark step (weight
+//! 0, `shadow` > 0) is judged on, never mixed with what clients were served.
 //!
 //! # How
 //!

@@ -75,6 +75,7 @@ mod replay;
 mod retention;
 mod rollout;
 mod routing;
+mod shadow;
 mod shutdown;
 mod slow_prometheus;
 mod status_page;

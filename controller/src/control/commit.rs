@@ -106,8 +106,9 @@ impl<S: Sources + Clone + 'static> Controller<S> {
                     tracing::info!("rollout state saved again");
                 }
                 self.unapplied_logged.clear();
-                if current != wanted {
-                    self.table.set_weight_bp(wanted);
+                let shadow = RoutingHandle::percent_to_bp(self.rollout.current_shadow());
+                if current != wanted || self.table.shadow_bp() != shadow {
+                    self.table.set_split(wanted, shadow);
                 }
                 true
             }

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
-use canaryd_proxy::{Metrics, Variant, WindowStats};
+use canaryd_proxy::{Lane, Metrics, RoutingHandle, Variant, WindowStats};
 use tokio::time::Duration;
 
 use super::prometheus::{render, PromClient};
@@ -45,6 +45,10 @@ pub struct LiveSources {
     /// A fleet (`[cluster] store = "etcd"`): local rules read the members' summed reports
     /// instead of this proxy's windows.
     fleet: Option<Arc<Fleet>>,
+    /// The split in force: while it sends the canary no real traffic but shadows
+    /// (`weight_bp == 0`, `shadow_bp > 0`, a dark step), local rules read the canary's shadow
+    /// answers ([`Lane::Shadow`]) as the canary.
+    table: Option<RoutingHandle>,
 }
 
 impl LiveSources {
@@ -54,7 +58,14 @@ impl LiveSources {
             prom: Arc::new(ArcSwapOption::from(prom.map(Arc::new))),
             metrics,
             fleet: None,
+            table: None,
         }
+    }
+
+    /// Judges a dark step (weight 0, shadow > 0) on the canary's shadow answers.
+    pub fn with_table(mut self, table: RoutingHandle) -> Self {
+        self.table = Some(table);
+        self
     }
 
     /// Local rules judge the fleet's summed reports (see `cluster/reports.rs`): no quorum of
@@ -66,9 +77,17 @@ impl LiveSources {
 
     /// This proxy's window, or the fleet's sum (`None`: no quorum).
     fn window(&self, variant: Variant, window: Duration) -> Option<WindowStats> {
+        let dark = self.table.as_ref().is_some_and(|t| {
+            let t = t.load();
+            t.weight_bp == 0 && t.shadow_bp > 0
+        });
+        let lane = match variant {
+            Variant::Canary if dark => Lane::Shadow,
+            v => Lane::Variant(v),
+        };
         match &self.fleet {
             Some(f) => f.stats(variant, window),
-            None => Some(self.metrics.windows().stats(variant, window)),
+            None => Some(self.metrics.windows().stats(lane, window)),
         }
     }
 

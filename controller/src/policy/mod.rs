@@ -66,6 +66,12 @@ pub struct Step {
     /// Once the hold is met, wait for an operator's `approve` instead of moving on.
     #[serde(default)]
     pub approval: bool,
+    /// Share (percent) of the idempotent requests served by stable also sent to the canary as
+    /// shadow traffic, answers discarded (`proxy/src/request/shadow.rs`). A step with
+    /// `weight = 0` and a `shadow` is a "dark" step: local rules judge the canary's shadow
+    /// answers.
+    #[serde(default)]
+    pub shadow: f64,
 }
 
 /// How a step's healthy time (`held_ms`) is counted.
@@ -353,11 +359,23 @@ impl Policy {
         }
         let mut previous = 0.0;
         for (i, s) in self.steps.iter().enumerate() {
-            if !(s.weight > 0.0 && s.weight <= 100.0) {
+            if !(0.0..=100.0).contains(&s.shadow) {
+                bad(
+                    format!("steps[{i}].shadow"),
+                    format!(
+                        "expected a percentage between 0 and 100, found {}",
+                        s.shadow
+                    ),
+                );
+            }
+            let dark = i == 0 && s.weight == 0.0 && s.shadow > 0.0;
+            if dark {
+                // A dark first step: no real traffic, judged on shadow answers.
+            } else if !(s.weight > 0.0 && s.weight <= 100.0) {
                 bad(
                     format!("steps[{i}].weight"),
                     format!(
-                        "expected a percentage above 0 and at most 100, found {}",
+                        "expected a percentage above 0 and at most 100 (0 only for a first step with a `shadow`), found {}",
                         s.weight
                     ),
                 );

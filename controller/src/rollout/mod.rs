@@ -270,6 +270,20 @@ impl Rollout {
         Transition::Started
     }
 
+    /// The shadow share (percent) the data plane sends now: the current step's `shadow` while
+    /// the rollout runs it (progressing or awaiting approval), none otherwise — a pause, a
+    /// rollback or a finished rollout stops shadow traffic.
+    pub fn current_shadow(&self) -> f64 {
+        match self.state.phase {
+            Phase::Progressing | Phase::AwaitingApproval => self
+                .policy
+                .steps
+                .get(self.state.step)
+                .map_or(0.0, |s| s.shadow),
+            _ => 0.0,
+        }
+    }
+
     pub fn current_hold(&self) -> Duration {
         self.policy
             .steps

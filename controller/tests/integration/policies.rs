@@ -10,9 +10,10 @@ use canaryd_controller::{
 };
 
 /// Every file in `policies/`, each with a test below.
-const EXPECTED: [&str; 6] = [
+const EXPECTED: [&str; 7] = [
     "argo-style.toml",
     "demo.toml",
+    "gateway-migration-dark.toml",
     "gateway-migration-sequential.toml",
     "gateway-migration.toml",
     "quick-canary-gradual.toml",
@@ -149,6 +150,41 @@ fn gateway_migration_is_seed_002() {
     assert_eq!((r.fail_when, r.on_fail), (gt(0.001), OnFail::Alert));
     let r = rule(&p, "cpu-above-80pct");
     assert_eq!((r.fail_when, r.on_fail), (gt(0.8), OnFail::Alert));
+}
+
+#[test]
+fn gateway_migration_dark_shadows_before_any_real_traffic() {
+    let p = load("gateway-migration-dark");
+    let g = load("gateway-migration");
+    // A dark step first (no real traffic, 10 % shadow), then seed 002's steps and approvals.
+    assert_eq!((p.steps[0].weight, p.steps[0].shadow), (0.0, 10.0));
+    assert_eq!(p.weights()[1..], g.weights()[..]);
+    assert_eq!(holds(&p)[1..], holds(&g)[..]);
+    assert_eq!(approvals(&p)[1..], approvals(&g)[..]);
+    assert!(p.steps[1..].iter().all(|s| s.shadow == 0.0));
+    // Judged on the proxy's windows only: PromQL would see no canary traffic while dark.
+    assert!(p.rules.iter().all(|r| r.source == SourceKind::Local));
+    assert_eq!(rule(&p, "canary-5xx-fast").on_fail, OnFail::Rollback);
+}
+
+#[test]
+fn a_zero_weight_step_needs_a_shadow_and_must_come_first() {
+    let parse = |steps: &str| Policy::from_source("p.toml", &format!("name = \"x\"\n{steps}"));
+    let dark = "[[steps]]\nweight = 0\nshadow = 10\nhold = \"1m\"\n";
+    let last = "[[steps]]\nweight = 100\nhold = \"1m\"\n";
+    assert!(parse(&format!("{dark}{last}")).is_ok());
+    let err = parse(&format!("[[steps]]\nweight = 0\nhold = \"1m\"\n{last}"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("steps[0].weight"), "{err}");
+    let err = parse(&format!("[[steps]]\nweight = 5\nhold = \"1m\"\n{dark}{last}"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("steps[1].weight"), "{err}");
+    let err = parse(&format!("[[steps]]\nweight = 0\nshadow = 150\nhold = \"1m\"\n{last}"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("steps[0].shadow"), "{err}");
 }
 
 #[test]
