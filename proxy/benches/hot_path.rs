@@ -79,6 +79,7 @@ fn decide(c: &mut Criterion) {
     let random = Router::new(&routing(None));
     let table = RoutingTable {
         weight_bp: 2_500,
+        shadow_bp: 0,
         generation: 0,
     };
     let handle = RoutingHandle::new(2_500);

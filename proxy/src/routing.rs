@@ -340,6 +340,7 @@ mod tests {
     fn table(bp: u16) -> RoutingTable {
         RoutingTable {
             weight_bp: bp,
+            shadow_bp: 0,
             generation: 0,
         }
     }
@@ -423,5 +424,16 @@ mod tests {
         assert_eq!(*h.load().as_ref(), t);
         assert_eq!(RoutingHandle::percent_to_bp(150.0), 10_000);
         assert_eq!(RoutingHandle::percent_to_bp(0.05), 5);
+    }
+
+    #[test]
+    fn only_set_split_turns_shadow_on_and_any_weight_change_turns_it_off() {
+        let h = RoutingHandle::new(0);
+        let t = h.set_split(0, 5_000);
+        assert_eq!((t.weight_bp, t.shadow_bp, h.shadow_bp()), (0, 5_000, 5_000));
+        assert_eq!(h.set_split(0, 20_000).shadow_bp, BUCKETS);
+        // A rollback or a manual weight is a plain weight: shadow traffic stops.
+        assert_eq!(h.set_weight_bp(0).shadow_bp, 0);
+        assert_eq!(h.shadow_bp(), 0);
     }
 }

@@ -386,6 +386,19 @@ mod tests {
     }
 
     #[test]
+    fn shadow_answers_have_their_own_lane() {
+        let w = Windows::new();
+        w.record(Lane::Shadow, 500, Duration::from_millis(2));
+        w.record(Lane::Shadow, 200, Duration::from_millis(2));
+        w.record(Variant::Canary, 200, Duration::from_millis(2));
+        let shadow = w.stats(Lane::Shadow, Duration::from_secs(10));
+        assert_eq!((shadow.requests, shadow.errors), (2, 1));
+        let canary = w.stats(Variant::Canary, Duration::from_secs(10));
+        assert_eq!((canary.requests, canary.errors), (1, 0));
+        assert_eq!(w.stats(Variant::Stable, Duration::from_secs(10)).requests, 0);
+    }
+
+    #[test]
     fn window_excludes_older_seconds() {
         let w = Windows::new();
         let ms = Duration::from_millis(1);

@@ -117,6 +117,7 @@ fn hot_path_does_not_allocate() {
     });
     let table = RoutingTable {
         weight_bp: 2_500,
+        shadow_bp: 0,
         generation: 0,
     };
     let handle = RoutingHandle::new(2_500);
