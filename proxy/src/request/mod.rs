@@ -7,6 +7,7 @@
 //! - `session`: one request: routing decision, attempts, fallbacks and retries, metrics.
 //! - `upstream`: one attempt over one upstream connection, and relaying the response.
 //! - `upstream_pool`: the per-worker (thread-local) upstream keepalive pool.
+//! - `upstream_wire`: a bodiless HTTP/1 request written upstream straight from its header.
 //! - `retry`: the request body read ahead for replay.
 //! - `upgrade`: upgraded (WebSocket) tunnels.
 //! - `redirect`: `https_redirect` on plain listeners (`301 https://$host$request_uri`).
@@ -18,5 +19,6 @@ mod session;
 mod upgrade;
 mod upstream;
 mod upstream_pool;
+mod upstream_wire;
 
 pub use app::ProxyApp;

@@ -27,7 +27,7 @@ use pingora_core::protocols::http::ServerSession;
 
 use super::retry::RequestBody;
 use super::upstream::{self, AttemptError, RelayEnd};
-use super::{redirect, upgrade, upstream_pool};
+use super::{redirect, upgrade, upstream_pool, upstream_wire};
 use crate::metrics::{FailureKind, FallbackReason, UpstreamConnState};
 use crate::plane::{DataPlane, Upstreams};
 use crate::pool::Pool;
@@ -239,6 +239,8 @@ async fn answer(
         }
     };
 
+    // A bodiless HTTP/1 request is written upstream straight from its header.
+    let direct = upstream_wire::applies(ds, upgrade);
     let mut stale_retries = 0;
     let mut fresh_only = false;
     loop {
@@ -297,17 +299,35 @@ async fn answer(
         let in_use = plane
             .metrics
             .upstream_conn(r.variant, UpstreamConnState::InUse);
+        let scheme = if tls { "https" } else { "http" };
+        let mut stream = stream;
+        let wrote = if direct {
+            let edits = upstream_wire::Edits {
+                client_ip,
+                scheme,
+                strip: up.router.header_to_strip(),
+            };
+            Some(upstream_wire::write(&mut stream, ds.req_header(), &edits, timeouts.write).await)
+        } else {
+            None
+        };
         let mut us = ClientSession::new(stream);
         us.read_timeout = Some(timeouts.read);
         us.write_timeout = Some(timeouts.write);
 
         // The request, and the response header.
-        let mut req = upstream::upstream_header(ds, upgrade);
-        crate::forwarding::apply(&mut req, client_ip, if tls { "https" } else { "http" });
-        if let Some(h) = up.router.header_to_strip() {
-            req.remove_header(h);
-        }
-        let sent = upstream::send_request(ds, &mut us, req, &mut body, reused).await;
+        let sent = match wrote {
+            Some(Ok(())) => upstream::read_response_header(&mut us, reused).await,
+            Some(Err(e)) => Err(upstream::write_failed(&e, reused)),
+            None => {
+                let mut req = upstream::upstream_header(ds, upgrade);
+                crate::forwarding::apply(&mut req, client_ip, scheme);
+                if let Some(h) = up.router.header_to_strip() {
+                    req.remove_header(h);
+                }
+                upstream::send_request(ds, &mut us, req, &mut body, reused).await
+            }
+        };
         match sent {
             Ok(()) => {}
             Err(AttemptError::Client(status)) => return finish_error(&mut r, ds, status).await,
