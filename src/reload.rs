@@ -1,4 +1,5 @@
 //! SIGHUP: re-read the files, validate everything, then apply what can change live — pools,
+//! named upstreams, routes (hosts, targets, header rules, limits, error pages, re-read),
 //! routing, timeouts, health checks, the policy's thresholds and holds, the Prometheus client
 //! (`[prometheus]`: URL, TLS, credentials, timeout) and the webhook targets (`[[notify]]`) —
 //! and say which changed keys are not applied and why. On any error (a secrets file that cannot
@@ -50,9 +51,9 @@ macro_rules! key {
     };
 }
 
-/// Every key a reload does not apply. Anything else in `[proxy]`, `[backends]`, `[routing]`,
-/// `[prometheus]`, `[[notify]]` and the policy applies live — `[proxy.tls] certificates`
-/// included, whose files are read again on every reload.
+/// Every key a reload does not apply. Anything else in `[proxy]`, `[backends]`, `[upstreams]`,
+/// `[routing]`, `[prometheus]`, `[[notify]]` and the policy applies live — `[proxy.tls]
+/// certificates` included, whose files are read again on every reload.
 fn not_live() -> [Key; 16] {
     [
         Key {
@@ -142,6 +143,7 @@ pub fn plan(running: &Config, file: &Config) -> Plan {
     let live = [
         ("proxy", in_force.proxy != running.proxy),
         ("backends", in_force.backends != running.backends),
+        ("upstreams", in_force.upstreams != running.upstreams),
         ("routing", in_force.routing != running.routing),
         (
             "rollout.policy",

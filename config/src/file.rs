@@ -22,6 +22,7 @@ use crate::de::duration;
 use crate::problem::read_source;
 use crate::problem::{ConfigError, Invalid};
 use crate::proxy::{BackendsConfig, DataPlaneConfig, ProxyConfig, RoutingConfig};
+use crate::upstreams::UpstreamsConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -32,6 +33,9 @@ pub struct Config {
     pub backends: BackendsConfig,
     #[serde(default)]
     pub routing: RoutingConfig,
+    /// `[upstreams.NAME]`: pools outside the split.
+    #[serde(default)]
+    pub upstreams: UpstreamsConfig,
     #[serde(default)]
     pub admin: AdminConfig,
     #[serde(default)]
@@ -232,6 +236,7 @@ impl Config {
             proxy: self.proxy.clone(),
             backends: self.backends.clone(),
             routing: self.routing.clone(),
+            upstreams: self.upstreams.clone(),
         }
     }
 
@@ -343,7 +348,10 @@ fn related_keys(key: &str) -> Vec<String> {
     if routing.contains(&key) {
         return routing.iter().map(|k| k.to_string()).collect();
     }
-    if key.starts_with("backends.") && key.contains(".servers[") && key.ends_with(']') {
+    if (key.starts_with("backends.") || key.starts_with("upstreams."))
+        && key.contains(".servers[")
+        && key.ends_with(']')
+    {
         return vec![format!("{key}.addr")];
     }
     Vec::new()

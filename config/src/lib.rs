@@ -12,6 +12,10 @@
 //! - `access_log`: `[proxy.access_log]` ([`AccessLogConfig`]): path and line format.
 //! - `proxy`: the data-plane sections `[proxy]`, `[backends]`, `[routing]`
 //!   ([`DataPlaneConfig`]) and their validation; the proxy crate builds from these.
+//! - `upstreams`: `[upstreams.NAME]`, pools outside the split, and the `upstream` and `hosts`
+//!   of routes ([`UpstreamsConfig`]).
+//! - `headers`: header rules, body limit and error pages of `[proxy]` and routes, and the
+//!   value templates ([`parse_template`]).
 //! - `tls`: `[proxy.tls]` (TLS listeners, certificates, protocols, ALPN), the
 //!   `https_redirect` keys and `https://` servers ([`TlsConfig`], [`server_target`]); file and
 //!   PEM checks only, no TLS library.
@@ -32,10 +36,12 @@ mod cluster;
 mod collect;
 mod de;
 mod file;
+mod headers;
 mod location;
 mod problem;
 mod proxy;
 mod tls;
+mod upstreams;
 
 pub use access_log::{AccessLogConfig, AccessLogFormat, STDOUT as ACCESS_LOG_STDOUT};
 pub use check::{
@@ -49,6 +55,7 @@ pub use file::{
     AdminConfig, Config, NotifyConfig, NotifyFormat, PrometheusBasicAuth, PrometheusConfig,
     RolloutConfig,
 };
+pub use headers::{parse_template, ErrorPage, Part, Rules, Var, MAX_ERROR_PAGE};
 pub use location::line_of;
 pub use problem::{figment_problems, read_source, ConfigError, Invalid, Problem};
 pub use proxy::{
@@ -56,3 +63,4 @@ pub use proxy::{
     RoutingConfig, ServerEntry, StickyConfig, StickyKey,
 };
 pub use tls::{server_target, CertificateConfig, TlsConfig, TLS_PROTOCOLS};
+pub use upstreams::{is_host_pattern, UpstreamsConfig};

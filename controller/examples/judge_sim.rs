@@ -15,41 +15,18 @@
 //! cargo run --release -p canaryd-controller --example judge_sim
 //! ```
 
+#[path = "common/rng.rs"]
+mod rng;
+
 use canaryd_controller::judge;
 use canaryd_controller::{Counts, Margin, Outcome};
+use rng::Rng;
 
 const RUNS: usize = 400;
 const STEP_S: u64 = 3_600;
 const CANARY_RPS: u64 = 50;
 const STABLE_RPS: u64 = 950;
 const P_STABLE: f64 = 0.01;
-
-/// xorshift64*, seeded.
-struct Rng(u64);
-
-impl Rng {
-    fn uniform(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Binomial(n, p) by inversion.
-    fn binomial(&mut self, n: u64, p: f64) -> u64 {
-        let u = self.uniform();
-        let q = 1.0 - p;
-        let mut pk = q.powf(n as f64);
-        let mut cdf = pk;
-        let mut k = 0;
-        while cdf < u && k < n {
-            pk *= (n - k) as f64 / (k + 1) as f64 * p / q;
-            k += 1;
-            cdf += pk;
-        }
-        k
-    }
-}
 
 /// The second each rule first fails in one step (None: never within `STEP_S`).
 /// Also the second the sequential rule first passes (an equal canary shown not worse).
@@ -141,7 +118,7 @@ fn main() {
         (3, 0.01, 0.005),
         (4, 0.01, 0.0),
     ] {
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed.wrapping_mul(0xBF58_476D_1CE4_E5B9) | 1);
+        let mut rng = Rng::seeded(seed);
         let (mut seq, mut thr, mut pass) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..RUNS {
             let (a, b, c) = run(&mut rng, p, margin);

@@ -27,7 +27,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::policy::{Compare, Counts, OnFail, Outcome, SourceKind, TestKind};
+use crate::policy::{Compare, Counts, Direction, OnFail, Outcome, SourceKind, TestKind};
 use crate::rollout::Phase;
 
 // === the status document ===
@@ -139,11 +139,17 @@ pub struct RuleStatus {
     pub error: Option<String>,
     /// The rule's `for`.
     pub for_s: f64,
-    /// `test` rules: the confidence sequence for canary − stable error ratio, `[low, high]`,
-    /// at this evaluation. Absent for other rules and before the test has data.
+    /// `test` rules: the confidence sequence for canary − stable error ratio (`mann-whitney`:
+    /// for the latency shift, in seconds), `[low, high]`, at this evaluation. Absent for other
+    /// rules and before the test has data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<[f64; 2]>,
-    /// `test` rules: the margin, as an absolute difference of error ratios.
+    /// `mann-whitney` rules: the shift, U and the medians. Absent for other rules and before
+    /// the test has data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<RuleLatency>,
+    /// `test` rules: the margin, as an absolute difference of error ratios (`mann-whitney`:
+    /// of latency, in seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub margin: Option<f64>,
     pub name: String,
@@ -163,10 +169,11 @@ pub struct RuleStatus {
     )]
     pub stable_value: Option<Option<f64>>,
     /// `test` rules: ln of the test's likelihood ratio against "the difference is the
-    /// margin"; the test decides once it reaches ln(1/alpha).
+    /// margin"; the test decides once it reaches ln(1/alpha). `mann-whitney`: the z-score of
+    /// the U test (tie-corrected; positive when the canary is slower).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statistic: Option<f64>,
-    /// The rule's `test` (`sequential`); absent for threshold rules.
+    /// The rule's `test` (`sequential`, `mann-whitney`); absent for threshold rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test: Option<RuleTest>,
     /// `fail_when` as written in the policy (`> 0.01`).
@@ -182,6 +189,24 @@ pub struct RuleStatus {
 #[serde(rename_all = "snake_case")]
 pub enum RuleTest {
     Sequential,
+    #[serde(rename = "mann-whitney")]
+    MannWhitney,
+}
+
+/// What a `mann-whitney` rule found about latency, besides `interval`, `margin`,
+/// `statistic` and `samples` (the requests judged, and the step's 5xx).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RuleLatency {
+    /// Medians of the step, in seconds (interpolated in the histogram's buckets).
+    pub canary_median_s: f64,
+    /// Which change fails: `increase` (slower), `decrease` (faster) or `either`.
+    pub direction: Direction,
+    /// The Hodges–Lehmann estimate of canary − stable latency, in seconds.
+    pub shift_s: f64,
+    pub stable_median_s: f64,
+    /// The Mann-Whitney U of the canary: (canary, stable) pairs where the canary was slower,
+    /// ties counting one half.
+    pub u: f64,
 }
 
 /// The counts a `test` rule judged: each variant's requests and 5xx since the step began.
@@ -634,6 +659,7 @@ impl From<TestKind> for RuleTest {
     fn from(t: TestKind) -> Self {
         match t {
             TestKind::Sequential => RuleTest::Sequential,
+            TestKind::MannWhitney => RuleTest::MannWhitney,
         }
     }
 }

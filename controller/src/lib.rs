@@ -48,21 +48,21 @@ pub use api::{
     MemberStatus, Readiness, Replay, RolloutStatus, RuleCompare, RuleOnFail, RuleSamples,
     RuleSource, RuleStatus, RuleTest, SkippedRule, State, Status,
 };
-pub use cluster::{
-    Cluster, ClusterError, ClusterLink, ClusterOptions, Fleet, SharedState, WriteError,
-};
+pub use cluster::{Cluster, ClusterError, ClusterLink, ClusterOptions, Fleet};
 pub use control::{
     render as render_query, replay, wall_ms, Board, Controller, DecisionHook, Handle, LiveSources,
     PromClient, PromError, ReplayError, Settings, Sources,
 };
 pub use notify::{backoff, slack_text, Notifier, QUEUE as NOTIFY_QUEUE};
 pub use policy::{
-    Compare, Counts, HoldMode, Judgement, Margin, OnFail, OnNoData, Op, Outcome, Policy,
-    RollbackMode, Rule, Sample, Share, Signal, SourceKind, TestKind, Threshold, Traffic,
+    Compare, Counts, Direction, Histogram, HoldMode, Judgement, Margin, OnFail, OnNoData, Op,
+    Outcome, Policy, RollbackMode, Rule, Sample, Share, Signal, SourceKind, TestKind, Threshold,
+    Traffic,
 };
-/// The statistics of `test = "sequential"` rules and of the traffic-share check, for
-/// simulations (`examples/judge_sim.rs`).
+/// The statistics of `test = "sequential"` and `test = "mann-whitney"` rules and of the
+/// traffic-share check, for simulations (`examples/judge_sim.rs`).
 pub mod judge {
+    pub use crate::policy::mann_whitney::{judge as judge_latency, u_test};
     pub use crate::policy::sequential::{judge, log_lr, radius, DEFAULT_ALPHA, MIN_SAMPLES};
     pub use crate::policy::traffic::{band, check as check_traffic, ALPHA as TRAFFIC_ALPHA};
 }

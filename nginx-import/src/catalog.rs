@@ -18,7 +18,7 @@ pub enum Verdict {
 pub const QUIC: &str = "canaryd serves HTTP/1.1 and HTTP/2 over TCP (TLS or not); no QUIC/HTTP/3, so this listener is left out";
 const TLS_FIXED: &str = "canaryd offers a fixed modern set: TLS 1.2 and 1.3, AEAD suites with ECDHE only (docs/configuration.md#proxytls)";
 const NO_FILES: &str = "only matters for files nginx serves itself; canaryd serves none";
-const HEADERS_SET: &str = "canaryd sets only Host (as received), X-Real-IP, X-Forwarded-For (appended) and X-Forwarded-Proto on the upstream request";
+const HEADERS_SET: &str = "not translated by import-nginx yet: write it as `set_request_headers` ([proxy] or the route; values may use $host, $remote_addr, $scheme, $request_id; `Proxy` is removed by default)";
 const NEXT_UPSTREAM: &str = "canaryd retries a failed connect once on the other pool, and idempotent requests that got 502/503/504 from the canary on stable (`[routing] retry_on_canary_error`); there is no per-server retry policy";
 const BALANCING: &str = "canaryd balances the servers of a pool by smooth weighted round-robin; to keep a client on one variant use `[routing] sticky` (key = \"ip\", \"cookie\" or \"header:NAME\")";
 
@@ -61,7 +61,7 @@ pub fn classify(d: &Directive) -> Verdict {
             "canaryd's access log has one line per proxied request and no file cache to tune",
         ),
         "server_name" => handled(
-            "canaryd has no virtual hosts: it serves every Host name on its listeners and forwards Host as received (nginx did the same with a single server block)",
+            "a single server block serves every Host name, as nginx did; canaryd forwards Host as received (routes can match names with `hosts`)",
         ),
         "zone" => handled(
             "canaryd's pools are shared by all its threads; no shared-memory zone is needed",
@@ -142,14 +142,14 @@ pub fn classify(d: &Directive) -> Verdict {
                 "canaryd has no rate or connection limits; keep them in the gateways or a layer in front",
             )
         }
-        "add_header" | "add_trailer" | "proxy_hide_header" | "proxy_pass_header"
+        "add_trailer" | "proxy_hide_header" | "proxy_pass_header"
         | "proxy_ignore_headers" | "more_set_headers" | "more_clear_headers" | "expires"
         | "server_tokens" | "charset" | "proxy_cookie_domain" | "proxy_cookie_path"
         | "proxy_cookie_flags" | "proxy_redirect" => {
-            untranslated("canaryd passes upstream responses through unchanged; it cannot change response headers")
+            untranslated("not translated by import-nginx yet: write `add_response_headers` / `hide_response_headers` ([proxy] or the route) by hand; add_trailer, expires, proxy_cookie_* and proxy_redirect have no canaryd equivalent")
         }
         "error_page" | "proxy_intercept_errors" | "recursive_error_pages" => untranslated(
-            "canaryd passes upstream error responses through; it has no error pages (it answers 502 itself when neither pool can serve)",
+            "not translated by import-nginx yet: canaryd's `error_pages = { 502 = \"/path.html\" }` covers the answers it generates itself (a file path, not a URI); upstream errors pass through",
         ),
         "allow" | "deny" | "satisfy" => untranslated(
             "canaryd has no access control on the proxy port (`[routing] trusted_cidrs` only limits who may use the override header)",
@@ -172,9 +172,6 @@ pub fn classify(d: &Directive) -> Verdict {
         | "proxy_max_temp_file_size" | "proxy_temp_file_write_size" | "proxy_temp_path" => {
             untranslated("canaryd never buffers responses (it streams them), so there are no buffers to size")
         }
-        "client_max_body_size" => untranslated(
-            "canaryd has no request body size limit; enforce it in the gateways",
-        ),
         "client_body_buffer_size" | "client_header_buffer_size" | "large_client_header_buffers"
         | "client_body_temp_path" | "client_body_in_file_only" | "client_body_in_single_buffer" => {
             untranslated("canaryd streams request bodies and has no buffer settings")
@@ -213,6 +210,10 @@ fn proxy_set_header(d: &Directive) -> Verdict {
         ("x-forwarded-proto", "$scheme" | "http") => {
             "canaryd sets X-Forwarded-Proto (http: it serves plain HTTP)"
         }
+        ("proxy", "") => "canaryd removes the Proxy request header by default (httpoxy)",
+        ("x-request-id", "$request_id") => {
+            "canaryd forwards X-Request-Id: the client's, or one it generates per request"
+        }
         ("connection", "") => {
             "canaryd does not forward the client's Connection header; upstream connections stay alive"
         }
@@ -228,10 +229,7 @@ fn proxy_set_header(d: &Directive) -> Verdict {
             )
         }
         _ => {
-            return Untranslated(format!(
-                "{HEADERS_SET}; it cannot set `{}`",
-                d.arg(0).unwrap_or("")
-            ))
+            return Untranslated(HEADERS_SET.to_string())
         }
     };
     Handled(reason.to_string())

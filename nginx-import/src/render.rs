@@ -28,6 +28,9 @@ pub fn render(source: &str, plan: &Plan) -> String {
         &plan.canary,
         plan.health_path.as_deref(),
     );
+    for (name, p) in &plan.upstreams {
+        pool(&mut out, name, p, None);
+    }
     routing(&mut out, plan);
     rest(&mut out, plan);
     out
@@ -79,9 +82,9 @@ fn header(out: &mut String, source: &str, plan: &Plan) {
     line(out, "");
 }
 
-fn tls_section(out: &mut String, tls: &TlsPlan) {
-    line(out, "[proxy.tls]");
-    match tls.listen.as_slice() {
+/// `listen = [...]`, each address with its nginx directive.
+fn listen(out: &mut String, listen: &[Setting<String>]) {
+    match listen {
         [one] => kv(out, &format!("listen = [{}]", q(&one.value)), &one.comment),
         many => {
             line(out, "listen = [");
@@ -91,6 +94,11 @@ fn tls_section(out: &mut String, tls: &TlsPlan) {
             line(out, "]");
         }
     }
+}
+
+fn tls_section(out: &mut String, tls: &TlsPlan) {
+    line(out, "[proxy.tls]");
+    listen(out, &tls.listen);
     if tls.certificates.is_empty() {
         kv(
             out,
@@ -128,20 +136,14 @@ fn tls_section(out: &mut String, tls: &TlsPlan) {
 fn proxy(out: &mut String, plan: &Plan) {
     let p = &plan.proxy;
     line(out, "[proxy]");
-    match p.listen.as_slice() {
-        [] => kv(
+    if p.listen.is_empty() {
+        kv(
             out,
             "listen = []",
             "the front listens with TLS only ([proxy.tls])",
-        ),
-        [one] => kv(out, &format!("listen = [{}]", q(&one.value)), &one.comment),
-        many => {
-            line(out, "listen = [");
-            for l in many {
-                kv(out, &format!("    {},", q(&l.value)), &l.comment);
-            }
-            line(out, "]");
-        }
+        );
+    } else {
+        listen(out, &p.listen);
     }
     if let Some(r) = &p.https_redirect {
         kv(out, &format!("https_redirect = {}", r.value), &r.comment);
@@ -171,6 +173,25 @@ fn proxy(out: &mut String, plan: &Plan) {
     if let Some(s) = &p.client_timeout {
         dur(out, "client_timeout", s);
     }
+    if let Some(s) = &p.max_body_size {
+        kv(out, &format!("max_body_size = {}", s.value), &s.comment);
+    }
+    for (table, headers) in [
+        ("[proxy.set_request_headers]", &p.set_request_headers),
+        ("[proxy.add_response_headers]", &p.add_response_headers),
+    ] {
+        if !headers.is_empty() {
+            line(out, "");
+            line(out, table);
+            for s in headers {
+                kv(
+                    out,
+                    &format!("{} = {}", q(&s.value.0), q(&s.value.1)),
+                    &s.comment,
+                );
+            }
+        }
+    }
     line(out, "");
     if let Some(tls) = &plan.tls {
         tls_section(out, tls);
@@ -193,12 +214,23 @@ fn proxy(out: &mut String, plan: &Plan) {
                 dur(out, key, s);
             }
         }
+        if let Some(s) = &r.max_body_size {
+            kv(out, &format!("max_body_size = {}", s.value), &s.comment);
+        }
+        if let Some(u) = &r.upstream {
+            kv(out, &format!("upstream = {}", q(u)), "outside the split");
+        }
         line(out, "");
     }
 }
 
 fn pool(out: &mut String, name: &str, p: &PoolPlan, health: Option<&str>) {
-    kv(out, &format!("[backends.{name}]"), &p.comment);
+    let section = if matches!(name, "stable" | "canary") {
+        format!("[backends.{name}]")
+    } else {
+        format!("[upstreams.{name}]")
+    };
+    kv(out, &section, &p.comment);
     let entry = |s: &Setting<super::translate::ServerOut>| {
         if p.weighted {
             format!(

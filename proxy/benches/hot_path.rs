@@ -12,8 +12,8 @@ use canaryd_config::{
 };
 use canaryd_proxy::Pool;
 use canaryd_proxy::Router;
-use canaryd_proxy::Routes;
 use canaryd_proxy::{Metrics, RoutingHandle, RoutingTable, Variant};
+use canaryd_proxy::{RouteStats, Routes};
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue};
 
@@ -62,17 +62,10 @@ fn realistic(extra: &[(&'static str, &'static str)]) -> HeaderMap {
 fn proxy_config() -> ProxyConfig {
     ProxyConfig {
         routes: vec![
+            RouteConfig::new("/api/"),
             RouteConfig {
-                prefix: "/api/".into(),
-                connect_timeout: None,
-                read_timeout: None,
-                write_timeout: None,
-            },
-            RouteConfig {
-                prefix: "/api/stream".into(),
-                connect_timeout: None,
                 read_timeout: Some(Duration::from_secs(3600)),
-                write_timeout: None,
+                ..RouteConfig::new("/api/stream")
             },
         ],
         ..ProxyConfig::default()
@@ -126,13 +119,14 @@ fn decide(c: &mut Criterion) {
 }
 
 fn metrics(c: &mut Criterion) {
-    let m = Metrics::new(vec!["default".into(), "/api/".into()]);
+    let m = Metrics::new();
+    let route = RouteStats::new("/api/".into(), None);
     let mut g = c.benchmark_group("metrics");
     g.bench_function("record", |b| {
         b.iter(|| {
             m.record(
                 black_box(Variant::Canary),
-                black_box(1),
+                black_box(&route),
                 black_box(200),
                 black_box(Duration::from_micros(1_200)),
             )
@@ -151,12 +145,13 @@ fn metrics(c: &mut Criterion) {
 }
 
 fn routes_and_pool(c: &mut Criterion) {
-    let routes = Routes::new(&proxy_config());
+    let routes = Routes::new(&proxy_config(), &[], &[]);
     c.bench_function("routes/match_path", |b| {
         b.iter(|| routes.match_path(black_box(b"/api/users/1234")))
     });
     let pool = Pool::new(
-        Variant::Stable,
+        "backends.stable",
+        0,
         &PoolConfig {
             servers: vec![
                 ServerEntry {
@@ -171,10 +166,9 @@ fn routes_and_pool(c: &mut Criterion) {
             health: None,
             max_fails: 1,
             fail_timeout: Duration::from_secs(10),
+            keepalive: None,
             ca_file: None,
         },
-        &routes,
-        Duration::from_secs(60),
     )
     .expect("literal addresses resolve");
     c.bench_function("pool/pick", |b| b.iter(|| pool.pick()));

@@ -14,7 +14,7 @@ use pingora_http::RequestHeader;
 pub const NAMES: [&[u8]; 3] = [b"x-forwarded-for", b"x-real-ip", b"x-forwarded-proto"];
 
 /// `$remote_addr`: the client's address as text, in `buf`.
-fn remote_addr(client_ip: Option<IpAddr>, buf: &mut [u8; 48]) -> &[u8] {
+pub(crate) fn remote_addr(client_ip: Option<IpAddr>, buf: &mut [u8; 48]) -> &[u8] {
     match client_ip {
         Some(ip) => {
             let mut cursor = std::io::Cursor::new(&mut buf[..]);

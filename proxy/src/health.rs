@@ -50,11 +50,11 @@ pub fn spawn(pool: Arc<Pool>, cfg: Option<HealthConfig>, shutdown: watch::Receiv
                 if streak.1 >= need && server.is_up() != ok && server.set_up(ok) {
                     match &result {
                         Ok(status) => tracing::info!(
-                            variant = pool.variant.as_str(), server = %server.addr, status,
+                            pool = %pool.section, server = %server.addr, status,
                             "backend healthy again"
                         ),
                         Err(reason) => tracing::warn!(
-                            variant = pool.variant.as_str(), server = %server.addr, %reason,
+                            pool = %pool.section, server = %server.addr, %reason,
                             "backend marked down by health check"
                         ),
                     }

@@ -9,11 +9,16 @@
 //! - `routing`: the per-request decision (header override → sticky bucket → weighted random)
 //!   and the atomically swapped [[`RoutingTable`]] the controller writes.
 //! - `sticky`: bucket hashing and the sticky cookie.
-//! - `routes`: per-prefix settings (timeouts), longest prefix wins.
-//! - `pool`: servers of a variant, smooth weighted round-robin, passive `max_fails`.
+//! - `routes`: routes by host then longest prefix: target (the split or a named upstream),
+//!   timeouts, header rules, body limit, error pages.
+//! - `header_rules`: a route's request and response header rules, compiled from templates.
+//! - `request_id`: the per-request id (`$request_id`, `X-Request-Id`).
+//! - `pool`: servers of a pool (a side of the split, a named upstream), smooth weighted
+//!   round-robin, passive `max_fails`.
 //! - `health`: active HTTP health checks.
 //! - `forwarding`: X-Real-IP / X-Forwarded-For / X-Forwarded-Proto as nginx sets them.
 //! - `metrics` and `process_metrics`: lock-free counters and histograms, Prometheus text.
+//! - `route_metrics`: per-route and per-named-upstream counters, carried across reloads.
 //! - `windows`: per-variant one-second rings (requests, 5xx, latency buckets) giving the
 //!   controller's `source = "local"` rules error ratio, rps and quantiles over the last seconds.
 //! - `plane`: what every worker shares: routing handle, metrics, drain accounting, and the
@@ -39,6 +44,7 @@ mod access_log;
 mod clock;
 mod forwarding;
 mod handover;
+mod header_rules;
 mod health;
 mod listener;
 mod metrics;
@@ -46,6 +52,8 @@ mod plane;
 mod pool;
 mod process_metrics;
 mod request;
+mod request_id;
+mod route_metrics;
 mod routes;
 mod routing;
 mod server;
@@ -55,15 +63,20 @@ mod windows;
 
 use std::sync::Arc;
 
-pub use access_log::{AccessLog, AccessLogError};
+pub use access_log::{AccessLog, AccessLogError, Entry as AccessLogEntry};
 use canaryd_config::DataPlaneConfig;
 pub use handover::{
     serve_upgrades, Claimed, HandoverError, Listeners, Origin, Upgrade, UpgradeHooks,
 };
-pub use metrics::{escape as escape_label, FailureKind, FallbackReason, Metrics};
-pub use plane::{DataPlane, Drain, Upstreams};
+pub use metrics::{
+    escape as escape_label, FailureKind, FallbackReason, Histogram, Metrics, PoolCounters,
+    LATENCY_BOUNDS_S,
+};
+pub use plane::{DataPlane, Drain, NamedUpstream, Upstreams};
 pub use pool::{Pool, PoolError};
 pub use process_metrics::render as render_process_metrics;
+pub use request_id::RequestId;
+pub use route_metrics::RouteStats;
 pub use routes::Routes;
 pub use routing::{Reason, Router, RoutingHandle, RoutingTable, Variant};
 pub use server::{ProxyServer, ServerError, StopHandle};
@@ -94,15 +107,7 @@ pub fn build_data_plane(
         .as_ref()
         .map(AccessLog::open)
         .transpose()?;
-    let metrics = Arc::new(Metrics::new(
-        upstreams
-            .routes
-            .all()
-            .iter()
-            .map(|r| r.label.clone())
-            .collect(),
-    ));
-    let mut plane = DataPlane::new(table, metrics, upstreams, access_log);
+    let mut plane = DataPlane::new(table, Arc::new(Metrics::new()), upstreams, access_log);
     if let Some(tls) = &cfg.proxy.tls {
         plane = plane.with_tls(tls::Termination::new(tls)?);
     }
@@ -114,24 +119,41 @@ pub fn build_data_plane(
 pub enum ReloadError {
     #[error(transparent)]
     Pool(#[from] pool::PoolError),
-    #[error("proxy.routes changed ({old:?} -> {new:?}): route labels are metric labels, restart canaryd to apply")]
-    Routes { old: Vec<String>, new: Vec<String> },
     #[error("{}; the certificates in force stay", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Certificates(Vec<CertError>),
 }
 
 /// Builds the reloadable part. Servers present in `previous` keep their health verdict, so a
-/// reload does not put a server that is down back into rotation.
+/// reload does not put a server that is down back into rotation; routes and named upstreams
+/// keep their counters.
 pub fn build_upstreams(
     cfg: &DataPlaneConfig,
     previous: Option<&Upstreams>,
 ) -> Result<Upstreams, pool::PoolError> {
-    let routes = routes::Routes::new(&cfg.proxy);
-    let idle = cfg.proxy.upstream_idle_timeout;
-    let stable = pool::Pool::new(Variant::Stable, &cfg.backends.stable, &routes, idle)?;
-    let canary = pool::Pool::new(Variant::Canary, &cfg.backends.canary, &routes, idle)?;
+    let stable = pool::Pool::new("backends.stable", 0, &cfg.backends.stable)?;
+    let canary = pool::Pool::new("backends.canary", 1, &cfg.backends.canary)?;
+    let old_named: Vec<_> = previous
+        .map(|p| p.named.iter().map(|n| n.stats.clone()).collect())
+        .unwrap_or_default();
+    let mut named = Vec::with_capacity(cfg.upstreams.len());
+    for (name, pool_cfg) in &cfg.upstreams {
+        let stats = route_metrics::UpstreamStats::carried(name, &old_named);
+        let pool = pool::Pool::new(&format!("upstreams.{name}"), stats.key, pool_cfg)?;
+        named.push(NamedUpstream {
+            pool: Arc::new(pool),
+            stats,
+        });
+    }
     if let Some(prev) = previous {
-        for (new, old) in [&stable, &canary].into_iter().zip(&prev.pools) {
+        let old = prev.pools.iter().chain(prev.named.iter().map(|n| &n.pool));
+        let old: Vec<&Arc<pool::Pool>> = old.collect();
+        let new = [&stable, &canary]
+            .into_iter()
+            .chain(named.iter().map(|n| &*n.pool));
+        for new in new {
+            let Some(old) = old.iter().find(|o| o.section == new.section) else {
+                continue;
+            };
             for s in &new.servers {
                 if let Some(o) = old.servers.iter().find(|o| o.addr == s.addr) {
                     s.set_up(o.is_up());
@@ -139,10 +161,13 @@ pub fn build_upstreams(
             }
         }
     }
+    let names: Vec<String> = cfg.upstreams.keys().cloned().collect();
+    let old_routes = previous.map(|p| p.routes.stats()).unwrap_or_default();
     Ok(Upstreams {
         router: routing::Router::new(&cfg.routing),
         pools: [Arc::new(stable), Arc::new(canary)],
-        routes,
+        named,
+        routes: routes::Routes::new(&cfg.proxy, &names, &old_routes),
         retry_on_canary_error: cfg.routing.retry_on_canary_error,
         cookie_max_age_s: cfg
             .routing
@@ -177,14 +202,6 @@ pub fn prepare_reload(
 ) -> Result<PreparedReload, ReloadError> {
     let current = plane.upstreams();
     let upstreams = build_upstreams(cfg, Some(&current))?;
-    let labels =
-        |u: &Upstreams| -> Vec<String> { u.routes.all().iter().map(|r| r.label.clone()).collect() };
-    if labels(&upstreams) != labels(&current) {
-        return Err(ReloadError::Routes {
-            old: labels(&current),
-            new: labels(&upstreams),
-        });
-    }
     let certs = match (&plane.tls, &cfg.proxy.tls) {
         (Some(running), Some(tls)) => Some(
             running
@@ -217,7 +234,8 @@ pub fn apply_reload(
     stop
 }
 
-/// Starts the active health checks of both pools on the current tokio runtime.
+/// Starts the active health checks of every pool (the split's and the named upstreams') on
+/// the current tokio runtime.
 pub fn spawn_health_checks(
     upstreams: &Upstreams,
     cfg: &DataPlaneConfig,
@@ -231,6 +249,9 @@ pub fn spawn_health_checks(
     health::spawn(
         upstreams.pools[1].clone(),
         cfg.backends.canary.health.clone(),
-        shutdown,
+        shutdown.clone(),
     );
+    for (n, pool_cfg) in upstreams.named.iter().zip(cfg.upstreams.values()) {
+        health::spawn(n.pool.clone(), pool_cfg.health.clone(), shutdown.clone());
+    }
 }

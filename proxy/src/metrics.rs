@@ -1,6 +1,11 @@
 //! Data-plane metrics: per-variant request counters and latency histograms, upstream failures
 //! and fallbacks, rendered in the Prometheus text format by the admin listener.
 //!
+//! What is counted per pool — latency, failed attempts, upstream connections, streams, bytes —
+//! is a [`PoolCounters`]: one for each side of the split here, one per named upstream in its
+//! `UpstreamStats`. Per-route request counters live with
+//! the routes (`route_metrics.rs`), so a reload can add and remove routes.
+//!
 //! Recording is a handful of relaxed atomic adds into preallocated arrays: no lock, no
 //! allocation, no label formatting on the request path. Rendering does the formatting.
 
@@ -8,6 +13,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::route_metrics::RouteStats;
 use crate::routing::Variant;
 use crate::windows::Windows;
 
@@ -17,7 +23,7 @@ pub const LATENCY_BOUNDS_S: [f64; 19] = [
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 const N_BOUNDS: usize = LATENCY_BOUNDS_S.len();
-const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+pub(crate) const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Why a request left the pool it was routed to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +47,7 @@ pub enum FailureKind {
     /// The upstream's answer was not valid HTTP.
     Protocol = 3,
 }
-const FAILURE_KINDS: [&str; 4] = ["connect", "timeout", "reset", "protocol"];
+pub(crate) const FAILURE_KINDS: [&str; 4] = ["connect", "timeout", "reset", "protocol"];
 
 /// What a client connection is doing (nginx's stub_status states).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,22 +67,29 @@ pub enum UpstreamConnState {
     Idle = 0,
     InUse = 1,
 }
-const UPSTREAM_CONN_STATES: [&str; 2] = ["idle", "in_use"];
+pub(crate) const UPSTREAM_CONN_STATES: [&str; 2] = ["idle", "in_use"];
 
-/// Connection-level counters and gauges: nginx users' `stub_status`, plus streams, pooled
-/// upstream connections and bytes per variant.
+/// Connection-level counters and gauges: nginx users' `stub_status`.
 #[derive(Debug, Default)]
 pub struct ConnMetrics {
     states: [AtomicI64; 3],
     accepted: AtomicU64,
     handled: AtomicU64,
-    /// SSE responses and upgraded tunnels open now, per variant.
-    streams: [AtomicI64; 2],
-    /// `[variant][idle | in use]`.
-    upstream: [[AtomicI64; 2]; 2],
-    /// Body bytes from clients to upstreams and back, per variant.
-    bytes_in: [AtomicU64; 2],
-    bytes_out: [AtomicU64; 2],
+}
+
+/// What the request loop counts per pool (a side of the split, a named upstream): latency,
+/// failed attempts, upstream connections, open streams, body bytes.
+#[derive(Debug, Default)]
+pub struct PoolCounters {
+    latency: Histogram,
+    failures: [AtomicU64; 4],
+    /// `[idle | in use]`.
+    conns: [AtomicI64; 2],
+    /// SSE responses and upgraded tunnels open now.
+    streams: AtomicI64,
+    /// Body bytes from clients to upstreams and back.
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
 }
 
 /// Holds a gauge up by one until dropped.
@@ -115,11 +128,9 @@ pub struct Histogram {
 /// All data-plane metrics.
 #[derive(Debug)]
 pub struct Metrics {
-    route_labels: Vec<String>,
-    /// `[variant][route][code class]`, flattened.
-    requests: Vec<AtomicU64>,
-    latency: [Histogram; 2],
-    upstream_failures: [[AtomicU64; 4]; 2],
+    /// `[variant][code class]`, all routes.
+    totals: [[AtomicU64; 5]; 2],
+    pools: [PoolCounters; 2],
     /// `[from][reason]`; `to` is always the other variant.
     fallbacks: [[AtomicU64; 3]; 2],
     /// Per-variant sliding windows for the controller's `source = "local"` rules.
@@ -143,18 +154,97 @@ impl Histogram {
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
+
+    /// Requests per bucket of [`LATENCY_BOUNDS_S`] (non-cumulative), then those above the last
+    /// bound, since start: what the controller's latency test reads (a read of the counters
+    /// `observe` keeps anyway, not a snapshot: a request being recorded may be missing from
+    /// the overflow).
+    pub fn buckets(&self) -> [u64; N_BOUNDS + 1] {
+        let mut out = [0; N_BOUNDS + 1];
+        for (o, b) in out.iter_mut().zip(&self.buckets) {
+            *o = b.load(Ordering::Relaxed);
+        }
+        let counted: u64 = out[..N_BOUNDS].iter().sum();
+        out[N_BOUNDS] = self.count().saturating_sub(counted);
+        out
+    }
+
+    /// Appends the series of `name` with `labels` (`variant="stable"`).
+    pub(crate) fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, bound) in LATENCY_BOUNDS_S.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels},le=\"+Inf\"}} {count}\n{name}_sum{{{labels}}} {sum}\n{name}_count{{{labels}}} {count}"
+        );
+    }
+}
+
+// === impl PoolCounters ===
+
+impl PoolCounters {
+    /// An open stream (SSE, upgraded tunnel) until the guard drops.
+    pub fn stream(&self) -> GaugeGuard<'_> {
+        gauge(&self.streams)
+    }
+
+    /// An upstream connection in `state` until the guard drops.
+    pub fn upstream_conn(&self, state: UpstreamConnState) -> GaugeGuard<'_> {
+        gauge(&self.conns[state as usize])
+    }
+
+    /// Moves the idle upstream connection gauge by `delta`.
+    pub fn upstream_idle(&self, delta: i64) {
+        self.conns[UpstreamConnState::Idle as usize].fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Body bytes relayed: from the client, to the client.
+    pub fn bytes(&self, from_client: u64, to_client: u64) {
+        self.bytes_in.fetch_add(from_client, Ordering::Relaxed);
+        self.bytes_out.fetch_add(to_client, Ordering::Relaxed);
+    }
+
+    pub fn upstream_failure(&self, kind: FailureKind) {
+        self.failures[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn latency(&self) -> &Histogram {
+        &self.latency
+    }
+
+    pub(crate) fn failures(&self, kind: usize) -> u64 {
+        self.failures[kind].load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn conns(&self, state: usize) -> i64 {
+        self.conns[state].load(Ordering::Relaxed).max(0)
+    }
+
+    pub(crate) fn streams(&self) -> i64 {
+        self.streams.load(Ordering::Relaxed).max(0)
+    }
+
+    /// (in, out).
+    pub(crate) fn body_bytes(&self) -> (u64, u64) {
+        (
+            self.bytes_in.load(Ordering::Relaxed),
+            self.bytes_out.load(Ordering::Relaxed),
+        )
+    }
 }
 
 // === impl Metrics ===
 
 impl Metrics {
-    pub fn new(route_labels: Vec<String>) -> Self {
-        let n = 2 * route_labels.len().max(1) * CODE_CLASSES.len();
+    pub fn new() -> Self {
         Self {
-            requests: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            route_labels,
-            latency: Default::default(),
-            upstream_failures: Default::default(),
+            totals: Default::default(),
+            pools: Default::default(),
             fallbacks: Default::default(),
             windows: Windows::new(),
             conns: ConnMetrics::default(),
@@ -172,43 +262,18 @@ impl Metrics {
         gauge(&self.conns.states[state as usize])
     }
 
-    /// An open stream (SSE, upgraded tunnel) of `variant` until the guard drops.
-    pub fn stream(&self, variant: Variant) -> GaugeGuard<'_> {
-        gauge(&self.conns.streams[variant.index()])
+    /// What is counted for the pool of `variant`.
+    pub fn pool(&self, variant: Variant) -> &PoolCounters {
+        &self.pools[variant.index()]
     }
 
-    /// An upstream connection of `variant` in `state` until the guard drops.
-    pub fn upstream_conn(&self, variant: Variant, state: UpstreamConnState) -> GaugeGuard<'_> {
-        gauge(&self.conns.upstream[variant.index()][state as usize])
-    }
-
-    /// Moves the idle upstream connection gauge of `variant` by `delta`.
-    pub fn upstream_idle(&self, variant: Variant, delta: i64) {
-        self.conns.upstream[variant.index()][UpstreamConnState::Idle as usize]
-            .fetch_add(delta, Ordering::Relaxed);
-    }
-
-    /// Body bytes relayed for `variant`: from the client, to the client.
-    pub fn bytes(&self, variant: Variant, from_client: u64, to_client: u64) {
-        self.conns.bytes_in[variant.index()].fetch_add(from_client, Ordering::Relaxed);
-        self.conns.bytes_out[variant.index()].fetch_add(to_client, Ordering::Relaxed);
-    }
-
-    fn slot(&self, variant: Variant, route: usize, status: u16) -> usize {
-        let class = usize::from(status / 100).clamp(1, 5) - 1;
-        let routes = self.route_labels.len().max(1);
-        (variant.index() * routes + route.min(routes - 1)) * CODE_CLASSES.len() + class
-    }
-
-    /// One response (or failed upstream attempt) of `variant`.
-    pub fn record(&self, variant: Variant, route: usize, status: u16, elapsed: Duration) {
-        self.requests[self.slot(variant, route, status)].fetch_add(1, Ordering::Relaxed);
-        self.latency[variant.index()].observe(elapsed);
+    /// One response (or failed upstream attempt) of `variant` on `route`.
+    pub fn record(&self, variant: Variant, route: &RouteStats, status: u16, elapsed: Duration) {
+        let class = class_of(status);
+        route.count(variant.index(), class);
+        self.totals[variant.index()][class].fetch_add(1, Ordering::Relaxed);
+        self.pools[variant.index()].latency.observe(elapsed);
         self.windows.record(variant, status, elapsed);
-    }
-
-    pub fn upstream_failure(&self, variant: Variant, kind: FailureKind) {
-        self.upstream_failures[variant.index()][kind as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn fallback(&self, from: Variant, reason: FallbackReason) {
@@ -217,9 +282,7 @@ impl Metrics {
 
     /// Total requests recorded for `variant` with a status in `class` (1..=5), all routes.
     pub fn requests_of(&self, variant: Variant, class: u16) -> u64 {
-        (0..self.route_labels.len().max(1))
-            .map(|r| self.requests[self.slot(variant, r, class * 100)].load(Ordering::Relaxed))
-            .sum()
+        self.totals[variant.index()][class_of(class * 100)].load(Ordering::Relaxed)
     }
 
     /// Total fallbacks away from `from`, all reasons.
@@ -231,7 +294,7 @@ impl Metrics {
     }
 
     pub fn latency(&self, variant: Variant) -> &Histogram {
-        &self.latency[variant.index()]
+        &self.pools[variant.index()].latency
     }
 
     /// The sliding windows recorded alongside these metrics.
@@ -239,42 +302,15 @@ impl Metrics {
         &self.windows
     }
 
-    /// Appends the Prometheus text exposition of these metrics to `out`.
+    /// Appends the Prometheus text exposition of these metrics to `out` (the per-route
+    /// request counters are rendered with the routes, see `DataPlane::render_metrics`).
     pub fn render(&self, out: &mut String, weight_bp: u16) {
-        out.push_str("# HELP canaryd_requests_total Responses sent, and failed upstream attempts, by variant.\n# TYPE canaryd_requests_total counter\n");
-        for v in Variant::ALL {
-            for (r, route) in self.route_labels.iter().enumerate() {
-                for (c, class) in CODE_CLASSES.iter().enumerate() {
-                    let n = self.requests[self.slot(v, r, (c as u16 + 1) * 100)]
-                        .load(Ordering::Relaxed);
-                    let _ = writeln!(
-                        out,
-                        "canaryd_requests_total{{variant=\"{}\",code=\"{class}\",route=\"{}\"}} {n}",
-                        v.as_str(),
-                        escape(route)
-                    );
-                }
-            }
-        }
         out.push_str("# HELP canaryd_request_duration_seconds Time from request start to the end of the response, by variant.\n# TYPE canaryd_request_duration_seconds histogram\n");
         for v in Variant::ALL {
-            let h = &self.latency[v.index()];
-            let mut cumulative = 0;
-            for (i, bound) in LATENCY_BOUNDS_S.iter().enumerate() {
-                cumulative += h.buckets[i].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "canaryd_request_duration_seconds_bucket{{variant=\"{}\",le=\"{bound}\"}} {cumulative}",
-                    v.as_str()
-                );
-            }
-            let count = h.count.load(Ordering::Relaxed);
-            let sum = h.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-            let name = v.as_str();
-            let _ = writeln!(
-                out,
-                "canaryd_request_duration_seconds_bucket{{variant=\"{name}\",le=\"+Inf\"}} {count}\ncanaryd_request_duration_seconds_sum{{variant=\"{name}\"}} {sum}\ncanaryd_request_duration_seconds_count{{variant=\"{name}\"}} {count}"
-            );
+            let labels = format!("variant=\"{}\"", v.as_str());
+            self.pool(v)
+                .latency
+                .render(out, "canaryd_request_duration_seconds", &labels);
         }
         out.push_str("# HELP canaryd_upstream_failures_total Failed upstream attempts by kind.\n# TYPE canaryd_upstream_failures_total counter\n");
         for v in Variant::ALL {
@@ -283,7 +319,7 @@ impl Metrics {
                     out,
                     "canaryd_upstream_failures_total{{variant=\"{}\",kind=\"{kind}\"}} {}",
                     v.as_str(),
-                    self.upstream_failures[v.index()][k].load(Ordering::Relaxed)
+                    self.pool(v).failures(k)
                 );
             }
         }
@@ -313,13 +349,12 @@ impl Metrics {
 impl Metrics {
     fn render_connections(&self, out: &mut String) {
         let c = &self.conns;
-        let load = |a: &AtomicI64| a.load(Ordering::Relaxed).max(0);
         out.push_str("# HELP canaryd_connections Client connections by state.\n# TYPE canaryd_connections gauge\n");
         for (i, state) in CONN_STATES.iter().enumerate() {
             let _ = writeln!(
                 out,
                 "canaryd_connections{{state=\"{state}\"}} {}",
-                load(&c.states[i])
+                c.states[i].load(Ordering::Relaxed).max(0)
             );
         }
         let _ = writeln!(
@@ -334,7 +369,7 @@ impl Metrics {
                 out,
                 "canaryd_active_streams{{variant=\"{}\"}} {}",
                 v.as_str(),
-                load(&c.streams[v.index()])
+                self.pool(v).streams()
             );
         }
         out.push_str("# HELP canaryd_upstream_connections Upstream connections, idle in a worker's pool or in use.\n# TYPE canaryd_upstream_connections gauge\n");
@@ -344,22 +379,33 @@ impl Metrics {
                     out,
                     "canaryd_upstream_connections{{variant=\"{}\",state=\"{state}\"}} {}",
                     v.as_str(),
-                    load(&c.upstream[v.index()][i])
+                    self.pool(v).conns(i)
                 );
             }
         }
         out.push_str("# HELP canaryd_body_bytes_total Body bytes relayed, from clients (in) and to clients (out).\n# TYPE canaryd_body_bytes_total counter\n");
         for v in Variant::ALL {
-            for (dir, counter) in [("in", &c.bytes_in), ("out", &c.bytes_out)] {
+            let (bytes_in, bytes_out) = self.pool(v).body_bytes();
+            for (dir, n) in [("in", bytes_in), ("out", bytes_out)] {
                 let _ = writeln!(
                     out,
-                    "canaryd_body_bytes_total{{variant=\"{}\",direction=\"{dir}\"}} {}",
-                    v.as_str(),
-                    counter[v.index()].load(Ordering::Relaxed)
+                    "canaryd_body_bytes_total{{variant=\"{}\",direction=\"{dir}\"}} {n}",
+                    v.as_str()
                 );
             }
         }
     }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Index of `status`'s class in [`CODE_CLASSES`] (1xx → 0 … 5xx → 4).
+pub(crate) fn class_of(status: u16) -> usize {
+    usize::from(status / 100).clamp(1, 5) - 1
 }
 
 /// Escapes a label value per the exposition format.
@@ -375,21 +421,20 @@ mod tests {
 
     #[test]
     fn records_and_renders() {
-        let m = Metrics::new(vec!["default".into(), "/api/stream".into()]);
-        m.record(Variant::Canary, 1, 503, Duration::from_micros(40));
-        m.record(Variant::Canary, 0, 200, Duration::from_millis(2));
-        m.record(Variant::Stable, 0, 101, Duration::from_secs(90));
+        let m = Metrics::new();
+        let route = RouteStats::new("/api/stream".into(), None);
+        m.record(Variant::Canary, &route, 503, Duration::from_micros(40));
+        m.record(Variant::Canary, &route, 200, Duration::from_millis(2));
+        m.record(Variant::Stable, &route, 101, Duration::from_secs(90));
         m.fallback(Variant::Canary, FallbackReason::CanaryError);
-        m.upstream_failure(Variant::Canary, FailureKind::Connect);
+        m.pool(Variant::Canary)
+            .upstream_failure(FailureKind::Connect);
         assert_eq!(m.requests_of(Variant::Canary, 5), 1);
         assert_eq!(m.fallbacks_from(Variant::Canary), 1);
         let w = m.windows().stats(Variant::Canary, Duration::from_secs(60));
         assert_eq!((w.requests, w.errors), (2, 1));
         let mut s = String::new();
         m.render(&mut s, 500);
-        assert!(s.contains(
-            "canaryd_requests_total{variant=\"canary\",code=\"5xx\",route=\"/api/stream\"} 1"
-        ));
         assert!(s.contains(
             "canaryd_request_duration_seconds_bucket{variant=\"canary\",le=\"0.00005\"} 1"
         ));
@@ -406,6 +451,9 @@ mod tests {
         assert!(s.contains(
             "canaryd_fallbacks_total{from=\"canary\",to=\"stable\",reason=\"canary_error\"} 1"
         ));
+        assert!(
+            s.contains("canaryd_upstream_failures_total{variant=\"canary\",kind=\"connect\"} 1")
+        );
         assert!(s.contains("canaryd_canary_weight_percent 5"));
     }
 }

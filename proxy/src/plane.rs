@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use crate::access_log::AccessLog;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
+use crate::route_metrics::{self, UpstreamStats};
 use crate::routes::Routes;
 use crate::routing::{Router, RoutingHandle};
 use crate::tls::Termination;
@@ -31,13 +32,15 @@ pub struct DataPlane {
     pub tls: Option<Arc<Termination>>,
 }
 
-/// The reloadable part of the data plane: routing rules, pools, per-route timeouts, client
-/// connection limits.
+/// The reloadable part of the data plane: routing rules, pools, routes, client connection
+/// limits.
 #[derive(Debug)]
 pub struct Upstreams {
     pub router: Router,
-    /// Indexed by [`Variant::index`](crate::Variant::index).
+    /// The split's pools, indexed by [`Variant::index`](crate::Variant::index).
     pub pools: [Arc<Pool>; 2],
+    /// `[upstreams.NAME]`, in name order (routes refer to them by index).
+    pub named: Vec<NamedUpstream>,
     pub routes: Routes,
     pub retry_on_canary_error: bool,
     /// `Max-Age` of the sticky cookie, seconds.
@@ -55,6 +58,13 @@ pub struct Upstreams {
     /// Plain listeners answer `301 https://…` (except the paths below).
     pub https_redirect: bool,
     pub https_redirect_except: Vec<String>,
+}
+
+/// A pool outside the split and its counters (carried across reloads by name).
+#[derive(Debug)]
+pub struct NamedUpstream {
+    pub pool: Arc<Pool>,
+    pub stats: Arc<UpstreamStats>,
 }
 
 /// In-flight accounting for graceful stops.
@@ -106,6 +116,16 @@ impl DataPlane {
         if !Arc::ptr_eq(&now, cached) {
             *cached = arc_swap::Guard::into_inner(now);
         }
+    }
+
+    /// Appends the Prometheus exposition of the data plane: the split's metrics, and the
+    /// routes' and named upstreams' counters of the generation in force.
+    pub fn render_metrics(&self, out: &mut String) {
+        let up = self.upstreams.load();
+        route_metrics::render_split(out, &up.routes.stats());
+        self.metrics.render(out, self.table.weight_bp());
+        let named: Vec<_> = up.named.iter().map(|n| n.stats.clone()).collect();
+        route_metrics::render_named(out, &up.routes.stats(), &named);
     }
 
     /// Replaces the upstreams; requests already running finish on the old ones.

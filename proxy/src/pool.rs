@@ -1,4 +1,5 @@
-//! Upstream pools: the servers of one variant, how one is picked, and when one is out.
+//! Upstream pools: the servers of one side of the split or of one named upstream, how one is
+//! picked, and when one is out.
 //!
 //! Selection is nginx's smooth weighted round-robin, precomputed once into a schedule and walked
 //! with an atomic cursor, so picking is lock- and allocation-free. A server is available when its
@@ -9,13 +10,10 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use canaryd_config::{resolve, server_target, PoolConfig};
 
 use crate::clock::now_ms;
-use crate::routes::Routes;
-use crate::routing::Variant;
 use crate::tls::{client_config, UpstreamTls};
 
 /// One upstream server.
@@ -34,10 +32,16 @@ pub struct Server {
     down_until_ms: AtomicU64,
 }
 
-/// The servers of one variant.
+/// The servers of one pool.
 #[derive(Debug)]
 pub struct Pool {
-    pub variant: Variant,
+    /// Its section, for logs: `backends.stable`, `upstreams.api`.
+    pub section: String,
+    /// Its idle connections' key in the per-worker keepalive pool (0 stable, 1 canary, 2 and
+    /// up a named upstream).
+    pub key: u32,
+    /// Idle connections kept per worker (`keepalive`), within `[proxy] keepalive_pool`.
+    pub keepalive: Option<usize>,
     pub servers: Vec<Server>,
     schedule: Vec<usize>,
     cursor: AtomicUsize,
@@ -47,17 +51,14 @@ pub struct Pool {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
-    #[error("backends.{variant}.servers[{index}]: cannot resolve {addr:?}")]
+    #[error("{section}.servers[{index}]: cannot resolve {addr:?}")]
     Unresolvable {
-        variant: &'static str,
+        section: String,
         index: usize,
         addr: String,
     },
-    #[error("backends.{variant}: {message}")]
-    Tls {
-        variant: &'static str,
-        message: String,
-    },
+    #[error("{section}: {message}")]
+    Tls { section: String, message: String },
 }
 
 // === impl Server ===
@@ -81,15 +82,11 @@ impl Server {
 // === impl Pool ===
 
 impl Pool {
-    pub fn new(
-        variant: Variant,
-        cfg: &PoolConfig,
-        _routes: &Routes,
-        _idle_timeout: Duration,
-    ) -> Result<Self, PoolError> {
+    /// The pool of `section` (`backends.stable`) under `key`.
+    pub fn new(section: &str, key: u32, cfg: &PoolConfig) -> Result<Self, PoolError> {
         let mut servers = Vec::with_capacity(cfg.servers.len());
         let tls_err = |message: String| PoolError::Tls {
-            variant: variant.as_str(),
+            section: section.to_string(),
             message,
         };
         // One client configuration (roots, session cache) for the pool's https:// servers.
@@ -101,7 +98,7 @@ impl Pool {
         for (index, entry) in cfg.servers.iter().enumerate() {
             let (is_tls, target) = server_target(&entry.addr);
             let addr = resolve(target).ok_or_else(|| PoolError::Unresolvable {
-                variant: variant.as_str(),
+                section: section.to_string(),
                 index,
                 addr: entry.addr.clone(),
             })?;
@@ -123,7 +120,9 @@ impl Pool {
         }
         let weights: Vec<u32> = servers.iter().map(|s| s.weight).collect();
         Ok(Self {
-            variant,
+            section: section.to_string(),
+            key,
+            keepalive: cfg.keepalive,
             schedule: smooth_wrr_schedule(&weights),
             servers,
             cursor: AtomicUsize::new(0),
@@ -210,7 +209,8 @@ fn smooth_wrr_schedule(weights: &[u32]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use canaryd_config::{ProxyConfig, ServerEntry};
+    use canaryd_config::ServerEntry;
+    use std::time::Duration;
 
     fn pool(weights: &[u32], max_fails: u32) -> Pool {
         let cfg = PoolConfig {
@@ -225,10 +225,10 @@ mod tests {
             health: None,
             max_fails,
             fail_timeout: Duration::from_secs(30),
+            keepalive: None,
             ca_file: None,
         };
-        let routes = Routes::new(&ProxyConfig::default());
-        Pool::new(Variant::Stable, &cfg, &routes, Duration::from_secs(60)).unwrap()
+        Pool::new("backends.stable", 0, &cfg).unwrap()
     }
 
     #[test]

@@ -169,6 +169,21 @@ fn rules(out: &mut String, s: &RolloutStatus) {
         if let Some(e) = &r.error {
             let _ = writeln!(out, "{:<28} error: {e}", "");
         }
+        if let (Some(l), Some([lo, hi]), Some(n)) = (r.latency, r.interval, r.samples) {
+            let ms = |s: f64| format!("{:.2}ms", s * 1000.0);
+            let _ = writeln!(
+                out,
+                "{:<28} shift {} [{} … {}], medians canary {} / stable {}, requests {} / {}",
+                "",
+                ms(l.shift_s),
+                ms(lo),
+                ms(hi),
+                ms(l.canary_median_s),
+                ms(l.stable_median_s),
+                n.canary.requests,
+                n.stable.requests
+            );
+        }
     }
 }
 

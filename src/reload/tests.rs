@@ -104,6 +104,38 @@ fn decision_log_retention_needs_a_restart() {
 }
 
 #[test]
+fn upstreams_and_routes_apply_live() {
+    let file = format!("{BASE}\n[upstreams.api]\nservers = [\"127.0.0.1:9000\"]\n").replace(
+        "read_timeout = \"5s\"\n",
+        "read_timeout = \"5s\"\n[[proxy.routes]]\nprefix = \"/api/\"\nupstream = \"api\"\n",
+    );
+    let p = plan(&cfg(BASE), &cfg(&file));
+    assert_eq!(p.live, ["proxy", "upstreams"]);
+    assert!(p.restart.is_empty(), "{:?}", p.restart);
+    assert_eq!(p.in_force.proxy.routes[0].upstream.as_deref(), Some("api"));
+}
+
+#[test]
+fn the_access_log_is_restart_only() {
+    let with = |path: &str| {
+        BASE.replace(
+            "[backends.stable]",
+            &format!("[proxy.access_log]\npath = \"{path}\"\n\n[backends.stable]"),
+        )
+    };
+    for (running, file) in [
+        (BASE.to_string(), with("/var/log/a.log")),
+        (with("/var/log/a.log"), with("/var/log/b.log")),
+        (with("/var/log/a.log"), BASE.to_string()),
+    ] {
+        let p = plan(&cfg(&running), &cfg(&file));
+        assert_eq!(p.restart, ["proxy.access_log"], "{file}");
+        assert!(p.live.is_empty(), "{:?}", p.live);
+        assert_eq!(p.in_force, cfg(&running));
+    }
+}
+
+#[test]
 fn tls_certificates_apply_live_and_tls_listeners_need_a_restart() {
     // Built directly: validation would read the files.
     let tls = |listen: &str, cert: &str| -> Config {

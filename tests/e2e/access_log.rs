@@ -143,13 +143,43 @@ fn wait_lines(path: &Path, n: usize) -> Vec<String> {
     got
 }
 
-fn with_log(stable: &FakeGateway, canary: &FakeGateway, path: &Path, format: &str) -> Setup {
-    let mut setup = Setup::new(stable, canary, 0.0);
-    setup.tail = format!(
-        "[proxy.access_log]\npath = \"{}\"\nformat = \"{format}\"\n[[proxy.routes]]\nprefix = \"/api/stream\"\n",
-        path.display()
-    );
-    setup
+/// canaryd (0 % canary) with its access log at `file` in a fresh directory. Bind every field:
+/// the gateways and the directory live as long as their binding.
+struct Logged {
+    stable: FakeGateway,
+    _canary: FakeGateway,
+    dir: TempDir,
+    log: PathBuf,
+    d: Canaryd,
+}
+
+impl Logged {
+    fn start(file: &str, format: &str) -> Self {
+        Self::start_at(
+            TempDir::new("canaryd-accesslog"),
+            |dir| dir.join(file),
+            format,
+        )
+    }
+
+    fn start_at(dir: TempDir, path: impl FnOnce(&Path) -> PathBuf, format: &str) -> Self {
+        let stable = FakeGateway::spawn("stable", &[]);
+        let canary = FakeGateway::spawn("canary", &[]);
+        let log = path(dir.path());
+        let mut setup = Setup::new(&stable, &canary, 0.0);
+        setup.tail = format!(
+            "[proxy.access_log]\npath = \"{}\"\nformat = \"{format}\"\n[[proxy.routes]]\nprefix = \"/api/stream\"\n",
+            log.display()
+        );
+        let d = Canaryd::start(&setup);
+        Self {
+            stable,
+            _canary: canary,
+            dir,
+            log,
+            d,
+        }
+    }
 }
 
 /// nginx in front of `upstream` with `access_log <log> combined`; killed when dropped.
@@ -195,11 +225,13 @@ fn nginx_front(dir: &Path, upstream: SocketAddr, log: &Path) -> Option<(ChildGua
 
 #[test]
 fn combined_lines_equal_nginx_for_a_mixed_load() {
-    let stable = FakeGateway::spawn("stable", &[]);
-    let canary = FakeGateway::spawn("canary", &[]);
-    let dir = TempDir::new("canaryd-accesslog");
-    let log = dir.path().join("access.log");
-    let d = Canaryd::start(&with_log(&stable, &canary, &log, "combined"));
+    let Logged {
+        stable,
+        _canary,
+        dir,
+        log,
+        d,
+    } = Logged::start("access.log", "combined");
     mixed_load(d.proxy);
     let ours = wait_lines(&log, MIXED);
 
@@ -265,11 +297,13 @@ fn combined_lines_equal_nginx_for_a_mixed_load() {
 
 #[test]
 fn json_lines_parse_for_a_mixed_load() {
-    let stable = FakeGateway::spawn("stable", &[]);
-    let canary = FakeGateway::spawn("canary", &[]);
-    let dir = TempDir::new("canaryd-accesslog");
-    let log = dir.path().join("access.json");
-    let d = Canaryd::start(&with_log(&stable, &canary, &log, "json"));
+    let Logged {
+        stable,
+        _canary,
+        dir: _dir,
+        log,
+        d,
+    } = Logged::start("access.json", "json");
     mixed_load(d.proxy);
     let mut seen = HashMap::new();
     for line in wait_lines(&log, MIXED) {
@@ -290,7 +324,12 @@ fn json_lines_parse_for_a_mixed_load() {
     assert_eq!(seen[&3]["status"], 404);
     assert_eq!(seen[&4]["status"], 502);
     assert_eq!(seen[&6]["request_id"], "rid-6");
-    assert!(seen[&1]["request_id"].is_null());
+    // Without the client's own id, canaryd's (also forwarded as X-Request-Id).
+    let generated = seen[&1]["request_id"].as_str().unwrap_or_default();
+    assert!(
+        generated.len() == 32 && generated.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{generated}"
+    );
     assert_eq!(seen[&8]["status"], 201);
     assert_eq!(seen[&10]["route"], "/api/stream");
     assert!(
@@ -341,12 +380,14 @@ fn load(addr: SocketAddr, range: std::ops::Range<usize>) {
 
 #[test]
 fn sigusr1_reopens_under_load_without_losing_a_line() {
-    let stable = FakeGateway::spawn("stable", &[]);
-    let canary = FakeGateway::spawn("canary", &[]);
-    let dir = TempDir::new("canaryd-accesslog");
-    let log = dir.path().join("access.log");
+    let Logged {
+        stable: _stable,
+        _canary,
+        dir,
+        log,
+        d,
+    } = Logged::start("access.log", "combined");
     let rotated = dir.path().join("access.log.1");
-    let d = Canaryd::start(&with_log(&stable, &canary, &log, "combined"));
     const PER: usize = 3000;
     let loaders: Vec<_> = (0..2)
         .map(|t| {
@@ -407,22 +448,29 @@ impl Drop for SmallDisk {
 
 #[test]
 fn a_full_disk_drops_lines_and_requests_keep_flowing() {
-    let stable = FakeGateway::spawn("stable", &[]);
-    let canary = FakeGateway::spawn("canary", &[]);
-    let dir = TempDir::new("canaryd-accesslog");
     // A 64 KiB tmpfs that fills up; where mount is not permitted, a path to /dev/full (every
-    // write fails with ENOSPC).
-    let disk = SmallDisk::mount(dir.path());
-    let log = match &disk {
-        Some(d) => d.0.join("access.log"),
-        None => {
-            eprintln!("mount -t tmpfs not permitted: the log goes to /dev/full instead");
-            let link = dir.path().join("full.log");
-            std::os::unix::fs::symlink("/dev/full", &link).unwrap();
-            link
-        }
-    };
-    let d = Canaryd::start(&with_log(&stable, &canary, &log, "combined"));
+    // write fails with ENOSPC). Dropped in reverse: canaryd, the mount, its directory.
+    let disk_dir = TempDir::new("canaryd-smalldisk");
+    let disk = SmallDisk::mount(disk_dir.path());
+    let at = disk.as_ref().map(|d| d.0.join("access.log"));
+    let Logged {
+        stable: _stable,
+        _canary,
+        dir: _dir,
+        log,
+        d,
+    } = Logged::start_at(
+        TempDir::new("canaryd-accesslog"),
+        |dir| {
+            at.unwrap_or_else(|| {
+                eprintln!("mount -t tmpfs not permitted: the log goes to /dev/full instead");
+                let link = dir.join("full.log");
+                std::os::unix::fs::symlink("/dev/full", &link).unwrap();
+                link
+            })
+        },
+        "combined",
+    );
     const N: usize = 4000;
     let started = std::time::Instant::now();
     let loaders: Vec<_> = (0..2)
@@ -468,11 +516,13 @@ fn a_full_disk_drops_lines_and_requests_keep_flowing() {
 
 #[test]
 fn sigterm_writes_the_buffered_lines() {
-    let stable = FakeGateway::spawn("stable", &[]);
-    let canary = FakeGateway::spawn("canary", &[]);
-    let dir = TempDir::new("canaryd-accesslog");
-    let log = dir.path().join("access.log");
-    let mut d = Canaryd::start(&with_log(&stable, &canary, &log, "combined"));
+    let Logged {
+        stable: _stable,
+        _canary,
+        dir: _dir,
+        log,
+        mut d,
+    } = Logged::start("access.log", "combined");
     load(d.proxy, 0..50);
     // Within the second the workers hold their lines.
     d.signal(libc::SIGTERM);

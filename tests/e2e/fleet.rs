@@ -139,6 +139,23 @@ impl Fleet {
         }
     }
 
+    /// The leader sets `percent`, every member applies it, then one follower's relay pauses
+    /// until it says it is cut off: (leader, cut-off follower, the other follower).
+    fn cut_a_follower_off_at(&self, percent: f64) -> (usize, usize, usize) {
+        let l = self.leader(Duration::from_secs(10));
+        let fol = others(3, l);
+        let (cut, other) = (fol[0], fol[1]);
+        assert_eq!(weight(&self.members[l].d, percent).0, 200);
+        self.converge(&[0, 1, 2], percent, Duration::from_secs(1));
+        self.members[cut].relay.pause();
+        self.members[cut]
+            .d
+            .wait_status("cut off", Duration::from_secs(5), |s| {
+                s["cluster"]["connected"] == false
+            });
+        (l, cut, other)
+    }
+
     fn shared(&self) -> Value {
         serde_json::from_str(&self.etcd.get("/canaryd/fleet/state").expect("shared state"))
             .expect("shared state is JSON")
@@ -356,18 +373,7 @@ fn a_partitioned_follower_keeps_its_split_and_converges_after_a_compaction() {
     let Some(f) = Fleet::start(|_| String::new()) else {
         return;
     };
-    let l = f.leader(Duration::from_secs(10));
-    let fol = others(3, l);
-    let (cut, other) = (fol[0], fol[1]);
-    assert_eq!(weight(&f.members[l].d, 20.0).0, 200);
-    f.converge(&[0, 1, 2], 20.0, Duration::from_secs(1));
-
-    f.members[cut].relay.pause();
-    f.members[cut]
-        .d
-        .wait_status("cut off", Duration::from_secs(5), |s| {
-            s["cluster"]["connected"] == false
-        });
+    let (l, cut, other) = f.cut_a_follower_off_at(20.0);
     assert_eq!(f.members[cut].d.metric("canaryd_cluster_connected"), 0.0);
     for p in [40.0, 45.0] {
         assert_eq!(weight(&f.members[l].d, p).0, 200);
@@ -543,17 +549,7 @@ fn a_member_elected_right_after_a_partition_continues_from_the_newest_split() {
     let Some(mut f) = Fleet::start(|_| String::new()) else {
         return;
     };
-    let l = f.leader(Duration::from_secs(10));
-    let fol = others(3, l);
-    let (cut, other) = (fol[0], fol[1]);
-    assert_eq!(weight(&f.members[l].d, 50.0).0, 200);
-    f.converge(&[0, 1, 2], 50.0, Duration::from_secs(1));
-    f.members[cut].relay.pause();
-    f.members[cut]
-        .d
-        .wait_status("cut off", Duration::from_secs(5), |s| {
-            s["cluster"]["connected"] == false
-        });
+    let (l, cut, other) = f.cut_a_follower_off_at(50.0);
     // Back towards stable while it cannot see it; then every other member dies.
     assert_eq!(weight(&f.members[l].d, 10.0).0, 200);
     f.converge(&[l, other], 10.0, Duration::from_secs(1));

@@ -4,7 +4,9 @@
 //! with its interval, statistic and samples; an equal canary is not failed, and its share of
 //! the traffic matches its weight (no `traffic-share` alert); a canary that gets none of its
 //! share (every request pinned to stable by the override header) holds the step and alerts
-//! once with the observed and expected shares.
+//! once with the observed and expected shares. The latency test (`test = "mann-whitney"`)
+//! rolls back a canary 30 % slower than stable, the line naming the test with its shift,
+//! interval, statistic and samples, and does not fail an equally fast one.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -13,36 +15,42 @@ use serde_json::Value;
 
 use crate::common::{Canaryd, FakeGateway, Setup, TempDir, Traffic};
 
-/// 50 % for `hold`, then 100 %; one sequential rule, `judge`, margin one point.
-fn policy(dir: &TempDir, hold: &str) -> PathBuf {
+/// The sequential rule, margin one point.
+const SEQUENTIAL: &str = "signal = \"error_ratio\"\ntest = \"sequential\"\nmargin = 0.01\n";
+/// The latency rule, margin 10 % of stable's median.
+const LATENCY: &str = "signal = \"latency\"\ntest = \"mann-whitney\"\nmargin = \"10%\"\n";
+
+/// 50 % for `hold`, then 100 %; one test rule, `judge` (`test`: its signal, test and margin).
+fn policy(dir: &TempDir, hold: &str, test: &str) -> PathBuf {
     let text = format!(
         "name = \"judge\"\ninterval = \"1s\"\n\
          [[steps]]\nweight = 50\nhold = \"{hold}\"\n\
          [[steps]]\nweight = 100\nhold = \"{hold}\"\n\
-         [[rules]]\nname = \"judge\"\nsource = \"local\"\nsignal = \"error_ratio\"\n\
-         compare = \"baseline\"\ntest = \"sequential\"\nmargin = 0.01\nalpha = 0.01\n\
-         on_fail = \"rollback\"\n"
+         [[rules]]\nname = \"judge\"\nsource = \"local\"\n{test}\
+         compare = \"baseline\"\nalpha = 0.01\non_fail = \"rollback\"\n"
     );
     let path = dir.path().join("judge.toml");
     std::fs::write(&path, text).expect("write policy");
     path
 }
 
-/// Gateways at the given 5xx ratios and canaryd running `policy` from the start.
+/// Gateways with the given knobs (`error_rate=0.02`, `latency_ms=20`) and canaryd running
+/// `policy` from the start.
 fn start(
-    stable_errors: f64,
-    canary_errors: f64,
+    stable_knobs: &str,
+    canary_knobs: &str,
     hold: &str,
+    test: &str,
 ) -> (FakeGateway, FakeGateway, TempDir, Canaryd) {
     let stable = FakeGateway::spawn("stable", &[]);
     let canary = FakeGateway::spawn("canary", &[]);
-    stable.set_knobs(&format!("error_rate={stable_errors}"));
-    canary.set_knobs(&format!("error_rate={canary_errors}"));
+    stable.set_knobs(stable_knobs);
+    canary.set_knobs(canary_knobs);
     let dir = TempDir::new("canaryd-e2e-judge");
     let mut setup = Setup::new(&stable, &canary, 0.0);
     setup.rollout = format!(
         "policy = \"{}\"\nautostart = true\n",
-        policy(&dir, hold).display()
+        policy(&dir, hold, test).display()
     );
     let d = Canaryd::start(&setup);
     (stable, canary, dir, d)
@@ -55,9 +63,29 @@ fn rule<'a>(line: &'a Value, name: &str) -> &'a Value {
         .unwrap_or(&Value::Null)
 }
 
+/// Watches the status for `how_long`: the rollout stays at step 0 (50 %) and the `judge` rule
+/// never fails. The outcomes it went through.
+fn never_fails(d: &Canaryd, how_long: Duration) -> Vec<Value> {
+    let until = Instant::now() + how_long;
+    let mut seen = Vec::new();
+    while Instant::now() < until {
+        let s = d.status();
+        assert_eq!(s["state"], "progressing", "{s:#}");
+        assert_eq!(s["canary_percent"], 50.0, "{s:#}");
+        let outcome = rule(&s, "judge")["outcome"].clone();
+        assert_ne!(outcome, "fail", "{s:#}");
+        if seen.last() != Some(&outcome) {
+            seen.push(outcome);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    seen
+}
+
 #[test]
 fn a_canary_with_four_times_stables_error_ratio_is_rolled_back_by_the_sequential_test() {
-    let (_stable, _canary, _dir, d) = start(0.02, 0.08, "10m");
+    let (_stable, _canary, _dir, d) =
+        start("error_rate=0.02", "error_rate=0.08", "10m", SEQUENTIAL);
     let traffic = Traffic::start(d.proxy, 3);
     let started = Instant::now();
     d.wait_status("rollback", Duration::from_secs(60), |s| {
@@ -110,21 +138,10 @@ fn a_canary_with_four_times_stables_error_ratio_is_rolled_back_by_the_sequential
 
 #[test]
 fn an_equal_canary_is_not_failed_and_gets_its_share() {
-    let (_stable, _canary, _dir, d) = start(0.02, 0.02, "10m");
+    let (_stable, _canary, _dir, d) =
+        start("error_rate=0.02", "error_rate=0.02", "10m", SEQUENTIAL);
     let traffic = Traffic::start(d.proxy, 3);
-    let until = Instant::now() + Duration::from_secs(25);
-    let mut seen = Vec::new();
-    while Instant::now() < until {
-        let s = d.status();
-        assert_eq!(s["state"], "progressing", "{s:#}");
-        assert_eq!(s["canary_percent"], 50.0, "{s:#}");
-        let outcome = rule(&s, "judge")["outcome"].clone();
-        assert_ne!(outcome, "fail", "{s:#}");
-        if seen.last() != Some(&outcome) {
-            seen.push(outcome);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let seen = never_fails(&d, Duration::from_secs(25));
     traffic.stop();
     let s = d.status();
     let r = rule(&s, "judge");
@@ -232,4 +249,72 @@ fn a_canary_that_gets_none_of_its_share_holds_and_alerts_with_the_shares() {
         "{lines:#?}"
     );
     eprintln!("{served} requests, all pinned to stable; {reason}");
+}
+
+#[test]
+fn a_canary_thirty_percent_slower_is_rolled_back_by_the_latency_test() {
+    let (_stable, _canary, _dir, d) = start("latency_ms=20", "latency_ms=26", "10m", LATENCY);
+    let traffic = Traffic::start(d.proxy, 3);
+    d.wait_status("rollback", Duration::from_secs(60), |s| {
+        s["state"] == "rolled_back"
+    });
+    traffic.stop();
+    let lines = d.decisions();
+    let rollback = lines
+        .iter()
+        .find(|l| l["action"] == "rollback")
+        .unwrap_or_else(|| panic!("no rollback line: {lines:#?}"));
+    assert_eq!(rollback["failed_rules"], serde_json::json!(["judge"]));
+    let r = rule(rollback, "judge");
+    assert_eq!(r["test"], "mann-whitney", "{r:#}");
+    assert_eq!(r["outcome"], "fail", "{r:#}");
+    assert_eq!(
+        r["threshold"],
+        "mann-whitney: canary slower than stable by > 10% (alpha 0.01)"
+    );
+    let l = &r["latency"];
+    assert_eq!(l["direction"], "increase", "{r:#}");
+    let (canary_median, stable_median) = (
+        l["canary_median_s"].as_f64().expect("canary median"),
+        l["stable_median_s"].as_f64().expect("stable median"),
+    );
+    assert!(canary_median > stable_median, "{r:#}");
+    // The margin is 10 % of stable's median; the whole interval of the shift lies above it.
+    let margin = r["margin"].as_f64().expect("margin");
+    assert!((margin - 0.1 * stable_median).abs() < 1e-9, "{r:#}");
+    let low = r["interval"][0].as_f64().expect("interval");
+    let high = r["interval"][1].as_f64().expect("interval");
+    let shift = l["shift_s"].as_f64().expect("shift");
+    assert!(margin < low && low <= shift && shift <= high, "{r:#}");
+    assert!(r["statistic"].as_f64().expect("z") > 3.0, "{r:#}");
+    assert!(l["u"].as_f64().expect("U") > 0.0, "{r:#}");
+    let canary = r["samples"]["canary"]["requests"]
+        .as_u64()
+        .expect("samples");
+    let stable = r["samples"]["stable"]["requests"]
+        .as_u64()
+        .expect("samples");
+    assert!(canary >= 50 && stable >= 50, "{r:#}");
+    assert_eq!(d.status()["canary_percent"], 0.0);
+}
+
+#[test]
+fn an_equally_fast_canary_is_not_failed_by_the_latency_test() {
+    let (_stable, _canary, _dir, d) = start("latency_ms=20", "latency_ms=20", "10m", LATENCY);
+    let traffic = Traffic::start(d.proxy, 3);
+    let seen = never_fails(&d, Duration::from_secs(20));
+    traffic.stop();
+    let s = d.status();
+    let r = rule(&s, "judge");
+    // Judged on real traffic: an equal canary is shown not slower by 10 % (or still judged).
+    assert!(
+        r["samples"]["canary"]["requests"].as_u64().unwrap_or(0) > 500,
+        "{r:#}"
+    );
+    assert!(
+        ["pass", "inconclusive"].contains(&r["outcome"].as_str().unwrap_or_default()),
+        "{r:#}"
+    );
+    assert!(!d.decisions().iter().any(|l| l["action"] == "rollback"));
+    eprintln!("outcomes seen: {seen:?}");
 }

@@ -22,7 +22,10 @@
 //!   stripped.
 //! - [`judge`]: the sequential canary-vs-stable test rolls back a 4× worse canary, passes an
 //!   equal one, and the traffic-share check holds a canary that does not get its share.
+//! - [`headers`]: header rules seen by a backend and a client, the request id, canaryd's own
+//!   502 with the route's headers and error page (re-read on SIGHUP).
 //! - [`import_nginx`]: `canaryd import-nginx` on nginx fronts that the real `nginx -t` accepts.
+//! - [`limits`]: `max_body_size` answers 413 for `Content-Length` and chunked bodies.
 //! - [`malformed`]: garbage, huge and slowloris requests, and a non-HTTP upstream.
 //! - [`operate`]: the admin API's authentication and actions, the CLI against a running daemon,
 //!   the token file's rules, reload on SIGHUP, SIGTERM mid-rollout, manual mode.
@@ -40,6 +43,8 @@
 //!   `/api/v1/status`.
 //! - [`streaming`]: server-sent events, WebSocket upgrades and large request bodies stream
 //!   through.
+//! - [`upstreams`]: named upstreams by path and host beside the split, their own metrics, a
+//!   reload moving a route to another upstream.
 //! - [`tls`]: TLS termination with curl, openssl s_client and h2load: SNI, ALPN h2, the
 //!   protocol floor, resumption, X-Forwarded-Proto, SSE over h2, the https redirect and its
 //!   ACME exception, certificates renewed on SIGHUP under an open connection, located errors,
@@ -60,8 +65,10 @@ mod dashboards;
 mod failover;
 mod fleet;
 mod forwarding;
+mod headers;
 mod import_nginx;
 mod judge;
+mod limits;
 mod malformed;
 mod operate;
 mod replay;
@@ -75,3 +82,4 @@ mod streaming;
 mod systemd;
 mod tls;
 mod upgrade;
+mod upstreams;

@@ -170,7 +170,9 @@ fn upload_of_50_mb_is_streamed_not_buffered() {
 
     let stable = FakeGateway::spawn("stable", &[]);
     let canary = FakeGateway::spawn("canary", &[]);
-    let d = Canaryd::start(&Setup::new(&stable, &canary, 0.0));
+    let mut setup = Setup::new(&stable, &canary, 0.0);
+    setup.proxy = "max_body_size = \"64MiB\"\n".into();
+    let d = Canaryd::start(&setup);
 
     // Warm up the request path, so one-time allocations are not counted as growth.
     let warm = d.client().post("/upload", &[7u8; CHUNK]).expect("warm-up");

@@ -138,7 +138,7 @@ fn every_bad_element_of_an_array_of_tables_is_reported() {
         [
             "canaryd.toml:15: key `proxy.routes[0].prefix`: invalid type: found signed int `5`, expected a string",
             "canaryd.toml:20: key `proxy.routes[2].read_timeout`: invalid type: found signed int `30`, expected a duration string like \"30s\", \"5m\" or \"1h\"",
-            "canaryd.toml:21: key `proxy.routes[2].write_timout`: unknown key; expected one of `prefix`, `connect_timeout`, `read_timeout`, `write_timeout`",
+            "canaryd.toml:21: key `proxy.routes[2].write_timout`: unknown key; expected one of `prefix`, `hosts`, `upstream`, `max_body_size`, `set_request_headers`, `add_response_headers`, `hide_response_headers`, `error_pages`, `connect_timeout`, `read_timeout`, `write_timeout`",
             "canaryd.toml:23: key `proxy.routes[3].prefix`: expected a path prefix starting with '/', found \"c\"",
         ],
         "{e}"

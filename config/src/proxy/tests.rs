@@ -89,3 +89,39 @@ fn sticky_keys() {
     assert_eq!(s.key, StickyKey::Header("X-User".into()));
     assert_eq!(s.cookie, "canaryd_bucket");
 }
+
+#[test]
+fn access_log_section() {
+    let c = parse(MIN).unwrap();
+    assert!(c.proxy.access_log.is_none(), "no section, no access log");
+    let c = parse(&format!(
+        "{MIN}\n[proxy.access_log]\npath = \"/var/log/canaryd/access.log\"\n"
+    ))
+    .unwrap();
+    let log = c.proxy.access_log.as_ref().unwrap();
+    assert_eq!(log.format, crate::AccessLogFormat::Combined);
+    assert!(!log.is_stdout() && c.validate().is_empty());
+    let c = parse(&format!(
+        "{MIN}\n[proxy.access_log]\npath = \"stdout\"\nformat = \"json\"\n"
+    ))
+    .unwrap();
+    assert!(c.proxy.access_log.as_ref().unwrap().is_stdout());
+
+    let e = parse(&format!(
+        "{MIN}\n[proxy.access_log]\npath = \"/l\"\nformat = \"main\"\n"
+    ))
+    .unwrap_err();
+    assert!(e.contains("combined") && e.contains("json"), "{e}");
+    let c = parse(&format!(
+        "{MIN}\n[proxy.access_log]\npath = \"logs/a.log\"\n"
+    ))
+    .unwrap();
+    let problems = c.validate();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].key, "proxy.access_log.path");
+    assert!(
+        problems[0].message.contains("absolute"),
+        "{}",
+        problems[0].message
+    );
+}

@@ -311,8 +311,7 @@ fn read_endpoint(state: &AdminState, req: Request<Incoming>) -> Response<Full<By
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => {
             let mut out = String::with_capacity(16 * 1024);
-            let p = &state.plane;
-            p.metrics.render(&mut out, p.table.weight_bp());
+            state.plane.render_metrics(&mut out);
             state.board.render(&mut out);
             if let Some(extra) = &state.extra_metrics {
                 extra(&mut out);

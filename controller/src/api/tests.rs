@@ -75,6 +75,7 @@ fn plain_rule() -> RuleStatus {
         error: None,
         for_s: 300.0,
         interval: None,
+        latency: None,
         margin: None,
         name: "error-rate".into(),
         on_fail: RuleOnFail::Rollback,
@@ -435,7 +436,14 @@ fn a_test_rule_carries_its_statistic_interval_and_samples_other_rules_do_not() {
     use crate::api::{RuleSamples, RuleTest};
     use crate::policy::Counts;
     let plain = serde_json::to_value(plain_rule()).unwrap();
-    for k in ["interval", "margin", "samples", "statistic", "test"] {
+    for k in [
+        "interval",
+        "latency",
+        "margin",
+        "samples",
+        "statistic",
+        "test",
+    ] {
         assert!(plain.get(k).is_none(), "{k} on a threshold rule: {plain}");
     }
     let r = RuleStatus {
@@ -462,4 +470,26 @@ fn a_test_rule_carries_its_statistic_interval_and_samples_other_rules_do_not() {
     assert_eq!(v["test"], "sequential");
     assert_eq!(v["samples"]["canary"]["errors"], 12);
     assert_eq!(serde_json::from_value::<RuleStatus>(v).unwrap(), r);
+
+    // A latency test: the shift, U and medians beside the interval (seconds).
+    let l = RuleStatus {
+        interval: Some([0.004, 0.011]),
+        latency: Some(crate::api::RuleLatency {
+            canary_median_s: 0.026,
+            direction: crate::policy::Direction::Increase,
+            shift_s: 0.0075,
+            stable_median_s: 0.019,
+            u: 712_345.5,
+        }),
+        margin: Some(0.0019),
+        outcome: Some(Outcome::Fail),
+        statistic: Some(9.5),
+        test: Some(RuleTest::MannWhitney),
+        ..r
+    };
+    assert_sorted_keys(&l);
+    let v = serde_json::to_value(&l).unwrap();
+    assert_eq!(v["test"], "mann-whitney");
+    assert_eq!(v["latency"]["direction"], "increase");
+    assert_eq!(serde_json::from_value::<RuleStatus>(v).unwrap(), l);
 }

@@ -68,9 +68,20 @@ pub(super) async fn connect(inner: Arc<Inner>, tx: watch::Sender<Option<Client>>
     }
 }
 
+/// What the controller asks of the election task.
+#[derive(Debug)]
+pub(super) enum Order {
+    /// Step down and revoke the lease (the controller stopped: SIGTERM, or the old side of an
+    /// upgrade); answered once done. The member campaigns no more until [`Order::Rejoin`].
+    Resign(oneshot::Sender<()>),
+    /// The controller runs (again): campaign. Nothing to do unless resigned.
+    Rejoin,
+}
+
 /// The election task: lease, renewals, campaign; resigns when asked (the controller asks once
-/// it has written its last state at the stop: [`super::Cluster::resign`]).
-pub(super) async fn run(inner: Arc<Inner>, mut resign: mpsc::Receiver<oneshot::Sender<()>>) {
+/// it has written its last state at the stop: [`super::Cluster::resign`]) and campaigns again
+/// when its controller runs again ([`super::Cluster::rejoin`]: an upgrade that failed).
+pub(super) async fn run(inner: Arc<Inner>, mut resign: mpsc::Receiver<Order>) {
     let mut client = inner.client().await;
     let ttl = inner.opts.lease_ttl;
     let t = inner.opts.call_timeout();
@@ -82,7 +93,7 @@ pub(super) async fn run(inner: Arc<Inner>, mut resign: mpsc::Receiver<oneshot::S
             other => {
                 inner.set_connected(false);
                 tracing::debug!(error = ?other.err(), "lease grant failed");
-                if pause_or_resign(&mut resign).await {
+                if pause_or_resign(&mut resign).await && !resigned(&mut resign).await {
                     return;
                 }
                 continue;
@@ -147,10 +158,15 @@ pub(super) async fn run(inner: Arc<Inner>, mut resign: mpsc::Receiver<oneshot::S
                         _ => inner.set_connected(false),
                     }
                 }
-                Some(done) = resign.recv() => {
+                Some(order) = resign.recv() => {
+                    let Order::Resign(done) = order else { continue };
                     step_down(&inner, &mut client, fence, lease).await;
+                    let _ = inner.lease.send_replace(None);
                     let _ = done.send(());
-                    return;
+                    if !resigned(&mut resign).await {
+                        return;
+                    }
+                    break "resigned, and rejoining";
                 }
             }
             publish(&inner, fence, renewed);
@@ -255,9 +271,28 @@ async fn step_down(inner: &Inner, client: &mut Client, fence: Option<i64>, lease
 }
 
 /// Waits before the next try; `true` when the member resigns meanwhile.
-async fn pause_or_resign(resign: &mut mpsc::Receiver<oneshot::Sender<()>>) -> bool {
+async fn pause_or_resign(resign: &mut mpsc::Receiver<Order>) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(RETRY) => false,
-        Some(done) = resign.recv() => { let _ = done.send(()); true }
+        Some(order) = resign.recv() => match order {
+            Order::Resign(done) => { let _ = done.send(()); true }
+            Order::Rejoin => false,
+        },
+    }
+}
+
+/// Resigned: waits until the controller runs again (`true`) or the member is gone (`false`).
+async fn resigned(orders: &mut mpsc::Receiver<Order>) -> bool {
+    loop {
+        match orders.recv().await {
+            Some(Order::Rejoin) => {
+                tracing::info!("campaigning again: the controller runs again");
+                return true;
+            }
+            Some(Order::Resign(done)) => {
+                let _ = done.send(());
+            }
+            None => return false,
+        }
     }
 }

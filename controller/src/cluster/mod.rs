@@ -267,7 +267,7 @@ impl Inner {
 #[derive(Clone)]
 pub struct Cluster {
     inner: Arc<Inner>,
-    resign_tx: mpsc::Sender<tokio::sync::oneshot::Sender<()>>,
+    resign_tx: mpsc::Sender<election::Order>,
     writes: mpsc::UnboundedSender<store::Write>,
 }
 
@@ -407,12 +407,23 @@ impl Cluster {
         });
     }
 
-    /// Resigns leadership and revokes the lease (SIGTERM), waiting at most a second.
+    /// Resigns leadership and revokes the lease (the controller stopped), waiting at most a
+    /// second; the member campaigns no more until [`rejoin`](Self::rejoin).
     pub async fn resign(&self) {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.resign_tx.send(tx).await.is_ok() {
+        if self
+            .resign_tx
+            .send(election::Order::Resign(tx))
+            .await
+            .is_ok()
+        {
             let _ = tokio::time::timeout(Duration::from_secs(1), rx).await;
         }
+    }
+
+    /// The controller runs (again, after a failed upgrade stopped it): campaign again.
+    pub fn rejoin(&self) {
+        let _ = self.resign_tx.try_send(election::Order::Rejoin);
     }
 
     /// The `cluster` part of the status document.

@@ -24,7 +24,7 @@ use tokio::time::timeout;
 
 use super::Inner;
 use crate::control::{traffic_of, wall_ms};
-use crate::policy::{Counts, Traffic};
+use crate::policy::{Counts, Histogram, Traffic};
 
 /// How often a member publishes and reads reports.
 const EVERY: Duration = Duration::from_secs(1);
@@ -79,6 +79,11 @@ pub struct TrafficReport {
     pub stable: Counts,
     pub fallbacks_from_canary: u64,
     pub fallbacks_from_stable: u64,
+    /// Latency per bucket (`test = "mann-whitney"`); absent from older members' reports.
+    #[serde(default)]
+    pub canary_latency: Histogram,
+    #[serde(default)]
+    pub stable_latency: Histogram,
 }
 
 impl From<Traffic> for TrafficReport {
@@ -88,6 +93,21 @@ impl From<Traffic> for TrafficReport {
             stable: t.stable,
             fallbacks_from_canary: t.fallbacks_from_canary,
             fallbacks_from_stable: t.fallbacks_from_stable,
+            canary_latency: t.canary_latency,
+            stable_latency: t.stable_latency,
+        }
+    }
+}
+
+impl From<TrafficReport> for Traffic {
+    fn from(t: TrafficReport) -> Self {
+        Self {
+            canary: t.canary,
+            stable: t.stable,
+            fallbacks_from_canary: t.fallbacks_from_canary,
+            fallbacks_from_stable: t.fallbacks_from_stable,
+            canary_latency: t.canary_latency,
+            stable_latency: t.stable_latency,
         }
     }
 }
@@ -124,9 +144,9 @@ struct Since {
 
 #[derive(Debug, Clone, Copy)]
 struct Counted {
-    base: TrafficReport,
-    last: TrafficReport,
-    carried: TrafficReport,
+    base: Traffic,
+    last: Traffic,
+    carried: Traffic,
 }
 
 impl Fleet {
@@ -184,61 +204,47 @@ impl Fleet {
             };
         }
         for r in &counted {
+            let now = Traffic::from(r.traffic);
             let m = since.members.entry(r.name.clone()).or_insert(Counted {
-                base: r.traffic,
-                last: r.traffic,
-                carried: TrafficReport::default(),
+                base: now,
+                last: now,
+                carried: Traffic::default(),
             });
-            if r.traffic.canary.requests < m.last.canary.requests
-                || r.traffic.stable.requests < m.last.stable.requests
+            if now.canary.requests < m.last.canary.requests
+                || now.stable.requests < m.last.stable.requests
             {
                 // Restarted: its counters began again from zero; keep what it had added.
-                m.carried = plus(m.carried, minus(m.last, m.base));
-                m.base = TrafficReport::default();
+                m.carried = plus(m.carried, m.last.since(m.base));
+                m.base = Traffic::default();
             }
-            m.last = r.traffic;
+            m.last = now;
         }
-        let sum = since
-            .members
-            .values()
-            .fold(TrafficReport::default(), |t, m| {
-                plus(t, plus(m.carried, minus(m.last, m.base)))
-            });
-        Some(Traffic {
-            canary: sum.canary,
-            stable: sum.stable,
-            fallbacks_from_canary: sum.fallbacks_from_canary,
-            fallbacks_from_stable: sum.fallbacks_from_stable,
-        })
+        Some(since.members.values().fold(Traffic::default(), |t, m| {
+            plus(t, plus(m.carried, m.last.since(m.base)))
+        }))
     }
 }
 
 /// `a + b`, counter by counter.
-fn plus(a: TrafficReport, b: TrafficReport) -> TrafficReport {
+fn plus(a: Traffic, b: Traffic) -> Traffic {
     let add = |x: Counts, y: Counts| Counts {
         requests: x.requests + y.requests,
         errors: x.errors + y.errors,
     };
-    TrafficReport {
+    Traffic {
         canary: add(a.canary, b.canary),
         stable: add(a.stable, b.stable),
         fallbacks_from_canary: a.fallbacks_from_canary + b.fallbacks_from_canary,
         fallbacks_from_stable: a.fallbacks_from_stable + b.fallbacks_from_stable,
+        canary_latency: sum(a.canary_latency, &b.canary_latency),
+        stable_latency: sum(a.stable_latency, &b.stable_latency),
     }
 }
 
-/// `a - b`, counter by counter, never below 0.
-fn minus(a: TrafficReport, b: TrafficReport) -> TrafficReport {
-    TrafficReport {
-        canary: a.canary.since(b.canary),
-        stable: a.stable.since(b.stable),
-        fallbacks_from_canary: a
-            .fallbacks_from_canary
-            .saturating_sub(b.fallbacks_from_canary),
-        fallbacks_from_stable: a
-            .fallbacks_from_stable
-            .saturating_sub(b.fallbacks_from_stable),
-    }
+/// `a + b`, bucket by bucket.
+fn sum(mut a: Histogram, b: &Histogram) -> Histogram {
+    a.add(b);
+    a
 }
 
 /// Sums counts and buckets (never ratios or quantiles) of `window` across `reports`.

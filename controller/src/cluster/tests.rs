@@ -48,7 +48,7 @@ async fn a_deposed_leaders_write_is_refused_inside_etcd() {
         testkit::tool_missing("etcd");
         return;
     };
-    let metrics = Arc::new(Metrics::new(Vec::new()));
+    let metrics = Arc::new(Metrics::new());
     let mut a = Cluster::start(opts(&etcd, "a"), metrics.clone());
     let fence_a = elected(&a).await;
     assert_eq!(a.cluster.write(fence_a, &state(5.0)).await, Ok(1));
@@ -187,7 +187,7 @@ async fn a_member_reaches_etcd_over_mutual_tls() {
     c.cert = Some(tls.client_cert);
     c.key = Some(tls.client_key);
     let opts = ClusterOptions::from_config(&c, "127.0.0.1:9180").expect("files read");
-    let link = Cluster::start(opts, Arc::new(Metrics::new(Vec::new())));
+    let link = Cluster::start(opts, Arc::new(Metrics::new()));
     let fence = elected(&link).await;
     assert_eq!(link.cluster.write(fence, &state(5.0)).await, Ok(1));
     assert!(etcd.get("/canaryd/secure/state").is_some());
@@ -196,7 +196,7 @@ async fn a_member_reaches_etcd_over_mutual_tls() {
     let mut c = config(&etcd);
     c.ca_file = etcd.tls().map(|t| t.ca.clone());
     let opts = ClusterOptions::from_config(&c, "127.0.0.1:9181").expect("files read");
-    let anon = Cluster::start(opts, Arc::new(Metrics::new(Vec::new())));
+    let anon = Cluster::start(opts, Arc::new(Metrics::new()));
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!anon.cluster.connected());
 }
@@ -217,7 +217,7 @@ async fn a_member_authenticates_with_its_password_file() {
     c.username = Some("canaryd".into());
     c.password_file = Some(password.clone());
     let opts = ClusterOptions::from_config(&c, "127.0.0.1:9180").expect("files read");
-    let link = Cluster::start(opts, Arc::new(Metrics::new(Vec::new())));
+    let link = Cluster::start(opts, Arc::new(Metrics::new()));
     let fence = elected(&link).await;
     assert_eq!(link.cluster.write(fence, &state(5.0)).await, Ok(1));
 
@@ -265,4 +265,26 @@ fn the_fleets_counts_grow_from_the_epoch_on_whoever_joins_or_restarts() {
         r
     }]);
     assert_eq!(fleet.traffic().unwrap().canary.requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_resigned_campaigns_again_when_its_controller_runs_again() {
+    let Some(etcd) = testkit::Etcd::start() else {
+        testkit::tool_missing("etcd");
+        return;
+    };
+    let a = Cluster::start(opts(&etcd, "a"), Arc::new(Metrics::new()));
+    let first = elected(&a).await;
+    a.cluster.resign().await;
+    assert!(a.leadership.borrow().acting(Instant::now()).is_none());
+    assert!(etcd.get("/canaryd/test/leader").is_none(), "resigned");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        etcd.get("/canaryd/test/leader").is_none(),
+        "campaigned while resigned"
+    );
+    // A failed upgrade: the old process's controller runs again.
+    a.cluster.rejoin();
+    let again = elected(&a).await;
+    assert!(again > first);
 }

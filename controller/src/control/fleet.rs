@@ -245,6 +245,13 @@ impl<S: Sources + Clone + 'static> Controller<S> {
         }
     }
 
+    /// The loop starts (again): a member that resigned when it last stopped campaigns again.
+    pub(super) fn join(&self) {
+        if let Some(link) = &self.cluster {
+            link.cluster.rejoin();
+        }
+    }
+
     /// Resigns at the stop, after the last state was written.
     pub(super) async fn leave(&mut self) {
         if let Some(link) = &self.cluster {

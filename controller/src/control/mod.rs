@@ -50,10 +50,11 @@ use recover::{manual_split, restore, BLOCKED_HINT};
 use sampling::{sample_rule, Sampled, StepBase};
 
 use crate::api::{
-    Action, By, Decision, Kind, RolloutStatus, RuleSamples, RuleStatus, State, Status,
+    Action, By, Decision, Kind, RolloutStatus, RuleLatency, RuleSamples, RuleStatus, State, Status,
 };
 use crate::policy::{
-    baseline_ratio, sequential, traffic, Compare, Policy, Rule, Sample, SourceKind, Traffic,
+    baseline_ratio, mann_whitney, sequential, traffic, Compare, Policy, Rule, Sample, SourceKind,
+    TestKind, Traffic,
 };
 use crate::rollout::{Command, Phase, Refusal, Rollout, RolloutState, Transition};
 use crate::store::{DecisionLog, StateError, StateStore};
@@ -250,6 +251,7 @@ impl<S: Sources + Clone + 'static> Controller<S> {
     /// upgrade that failed after stopping it). The time it was stopped does not count as held.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Self {
         self.rollout.clock_stopped();
+        self.join();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {

@@ -153,6 +153,15 @@ pub(super) fn rule_statuses(rollout: &Rollout, now: Instant) -> Vec<RuleStatus> 
                 threshold: r.threshold(),
                 value: s.value,
                 interval: s.judgement.map(|j| [j.interval.0, j.interval.1]),
+                latency: s.judgement.and_then(|j| {
+                    j.latency.map(|l| RuleLatency {
+                        canary_median_s: l.canary_median,
+                        direction: l.direction,
+                        shift_s: j.difference,
+                        stable_median_s: l.stable_median,
+                        u: l.u,
+                    })
+                }),
                 margin: s.judgement.map(|j| j.margin),
                 samples: s.judgement.map(|j| RuleSamples {
                     canary: j.canary,

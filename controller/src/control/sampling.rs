@@ -98,19 +98,35 @@ impl<S: Sources + Clone + 'static> Controller<S> {
         }
     }
 
-    /// Judges `test` rule `i` on the step's counts.
+    /// Judges `test` rule `i` on the step's counts (error ratios) or histograms (latency).
     pub(super) fn observe_test(&mut self, i: usize, now: Instant, step: Option<Traffic>) {
         let p = &self.rollout.policy;
         let Some(rule) = p.rules.get(i) else { return };
         let min = rule.min_requests.unwrap_or(p.min_requests);
-        let judgement = match (step, rule.margin) {
-            (Some(t), Some(margin)) => {
+        let judgement = match (step, rule.margin, rule.test) {
+            (Some(t), Some(margin), Some(TestKind::Sequential)) => {
                 sequential::judge(t.canary, t.stable, margin, rule.alpha(), min)
             }
+            (Some(t), Some(margin), Some(TestKind::MannWhitney)) => mann_whitney::judge(
+                t.canary_latency,
+                t.stable_latency,
+                margin,
+                rule.direction(),
+                rule.alpha(),
+                min,
+            )
+            .map(|mut j| {
+                // The step's 5xx beside the requests judged, for the decision line.
+                (j.canary.errors, j.stable.errors) = (t.canary.errors, t.stable.errors);
+                j
+            }),
             _ => None,
         };
         if let Some(rs) = self.rollout.rules.get_mut(i) {
-            rs.baseline = judgement.map(|j| (Some(j.canary.ratio()), Some(j.stable.ratio())));
+            rs.baseline = judgement.map(|j| {
+                let (canary, stable) = j.values();
+                (Some(canary), Some(stable))
+            });
             rs.observe_test(rule, now, judgement);
         }
     }

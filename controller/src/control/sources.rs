@@ -12,7 +12,7 @@ use tokio::time::Duration;
 
 use super::prometheus::{render, PromClient};
 use crate::cluster::Fleet;
-use crate::policy::{Counts, Rule, Sample, Signal, SourceKind, Traffic};
+use crate::policy::{Counts, Histogram, Rule, Sample, Signal, SourceKind, Traffic};
 
 /// Where rule values come from.
 pub trait Sources: Send + Sync {
@@ -124,6 +124,12 @@ impl Sources for LiveSources {
                     Some(Signal::LatencyP99) => st.quantile(0.99),
                     Some(Signal::LatencyP999) => st.quantile(0.999),
                     Some(Signal::Rps) => Some(st.rps()),
+                    // Judged by its test on the step's histograms, never sampled.
+                    Some(Signal::Latency) => {
+                        return Sample::Error(
+                            "signal = \"latency\" is judged by test = \"mann-whitney\"".into(),
+                        )
+                    }
                     None => return Sample::Error("local rule has no signal".into()),
                 };
                 v.map_or(Sample::NoData, Sample::Value)
@@ -136,7 +142,8 @@ impl Sources for LiveSources {
     }
 
     /// The cumulative counters behind the windows (the windows reach back 120 s at most; a
-    /// step lasts hours): every request and 5xx `Metrics::record` counted, all routes.
+    /// step lasts hours): every request and 5xx `Metrics::record` counted, all routes, and
+    /// the latency histograms of `canaryd_request_duration_seconds`.
     fn traffic(&self) -> Option<Traffic> {
         match &self.fleet {
             Some(f) => f.traffic(),
@@ -145,7 +152,8 @@ impl Sources for LiveSources {
     }
 }
 
-/// The proxy's cumulative request, 5xx and fallback counters (every route).
+/// The proxy's cumulative request, 5xx and fallback counters (every route) and latency
+/// histograms.
 pub(crate) fn traffic_of(m: &Metrics) -> Traffic {
     let counts = |v: Variant| Counts {
         requests: (1..=5).map(|class| m.requests_of(v, class)).sum(),
@@ -156,5 +164,11 @@ pub(crate) fn traffic_of(m: &Metrics) -> Traffic {
         stable: counts(Variant::Stable),
         fallbacks_from_canary: m.fallbacks_from(Variant::Canary),
         fallbacks_from_stable: m.fallbacks_from(Variant::Stable),
+        canary_latency: Histogram {
+            counts: m.latency(Variant::Canary).buckets(),
+        },
+        stable_latency: Histogram {
+            counts: m.latency(Variant::Stable).buckets(),
+        },
     }
 }

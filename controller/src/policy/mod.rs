@@ -5,6 +5,7 @@
 //! every rule has the keys its source needs, thresholds parse, names are unique). Errors name
 //! the file, the line, the key and what was expected, like the config loader's.
 
+pub mod mann_whitney;
 mod rules;
 pub mod sequential;
 pub mod traffic;
@@ -17,6 +18,7 @@ use canaryd_config::{duration, ConfigError, Invalid, Loader};
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
+pub use mann_whitney::{Direction, Histogram};
 pub use rules::{baseline_ratio, Outcome, RuleState, Sample, Verdict};
 pub use sequential::{Counts, Judgement, Margin};
 pub use traffic::{Share, Traffic};
@@ -125,17 +127,21 @@ pub struct Rule {
     /// traffic (`up`, memory, CPU).
     #[serde(default)]
     pub min_requests: Option<u64>,
-    /// `"sequential"`: judge the canary against stable with an always-valid test over the
-    /// whole step ([`sequential`]) instead of `fail_when`. Local baseline rules only.
+    /// `"sequential"` (error ratio, [`sequential`]) or `"mann-whitney"` (latency,
+    /// [`mann_whitney`]): judge the canary against stable with an always-valid test over the
+    /// whole step instead of `fail_when`. Local baseline rules only.
     #[serde(default)]
     pub test: Option<TestKind>,
-    /// `test` rules: the worst tolerated increase of the canary's error ratio over stable's,
-    /// absolute (`0.005`) or relative to stable's (`"20%"`).
+    /// `test` rules: the worst tolerated difference, absolute (`0.005` of error ratio,
+    /// `"20ms"` of latency) or relative to stable's (`"20%"`).
     #[serde(default)]
     pub margin: Option<Margin>,
     /// `test` rules: the false-positive rate (default 0.01), in (0, 0.5).
     #[serde(default)]
     pub alpha: Option<f64>,
+    /// `mann-whitney` rules: which change fails (default `increase`: the canary slower).
+    #[serde(default)]
+    pub direction: Option<Direction>,
 }
 
 fn yes() -> bool {
@@ -148,6 +154,26 @@ fn yes() -> bool {
 pub enum TestKind {
     /// The mixture SPRT on the difference of error ratios ([`sequential`]).
     Sequential,
+    /// Mann-Whitney U and the Hodges–Lehmann shift of latency ([`mann_whitney`]).
+    #[serde(rename = "mann-whitney")]
+    MannWhitney,
+}
+
+impl TestKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TestKind::Sequential => "sequential",
+            TestKind::MannWhitney => "mann-whitney",
+        }
+    }
+
+    /// The signal the test judges.
+    fn signal(self) -> Signal {
+        match self {
+            TestKind::Sequential => Signal::ErrorRatio,
+            TestKind::MannWhitney => Signal::Latency,
+        }
+    }
 }
 
 fn default_window() -> Duration {
@@ -171,6 +197,22 @@ pub enum Signal {
     LatencyP99,
     LatencyP999,
     Rps,
+    /// The whole latency distribution: only with `test = "mann-whitney"`.
+    Latency,
+}
+
+impl Signal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::ErrorRatio => "error_ratio",
+            Signal::LatencyP50 => "latency_p50",
+            Signal::LatencyP90 => "latency_p90",
+            Signal::LatencyP99 => "latency_p99",
+            Signal::LatencyP999 => "latency_p999",
+            Signal::Rps => "rps",
+            Signal::Latency => "latency",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -373,7 +415,7 @@ impl Policy {
                 }
                 SourceKind::Local => {
                     if r.signal.is_none() {
-                        bad(key("signal"), "expected one of error_ratio, latency_p50, latency_p90, latency_p99, latency_p999, rps for source = \"local\"".into());
+                        bad(key("signal"), "expected one of error_ratio, latency_p50, latency_p90, latency_p99, latency_p999, rps, latency (with test = \"mann-whitney\") for source = \"local\"".into());
                     }
                     if r.query.is_some() {
                         bad(key("query"), "expected no `query` for source = \"local\" (it is for prometheus rules)".into());
@@ -407,7 +449,7 @@ fn related_keys(key: &str) -> Vec<String> {
     match field {
         "query" | "signal" | "window" => vec![at("source")],
         "test" => vec![at("source"), at("compare"), at("signal")],
-        "margin" | "alpha" | "fail_when" => vec![at("test")],
+        "margin" | "alpha" | "fail_when" | "direction" => vec![at("test")],
         "compare" => vec![at("source"), at("query")],
         _ => Vec::new(),
     }
@@ -421,7 +463,12 @@ impl Rule {
         self.alpha.unwrap_or(sequential::DEFAULT_ALPHA)
     }
 
-    /// `fail_when` as written, or what decides instead (`test = "sequential"`).
+    /// `direction`, or its default.
+    pub fn direction(&self) -> Direction {
+        self.direction.unwrap_or_default()
+    }
+
+    /// `fail_when` as written, or what decides instead (a `test`).
     pub fn threshold(&self) -> String {
         match (&self.fail_when, self.test, self.margin) {
             (Some(t), _, _) => t.to_string(),
@@ -431,51 +478,83 @@ impl Rule {
                     self.alpha()
                 )
             }
+            (None, Some(TestKind::MannWhitney), Some(m)) => {
+                let m = match m {
+                    Margin::Absolute(s) => format!("{}ms", s * 1000.0),
+                    relative => relative.to_string(),
+                };
+                let change = match self.direction() {
+                    Direction::Increase => format!("canary slower than stable by > {m}"),
+                    Direction::Decrease => format!("canary faster than stable by > {m}"),
+                    Direction::Either => format!("canary slower or faster than stable by > {m}"),
+                };
+                format!("mann-whitney: {change} (alpha {})", self.alpha())
+            }
             _ => String::new(),
         }
     }
 
     /// The keys of `test` rules, and `fail_when`'s presence: one message per problem.
     fn validate_test(&self, key: &dyn Fn(&str) -> String, bad: &mut dyn FnMut(String, String)) {
-        let Some(TestKind::Sequential) = self.test else {
+        if self.test != Some(TestKind::MannWhitney) {
+            if self.direction.is_some() {
+                bad(
+                    key("direction"),
+                    "expected `direction` only with test = \"mann-whitney\"".into(),
+                );
+            }
+            if self.signal == Some(Signal::Latency) {
+                bad(key("signal"), "expected signal = \"latency\" only with test = \"mann-whitney\" (for a threshold, use latency_p50 … latency_p999)".into());
+            }
+        }
+        let Some(test) = self.test else {
             if self.fail_when.is_none() {
                 bad(
                     key("fail_when"),
-                    "expected a comparison like \"> 0.01\" (or `test = \"sequential\"` with a `margin` on a local baseline rule)".into(),
+                    "expected a comparison like \"> 0.01\" (or a `test` with a `margin` on a local baseline rule)".into(),
                 );
             }
             if self.margin.is_some() {
                 bad(
                     key("margin"),
-                    "expected `margin` only with test = \"sequential\"".into(),
+                    "expected `margin` only with test = \"sequential\" or \"mann-whitney\"".into(),
                 );
             }
             if self.alpha.is_some() {
                 bad(
                     key("alpha"),
-                    "expected `alpha` only with test = \"sequential\"".into(),
+                    "expected `alpha` only with test = \"sequential\" or \"mann-whitney\"".into(),
                 );
             }
             return;
         };
+        let name = test.as_str();
         if self.source != SourceKind::Local {
-            bad(key("test"), "expected test = \"sequential\" only with source = \"local\" (it counts the proxy's requests)".into());
+            bad(key("test"), format!("expected test = \"{name}\" only with source = \"local\" (it reads the proxy's own counts)"));
         }
         if self.compare != Some(Compare::Baseline) {
-            bad(key("test"), "expected compare = \"baseline\" with test = \"sequential\" (the canary is tested against stable)".into());
+            bad(key("test"), format!("expected compare = \"baseline\" with test = \"{name}\" (the canary is tested against stable)"));
         }
-        if self.source == SourceKind::Local && self.signal.is_some_and(|s| s != Signal::ErrorRatio)
-        {
-            bad(key("test"), "expected signal = \"error_ratio\" with test = \"sequential\" (latency tests are not implemented)".into());
+        let signal = test.signal();
+        if self.source == SourceKind::Local && self.signal.is_some_and(|s| s != signal) {
+            bad(
+                key("test"),
+                format!(
+                    "expected signal = \"{}\" with test = \"{name}\"",
+                    signal.as_str()
+                ),
+            );
         }
         if self.fail_when.is_some() {
-            bad(key("fail_when"), "expected no `fail_when` with test = \"sequential\" (the test decides against `margin`)".into());
+            bad(key("fail_when"), format!("expected no `fail_when` with test = \"{name}\" (the test decides against `margin`)"));
         }
-        match self.margin {
-            None => bad(key("margin"), "expected a `margin` with test = \"sequential\": the worst tolerated increase, like 0.005 or \"20%\"".into()),
-            Some(Margin::Absolute(m)) if !(0.0..1.0).contains(&m) => bad(key("margin"), format!("expected an absolute margin from 0 to below 1 (like 0.005), found {m}")),
-            Some(Margin::Relative(r)) if !(r > 0.0 && r <= 10.0) => bad(key("margin"), format!("expected a relative margin above 0 % and at most 1000 %, found {}%", r * 100.0)),
-            Some(_) => {}
+        match (test, self.margin) {
+            (TestKind::Sequential, None) => bad(key("margin"), "expected a `margin` with test = \"sequential\": the worst tolerated increase, like 0.005 or \"20%\"".into()),
+            (TestKind::MannWhitney, None) => bad(key("margin"), "expected a `margin` with test = \"mann-whitney\": the worst tolerated shift, like \"20ms\" or \"10%\"".into()),
+            (TestKind::Sequential, Some(Margin::Absolute(m))) if !(0.0..1.0).contains(&m) => bad(key("margin"), format!("expected an absolute margin from 0 to below 1 (like 0.005), found {m}")),
+            (TestKind::MannWhitney, Some(Margin::Absolute(m))) if !(0.0..60.0).contains(&m) => bad(key("margin"), format!("expected a latency margin from 0 to below 60 s (like \"20ms\"), found {m} s")),
+            (_, Some(Margin::Relative(r))) if !(r > 0.0 && r <= 10.0) => bad(key("margin"), format!("expected a relative margin above 0 % and at most 1000 %, found {}%", r * 100.0)),
+            _ => {}
         }
         if let Some(a) = self.alpha {
             if !(a > 0.0 && a < 0.5) {
@@ -496,15 +575,15 @@ impl<'de> Deserialize<'de> for Margin {
             Number(f64),
             Text(String),
         }
-        const EXPECTED: &str =
-            "expected a margin like 0.005 (absolute) or \"20%\" (relative to stable's error ratio)";
+        const EXPECTED: &str = "expected a margin like 0.005 (absolute), \"20ms\" (a latency) or \"20%\" (relative to stable's error ratio or median latency)";
         match Raw::deserialize(d).map_err(|_| de::Error::custom(EXPECTED))? {
             Raw::Number(m) => Ok(Margin::Absolute(m)),
             Raw::Text(t) => {
-                let pct = t
-                    .trim()
-                    .strip_suffix('%')
-                    .ok_or_else(|| de::Error::custom(format!("{EXPECTED}, found {t:?}")))?;
+                let Some(pct) = t.trim().strip_suffix('%') else {
+                    return humantime::parse_duration(t.trim())
+                        .map(|d| Margin::Absolute(d.as_secs_f64()))
+                        .map_err(|_| de::Error::custom(format!("{EXPECTED}, found {t:?}")));
+                };
                 pct.trim()
                     .parse::<f64>()
                     .ok()

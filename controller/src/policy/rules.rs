@@ -160,12 +160,10 @@ impl RuleState {
         };
         self.consecutive_errors = 0;
         self.error = None;
-        // As for every baseline rule, the value is canary / stable (the interval is on the
-        // difference).
-        self.value = match baseline_ratio(
-            &Sample::Value(j.canary.ratio()),
-            &Sample::Value(j.stable.ratio()),
-        ) {
+        // As for every baseline rule, the value is canary / stable (error ratios, or median
+        // latencies; the interval is on the difference).
+        let (canary, stable) = j.values();
+        self.value = match baseline_ratio(&Sample::Value(canary), &Sample::Value(stable)) {
             Sample::Value(v) => Some(v),
             _ => None,
         };

@@ -49,6 +49,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::mann_whitney::Shift;
 use crate::policy::Outcome;
 
 /// The smallest mixture scale τ (an absolute difference of error ratios).
@@ -75,7 +76,8 @@ pub enum Margin {
     Relative(f64),
 }
 
-/// What one evaluation of the test found.
+/// What one evaluation of a test found (this one's, or `mann-whitney`'s: see
+/// [`super::mann_whitney::judge`] for what its fields hold there).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Judgement {
     /// `Pass`, `Fail` or `Inconclusive`.
@@ -91,6 +93,8 @@ pub struct Judgement {
     pub statistic: f64,
     pub canary: Counts,
     pub stable: Counts,
+    /// `mann-whitney`: the direction, U and the medians; `None` for this test.
+    pub latency: Option<Shift>,
 }
 
 // === impl Counts ===
@@ -114,6 +118,19 @@ impl Counts {
         Counts {
             requests: self.requests.saturating_sub(base.requests),
             errors: self.errors.saturating_sub(base.errors),
+        }
+    }
+}
+
+// === impl Judgement ===
+
+impl Judgement {
+    /// The values compared, (canary, stable): the error ratios, or for `mann-whitney` the
+    /// medians (seconds).
+    pub fn values(&self) -> (f64, f64) {
+        match self.latency {
+            Some(l) => (l.canary_median, l.stable_median),
+            None => (self.canary.ratio(), self.stable.ratio()),
         }
     }
 }
@@ -195,6 +212,7 @@ pub fn judge(
         statistic: log_lr(d, m, w, tau),
         canary,
         stable,
+        latency: None,
     })
 }
 

@@ -143,7 +143,7 @@ fn a_missing_or_bad_key_has_no_follow_on_problems() {
     assert_eq!(
         e,
         "p.toml:1: key `steps`: missing; this key is required\n\
-         p.toml:13: key `rules[0].bogus`: unknown key; expected one of `name`, `source`, `query`, `signal`, `window`, `fail_when`, `for`, `on_fail`, `on_no_data`, `dry_run`, `compare`, `min_requests`, `test`, `margin`, `alpha`"
+         p.toml:13: key `rules[0].bogus`: unknown key; expected one of `name`, `source`, `query`, `signal`, `window`, `fail_when`, `for`, `on_fail`, `on_no_data`, `dry_run`, `compare`, `min_requests`, `test`, `margin`, `alpha`, `direction`"
     );
 }
 
@@ -289,6 +289,13 @@ fn sequential_keys_are_validated_with_located_errors() {
         "{e}"
     );
     let e = err(&SEQUENTIAL.replace("test = \"sequential\"", "test = \"mann-whitney\""));
+    assert!(
+        e.contains(
+            "key `rules[0].test`: expected signal = \"latency\" with test = \"mann-whitney\""
+        ),
+        "{e}"
+    );
+    let e = err(&SEQUENTIAL.replace("test = \"sequential\"", "test = \"wilcoxon\""));
     assert!(e.contains("key `rules[0].test`: unknown variant"), "{e}");
     // `test` only on local baseline error-ratio rules, and then without `fail_when`.
     let e = err(&SEQUENTIAL.replace("compare = \"baseline\"\n", ""));
@@ -334,4 +341,86 @@ fn sequential_keys_are_validated_with_located_errors() {
         e.contains("key `rules[0].fail_when`: expected a comparison like \"> 0.01\""),
         "{e}"
     );
+}
+
+const MANN_WHITNEY: &str = r#"
+name = "latency"
+interval = "10s"
+
+[[steps]]
+weight = 100
+hold = "1m"
+
+[[rules]]
+name = "latency-vs-stable"
+source = "local"
+signal = "latency"
+compare = "baseline"
+test = "mann-whitney"
+margin = "20ms"
+"#;
+
+#[test]
+fn latency_tests_parse_with_defaults_and_are_validated() {
+    let p = Policy::from_source("p.toml", MANN_WHITNEY).unwrap();
+    let r = &p.rules[0];
+    assert_eq!(r.test, Some(TestKind::MannWhitney));
+    assert_eq!(r.signal, Some(Signal::Latency));
+    assert_eq!(r.margin, Some(Margin::Absolute(0.02)));
+    assert_eq!(r.direction(), Direction::Increase);
+    assert_eq!(r.alpha(), 0.01);
+    assert_eq!(
+        r.threshold(),
+        "mann-whitney: canary slower than stable by > 20ms (alpha 0.01)"
+    );
+    let p = Policy::from_source(
+        "p.toml",
+        &MANN_WHITNEY.replace("\"20ms\"", "\"10%\"\ndirection = \"either\"\nalpha = 0.05"),
+    )
+    .unwrap();
+    assert_eq!(p.rules[0].margin, Some(Margin::Relative(0.1)));
+    assert_eq!(p.rules[0].direction(), Direction::Either);
+    assert_eq!(
+        p.rules[0].threshold(),
+        "mann-whitney: canary slower or faster than stable by > 10% (alpha 0.05)"
+    );
+
+    let e = err(&MANN_WHITNEY.replace("\"20ms\"", "\"2 minutes\""));
+    assert!(
+        e.contains("key `rules[0].margin`: expected a latency margin from 0 to below 60 s"),
+        "{e}"
+    );
+    let e = err(&MANN_WHITNEY.replace("\"20ms\"", "\"soon\""));
+    assert!(
+        e.contains("key `rules[0].margin`: expected a margin like"),
+        "{e}"
+    );
+    let e = err(&MANN_WHITNEY.replace("\"20ms\"", "\"20ms\"\ndirection = \"up\""));
+    assert!(
+        e.contains("key `rules[0].direction`: unknown variant"),
+        "{e}"
+    );
+    let e = err(&MANN_WHITNEY.replace("signal = \"latency\"", "signal = \"error_ratio\""));
+    assert!(
+        e.contains(
+            "key `rules[0].test`: expected signal = \"latency\" with test = \"mann-whitney\""
+        ),
+        "{e}"
+    );
+    // `signal = "latency"` and `direction` belong to the latency test.
+    let e = err(&GOOD.replace(
+        "fail_when = \"> 0.05\"",
+        "fail_when = \"> 0.05\"\ndirection = \"increase\"",
+    ));
+    assert!(
+        e.contains(
+            "key `rules[0].direction`: expected `direction` only with test = \"mann-whitney\""
+        ),
+        "{e}"
+    );
+    let e = err(&MANN_WHITNEY.replace(
+        "test = \"mann-whitney\"\nmargin = \"20ms\"",
+        "fail_when = \"> 2\"",
+    ));
+    assert!(e.contains("key `rules[0].signal`: expected signal = \"latency\" only with test = \"mann-whitney\""), "{e}");
 }

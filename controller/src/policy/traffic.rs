@@ -26,6 +26,7 @@
 //! a policy whose traffic comes from a handful of sticky clients turns the check off with
 //! `traffic_check = false`.
 
+use super::mann_whitney::Histogram;
 use super::sequential::{radius, Counts};
 
 /// The check's false-alarm rate over a step.
@@ -46,6 +47,9 @@ pub struct Traffic {
     pub fallbacks_from_canary: u64,
     /// Requests moved from stable to the canary.
     pub fallbacks_from_stable: u64,
+    /// Latency per bucket of each variant (`test = "mann-whitney"`).
+    pub canary_latency: Histogram,
+    pub stable_latency: Histogram,
 }
 
 /// What the check found.
@@ -76,6 +80,8 @@ impl Traffic {
             fallbacks_from_stable: self
                 .fallbacks_from_stable
                 .saturating_sub(base.fallbacks_from_stable),
+            canary_latency: self.canary_latency.since(base.canary_latency),
+            stable_latency: self.stable_latency.since(base.stable_latency),
         }
     }
 

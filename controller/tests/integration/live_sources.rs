@@ -33,7 +33,7 @@ fn a_swapped_client_serves_the_next_query_and_a_running_one_keeps_its_own() {
         .expect("policy")
         .rules
         .remove(0);
-    let sources = LiveSources::new(Some(client(&old)), Arc::new(Metrics::new(Vec::new())));
+    let sources = LiveSources::new(Some(client(&old)), Arc::new(Metrics::new()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use canaryd_controller::{
-    Compare, HoldMode, Margin, OnFail, OnNoData, Op, Policy, RollbackMode, Rule, Signal,
+    Compare, Direction, HoldMode, Margin, OnFail, OnNoData, Op, Policy, RollbackMode, Rule, Signal,
     SourceKind, TestKind, Threshold,
 };
 
@@ -176,10 +176,31 @@ fn gateway_migration_sequential_is_seed_002_judged_against_stable() {
         )
     );
     assert!(p.traffic_check);
-    // The error-rate threshold is replaced by the sequential comparison; the rest is kept.
+    // The error-rate threshold is replaced by the sequential comparison, a latency
+    // comparison is added before the p99 SLO; the rest is kept.
     let mut expected: Vec<&str> = names(&g);
     expected[0] = "error-ratio-vs-stable";
+    expected.insert(1, "latency-vs-stable");
     assert_eq!(names(&p), expected);
+    let l = rule(&p, "latency-vs-stable");
+    assert_eq!(
+        (
+            l.source,
+            l.signal,
+            l.compare,
+            l.test,
+            l.margin,
+            l.direction()
+        ),
+        (
+            SourceKind::Local,
+            Some(Signal::Latency),
+            Some(Compare::Baseline),
+            Some(TestKind::MannWhitney),
+            Some(Margin::Relative(0.1)),
+            Direction::Increase
+        )
+    );
     let r = rule(&p, "error-ratio-vs-stable");
     assert_eq!(
         (r.source, r.signal, r.compare, r.test),
@@ -198,7 +219,7 @@ fn gateway_migration_sequential_is_seed_002_judged_against_stable() {
         (r.for_, r.on_fail, r.dry_run),
         (s(0), OnFail::Rollback, false)
     );
-    for r in p.rules.iter().skip(1) {
+    for r in p.rules.iter().skip(2) {
         let twin = rule(&g, &r.name);
         assert_eq!(
             (

@@ -27,8 +27,8 @@ fn standard_forwarding_headers_are_handled() {
 fn other_headers_and_features_are_untranslated_with_a_reason() {
     for (src, reason) in [
         (
-            "proxy_set_header X-Request-Id $request_id;",
-            "cannot set `X-Request-Id`",
+            "proxy_set_header X-Env prod;",
+            "write it as `set_request_headers`",
         ),
         ("proxy_set_header X-Forwarded-For $remote_addr;", "appends"),
         ("gzip on;", "does not compress"),

@@ -4,10 +4,13 @@
 //! notes on behaviour that differs, and the blocks the front leaves unused. The order matters:
 //! notes are shown as they were added, and a finding's place among equal lines too.
 
-use super::plan::Plan;
-use super::{Key, Level, LocKind, ServerBlock, Src, Tx};
+use super::plan::{Plan, PoolPlan, RoutePlan};
+use super::{Key, Level, LocKind, Member, ServerBlock, Src, Tx};
 use crate::parser::Directive;
 use crate::ImportError;
+
+/// `[upstreams.NAME]` pools, by name.
+type NamedPools = Vec<(String, PoolPlan)>;
 
 impl Tx<'_> {
     pub(super) fn finish(mut self, directives: &[Directive]) -> Result<Plan, ImportError> {
@@ -42,7 +45,9 @@ impl Tx<'_> {
         let base = slash
             .map(|i| eff[i].clone())
             .unwrap_or_else(|| srv_eff.clone());
-        let routes = self.routes(&srv, &eff, &base);
+        let mut routes = self.routes(&srv, &eff, &base);
+        let (upstreams, mut used_all) = self.named_upstreams(&mut routes)?;
+        used_all.extend(used.iter().copied());
         let proxy = self.proxy_plan(&srv, &base, &used);
         let access_log = self.access_log_plan(&srv, &base);
         let tls = self.tls_plan(&srv);
@@ -51,12 +56,7 @@ impl Tx<'_> {
         let health_path = health_path(&srv);
 
         // Blocks the front does not use, and the findings of those it does.
-        self.report_unused(&used, &main_key);
-        if !self.body_size_set {
-            self.notes.push(
-                "nginx refused request bodies over 1 MB with 413 (`client_max_body_size` default); canaryd has no body size limit".into(),
-            );
-        }
+        self.report_unused(&used_all, &main_key);
 
         Ok(Plan {
             proxy,
@@ -65,6 +65,7 @@ impl Tx<'_> {
             tls,
             stable,
             canary: canary_pool,
+            upstreams,
             routing,
             initial_percent,
             health_path,
@@ -175,9 +176,15 @@ impl Tx<'_> {
                     }
                     Err(e) => return Err(e),
                 };
+                if let (Key::Upstream(u), LocKind::Prefix(prefix)) = (&key, &loc.kind) {
+                    if key != *main_key {
+                        self.named_routes.push((prefix.clone(), *u, t.src.clone()));
+                        continue;
+                    }
+                }
                 if key != *main_key {
                     let why = format!(
-                        "this location proxies to `{}`, the main one ({}) to `{}`; canaryd sends every path through the same stable/canary split",
+                        "this location proxies to `{}`, the main one ({}) to `{}`; not translated by import-nginx yet: write `[upstreams.NAME]` with its servers and a `[[proxy.routes]]` with this prefix and `upstream = \"NAME\"` (outside the split) by hand",
                         self.describe(&key),
                         main_src.at(),
                         self.describe(main_key)
@@ -187,6 +194,50 @@ impl Tx<'_> {
             }
         }
         Ok(())
+    }
+
+    /// `[upstreams.NAME]` for the prefix locations that proxy to another upstream, and their
+    /// routes (`upstream = "NAME"`, outside the split); returns the pools and their upstreams.
+    fn named_upstreams(
+        &mut self,
+        routes: &mut Vec<RoutePlan>,
+    ) -> Result<(NamedPools, Vec<usize>), ImportError> {
+        let mut pools: NamedPools = Vec::new();
+        let mut used = Vec::new();
+        for (prefix, u, src) in std::mem::take(&mut self.named_routes) {
+            // A name canaryd accepts (`proxy_pass http://10.0.0.5:8080` has none of its own).
+            let name: String = self.upstreams[u]
+                .name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            if !used.contains(&u) {
+                let members = self.members(&[u])?;
+                let refs: Vec<&Member> = members.iter().collect();
+                let pool = self.pool(&name, &refs);
+                pools.push((name.clone(), pool));
+                used.push(u);
+            }
+            match routes.iter_mut().find(|r| r.prefix == prefix) {
+                Some(r) => r.upstream = Some(name),
+                None => routes.push(RoutePlan {
+                    prefix,
+                    comment: src.cite(),
+                    connect_timeout: None,
+                    read_timeout: None,
+                    write_timeout: None,
+                    max_body_size: None,
+                    upstream: Some(name),
+                }),
+            }
+        }
+        Ok((pools, used))
     }
 
     /// The default upstream (of the main `proxy_pass`, or of the map's default value) and

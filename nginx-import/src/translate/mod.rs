@@ -27,7 +27,8 @@
 //! - `server.rs`: `server` blocks and listeners; `location.rs`: locations and `proxy_pass`.
 //! - `map.rs`: `map` on a header → the upstream of each value and `[routing]`.
 //! - `split.rs`: which servers are the canary, the two pools, `initial_percent`.
-//! - `proxy.rs`: `[proxy]` and `[[proxy.routes]]`.
+//! - `proxy.rs`: `[proxy]` and `[[proxy.routes]]`; prefix locations proxying to another
+//!   upstream become `[upstreams.NAME]` and a route with `upstream` (`finish.rs`).
 //! - `access_log.rs`: `access_log` and `log_format` → `[proxy.access_log]`.
 //! - `tls.rs`: `listen … ssl`, `ssl_*`, `http2` → `[proxy.tls]`; the redirect-only server →
 //!   `https_redirect`.
@@ -130,6 +131,12 @@ struct Level {
     sets_host: Option<bool>,
     /// The first `access_log` of this level.
     access_log: Option<Val<access_log::LogTarget>>,
+    /// `client_max_body_size`, bytes.
+    body_size: Option<Val<u64>>,
+    /// This level's `add_header`s (nginx then ignores the inherited ones): (name, value).
+    add_headers: Option<Vec<Val<(String, String)>>>,
+    /// This level's `proxy_set_header`s canaryd does not do by itself: (name, value).
+    set_headers: Option<Vec<Val<(String, String)>>>,
 }
 
 /// Client-connection settings (http and server level only).
@@ -271,8 +278,9 @@ struct Tx<'o> {
     http: Level,
     http_wide: Wide,
     threads: Option<Setting<usize>>,
-    body_size_set: bool,
     log_formats: Vec<access_log::LogFormat>,
+    /// Prefix locations proxying to another upstream than the main one: (prefix, upstream).
+    named_routes: Vec<(String, usize, Src)>,
     /// Listeners of the server blocks that only redirect to https.
     redirect_listens: Vec<Val<String>>,
 }
@@ -291,9 +299,9 @@ impl<'o> Tx<'o> {
             http: Level::default(),
             http_wide: Wide::default(),
             threads: None,
-            body_size_set: false,
             log_formats: Vec::new(),
             redirect_listens: Vec::new(),
+            named_routes: Vec::new(),
         }
     }
 
@@ -306,9 +314,6 @@ impl<'o> Tx<'o> {
     }
 
     fn verdict(&mut self, d: &Directive) {
-        if d.name() == "client_max_body_size" {
-            self.body_size_set = true;
-        }
         match catalog::classify(d) {
             Verdict::Handled(r) => self.handled(d, r),
             Verdict::Untranslated(r) => self.untranslated(d, r),

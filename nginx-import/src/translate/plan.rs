@@ -22,6 +22,8 @@ pub struct Plan {
     pub tls: Option<TlsPlan>,
     pub stable: PoolPlan,
     pub canary: PoolPlan,
+    /// `[upstreams.NAME]`: the upstreams of prefix locations other than the main one.
+    pub upstreams: Vec<(String, PoolPlan)>,
     pub routing: Option<RoutingPlan>,
     pub initial_percent: Setting<f64>,
     /// A proxied health path to suggest for active checks (nginx open source has none).
@@ -49,6 +51,12 @@ pub struct ProxyPlan {
     pub keepalive_timeout: Option<Setting<Ms>>,
     pub keepalive_requests: Option<Setting<u64>>,
     pub client_timeout: Option<Setting<Ms>>,
+    /// `client_max_body_size`, bytes.
+    pub max_body_size: Option<Setting<u64>>,
+    /// `add_header`: (name, value).
+    pub add_response_headers: Vec<Setting<(String, String)>>,
+    /// `proxy_set_header` canaryd does not do by itself: (name, value).
+    pub set_request_headers: Vec<Setting<(String, String)>>,
 }
 
 /// `[proxy.tls]`.
@@ -76,6 +84,10 @@ pub struct RoutePlan {
     pub connect_timeout: Option<Setting<Ms>>,
     pub read_timeout: Option<Setting<Ms>>,
     pub write_timeout: Option<Setting<Ms>>,
+    /// A `client_max_body_size` of the location that differs from `[proxy]`'s.
+    pub max_body_size: Option<Setting<u64>>,
+    /// A named upstream serving the location outside the split.
+    pub upstream: Option<String>,
 }
 
 /// `[backends.stable]` / `[backends.canary]`.

@@ -4,6 +4,9 @@
 
 use super::plan::{ProxyPlan, RoutePlan, Setting};
 use super::{Level, LocKind, ServerBlock, Tx};
+
+/// nginx's `client_max_body_size` default (also canaryd's `max_body_size`).
+const NGINX_BODY_SIZE: u64 = 1 << 20;
 use crate::units::{self, Ms};
 
 impl Tx<'_> {
@@ -51,6 +54,12 @@ impl Tx<'_> {
                 value: v.value,
                 comment: v.src.cite(),
             }),
+            max_body_size: base.body_size.as_ref().map(|v| Setting {
+                value: v.value,
+                comment: v.src.cite(),
+            }),
+            add_response_headers: settings(&base.add_headers),
+            set_request_headers: settings(&base.set_headers),
         }
     }
 
@@ -130,7 +139,9 @@ impl Tx<'_> {
                 .max_by_key(|(p, _)| p.len())
                 .map_or(base_t, |(_, t)| *t);
             let streaming = loc.own.streaming.is_some();
-            if t == cover && !streaming {
+            let size = |l: &Level| l.body_size.as_ref().map(|v| v.value);
+            let body_differs = size(&eff[i]) != size(base);
+            if t == cover && !streaming && !body_differs {
                 continue;
             }
             let vals = eff[i].timeout_vals();
@@ -153,11 +164,53 @@ impl Tx<'_> {
                 connect_timeout: field(0),
                 read_timeout: field(1),
                 write_timeout: field(2),
+                upstream: None,
+                max_body_size: body_differs.then(|| match &eff[i].body_size {
+                    Some(v) => Setting {
+                        value: v.value,
+                        comment: v.src.cite(),
+                    },
+                    None => Setting {
+                        value: NGINX_BODY_SIZE,
+                        comment: "nginx default".to_string(),
+                    },
+                }),
             });
             emitted.push((prefix.clone(), t));
         }
         // Exact and regex locations: their own timeouts cannot be given a route.
         let mut findings = Vec::new();
+        let values = |h: &Option<Vec<super::Val<(String, String)>>>| {
+            h.iter()
+                .flatten()
+                .map(|v| v.value.clone())
+                .collect::<Vec<_>>()
+        };
+        for (i, loc) in srv.locs.iter().enumerate() {
+            for (key, eff_h, base_h, own) in [
+                (
+                    "add_response_headers",
+                    &eff[i].add_headers,
+                    &base.add_headers,
+                    &loc.own.add_headers,
+                ),
+                (
+                    "set_request_headers",
+                    &eff[i].set_headers,
+                    &base.set_headers,
+                    &loc.own.set_headers,
+                ),
+            ] {
+                if values(eff_h) != values(base_h) {
+                    for v in own.iter().flatten() {
+                        findings.push(v.src.finding(format!(
+                            "its headers differ from [proxy]'s in `{}`: add them as `{key}` to that location's route by hand",
+                            loc.src.text
+                        )));
+                    }
+                }
+            }
+        }
         for (i, loc) in srv.locs.iter().enumerate() {
             if loc.kind != LocKind::Other {
                 continue;
@@ -206,4 +259,15 @@ fn base_timeouts(base: &Level) -> [Setting<Ms>; 3] {
             ),
         },
     })
+}
+
+/// A level's headers as settings citing their directives.
+fn settings(h: &Option<Vec<super::Val<(String, String)>>>) -> Vec<Setting<(String, String)>> {
+    h.iter()
+        .flatten()
+        .map(|v| Setting {
+            value: v.value.clone(),
+            comment: v.src.cite(),
+        })
+        .collect()
 }

@@ -1,6 +1,6 @@
 //! Settings nginx inherits http → server → location: upstream timeouts, `proxy_buffering`,
-//! `proxy_set_header Host` ([`Level`]), and the client-connection settings of the http and
-//! server levels ([`Wide`]); collected here, resolved by inheritance in the second pass.
+//! `proxy_set_header`, `client_max_body_size`, `add_header` ([`Level`]), and the
+//! client-connection settings of the http and server levels ([`Wide`]); collected here, resolved by inheritance in the second pass.
 
 use super::args::{invalid, number, one_arg, time_arg};
 use super::{Level, Src, Tx, Val, Wide, NGINX_PROXY_TIMEOUT};
@@ -20,6 +20,15 @@ impl Level {
                 .access_log
                 .clone()
                 .or_else(|| parent.access_log.clone()),
+            body_size: self.body_size.clone().or_else(|| parent.body_size.clone()),
+            add_headers: self
+                .add_headers
+                .clone()
+                .or_else(|| parent.add_headers.clone()),
+            set_headers: self
+                .set_headers
+                .clone()
+                .or_else(|| parent.set_headers.clone()),
         }
     }
 
@@ -84,7 +93,7 @@ impl Tx<'_> {
             "proxy_set_header" => {
                 let host = d.arg(0).is_some_and(|h| h.eq_ignore_ascii_case("host"));
                 level.sets_host = Some(level.sets_host.unwrap_or(false) || host);
-                self.verdict(d);
+                self.proxy_set_header(d, level);
             }
             "keepalive_timeout" | "keepalive_requests" | "client_body_timeout" | "send_timeout" => {
                 match wide {
@@ -99,6 +108,13 @@ impl Tx<'_> {
                 self.tls_setting(d, wide)?
             }
             "access_log" => self.access_log(d, level)?,
+            "add_header" => self.add_header(d, level),
+            "client_max_body_size" => {
+                level.body_size = Some(Val {
+                    value: body_size(d, one_arg(d)?)?,
+                    src: Src::of(d),
+                });
+            }
             "log_format" => self.log_format(d)?,
             _ => self.verdict(d),
         }
@@ -176,5 +192,82 @@ impl Tx<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// nginx's size: bytes, or `k`/`m`/`g` (powers of 1024, either case); `0` is no limit.
+fn body_size(d: &Directive, arg: &str) -> Result<u64, ImportError> {
+    let (digits, unit) = match arg.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&arg[..i], c.to_ascii_lowercase()),
+        _ => (arg, 'b'),
+    };
+    let shift = match unit {
+        'b' => 0,
+        'k' => 10,
+        'm' => 20,
+        'g' => 30,
+        _ => {
+            return Err(invalid(
+                d,
+                format!("expected a size like `80m`, found `{arg}`"),
+            ))
+        }
+    };
+    let n: u64 = number(d, "size", digits)?;
+    Ok(n << shift)
+}
+
+impl Tx<'_> {
+    /// `proxy_set_header`: what canaryd does by itself follows (Host, forwarding headers,
+    /// upgrades, `Proxy ""`, `X-Request-Id`); any other header whose value canaryd can write
+    /// becomes `set_request_headers`.
+    fn proxy_set_header(&mut self, d: &Directive, level: &mut Level) {
+        let verdict = crate::catalog::classify(d);
+        let (name, value) = match (&verdict, d.args()) {
+            (crate::catalog::Verdict::Untranslated(_), [n, v])
+                if !n.value.eq_ignore_ascii_case("x-forwarded-for")
+                    && canaryd_config::parse_template(&v.value).is_ok() =>
+            {
+                (n.value.clone(), v.value.clone())
+            }
+            _ => return self.verdict(d),
+        };
+        // Recorded for this level (nginx: a level's own proxy_set_header replace the
+        // inherited ones, so the set is per level).
+        level.set_headers.get_or_insert_with(Vec::new).push(Val {
+            value: (name, value),
+            src: Src::of(d),
+        });
+    }
+
+    /// `add_header NAME VALUE [always]` → `add_response_headers` (canaryd adds them to every
+    /// answer, its own included: nginx's `always`); a value with a variable canaryd does not
+    /// have stays untranslated.
+    fn add_header(&mut self, d: &Directive, level: &mut Level) {
+        let (name, value) = match d.args() {
+            [n, v] => (&n.value, &v.value),
+            [n, v, a] if a.value == "always" => (&n.value, &v.value),
+            _ => {
+                return self.untranslated(d, "expected `add_header NAME VALUE [always]`");
+            }
+        };
+        if let Err(e) = canaryd_config::parse_template(value) {
+            return self.untranslated(
+                d,
+                format!(
+                    "canaryd's header values expected {e}; write `add_response_headers` by hand"
+                ),
+            );
+        }
+        level.add_headers.get_or_insert_with(Vec::new).push(Val {
+            value: (name.clone(), value.clone()),
+            src: Src::of(d),
+        });
+        if d.args().len() == 2 {
+            self.handled(
+                d,
+                "canaryd adds it to every answer, errors and its own included (nginx's `always`)",
+            );
+        }
     }
 }

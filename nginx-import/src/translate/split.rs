@@ -139,7 +139,7 @@ impl Tx<'_> {
         Ok((stable, canary_pool))
     }
 
-    fn pool(&mut self, name: &str, members: &[&Member]) -> PoolPlan {
+    pub(super) fn pool(&mut self, name: &str, members: &[&Member]) -> PoolPlan {
         let mut servers = Vec::new();
         let mut ups: Vec<String> = Vec::new();
         for m in members {

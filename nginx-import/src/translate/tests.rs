@@ -261,12 +261,12 @@ fn other_upstreams_per_location_and_unused_blocks_are_reported() {
              server { listen 81; return 301 https://example.com; }\n",
         );
     let u = untranslated(&p);
-    assert!(
-        u.contains(&"6: proxy_pass http://admin".to_string()),
-        "{u:?}"
-    );
+    // Another upstream of a prefix location: a named upstream and its route.
+    assert!(!u.iter().any(|f| f.contains("admin")), "{u:?}");
+    assert_eq!(p.upstreams[0].0, "admin");
+    let admin = p.routes.iter().find(|r| r.prefix == "/admin/").unwrap();
+    assert_eq!(admin.upstream.as_deref(), Some("admin"));
     assert!(u.contains(&"7: proxy_pass http://u/".to_string()), "{u:?}");
-    assert!(u.contains(&"2: upstream admin { … }".to_string()), "{u:?}");
     assert!(u.contains(&"3: upstream spare { … }".to_string()), "{u:?}");
     assert!(u.contains(&"8: server { … }".to_string()), "{u:?}");
     // The unused server block's own directives are reported with the block, not one by one.
@@ -379,13 +379,12 @@ fn plain_address_upstreams_and_https() {
     let u = untranslated(&p);
     assert_eq!(
         u,
-        [
-            "1: server unix:/run/x.sock",
-            "2: proxy_pass https://u",
-            "3: proxy_pass http://10.0.0.5:8080"
-        ]
+        ["1: server unix:/run/x.sock", "2: proxy_pass https://u",]
     );
     assert_eq!(addrs(&p.stable), ["10.0.0.1:80"]);
+    // A plain address of a prefix location: a named upstream of its own.
+    assert_eq!(p.upstreams[0].0, "10_0_0_5_8080");
+    assert_eq!(addrs(&p.upstreams[0].1), ["10.0.0.5:8080"]);
 }
 
 #[test]
@@ -398,12 +397,11 @@ fn events_and_main_context() {
     assert_eq!(p.proxy.threads.as_ref().unwrap().value, 4);
     assert_eq!(
         untranslated(&p),
-        [
-            "3: worker_connections 1024",
-            "5: gzip on",
-            "7: proxy_set_header X-Custom 1"
-        ]
+        ["3: worker_connections 1024", "5: gzip on"]
     );
+    // An arbitrary request header: translated.
+    let set = &p.proxy.set_request_headers[0].value;
+    assert_eq!((set.0.as_str(), set.1.as_str()), ("X-Custom", "1"));
     assert!(p.handled.iter().any(|f| f.directive == "user nginx"));
 }
 
@@ -546,4 +544,86 @@ fn tls_front_and_its_redirect_server() {
     assert!(on.tls.unwrap().http2.value);
     let off = plan(&TLS_FRONT.replace("listen 443 ssl http2;", "listen 443 ssl;"));
     assert!(!off.tls.unwrap().http2.value);
+}
+
+#[test]
+fn client_max_body_size_becomes_max_body_size_for_proxy_and_routes() {
+    let p = plan(
+        r#"upstream g { server 127.0.0.1:8080 weight=9; server 127.0.0.1:8081 weight=1; }
+server {
+    listen 80;
+    client_max_body_size 80m;
+    location / { proxy_pass http://g; }
+    location /upload/ { proxy_pass http://g; client_max_body_size 1G; }
+    location /small/ { proxy_pass http://g; client_max_body_size 512k; }
+    location /same/ { proxy_pass http://g; client_max_body_size 80M; }
+}"#,
+    );
+    assert_eq!(p.proxy.max_body_size.as_ref().unwrap().value, 80 << 20);
+    let route = |prefix: &str| p.routes.iter().find(|r| r.prefix == prefix);
+    assert_eq!(
+        route("/upload/")
+            .unwrap()
+            .max_body_size
+            .as_ref()
+            .unwrap()
+            .value,
+        1 << 30
+    );
+    assert_eq!(
+        route("/small/")
+            .unwrap()
+            .max_body_size
+            .as_ref()
+            .unwrap()
+            .value,
+        512 << 10
+    );
+    assert!(route("/same/").is_none(), "the same limit needs no route");
+    assert!(untranslated(&p).is_empty(), "{:?}", untranslated(&p));
+    let bad = plan_with(
+        "upstream g { server 127.0.0.1:1; }\nserver { client_max_body_size 5x; location / { proxy_pass http://g; } }",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        bad.contains("expected a size like `80m`, found `5x`"),
+        "{bad}"
+    );
+}
+
+#[test]
+fn add_header_follows_nginx_inheritance_into_proxy() {
+    let p = plan(
+        r#"upstream g { server 127.0.0.1:8080 weight=9; server 127.0.0.1:8081 weight=1; }
+server {
+    listen 80;
+    add_header Strict-Transport-Security "max-age=63072000" always;
+    add_header X-Host $host;
+    location / { proxy_pass http://g; }
+    location /api/ { proxy_pass http://g; add_header X-Api yes; }
+    location /bad/ { proxy_pass http://g; add_header X-Up $upstream_addr; }
+}"#,
+    );
+    let headers: Vec<_> = p
+        .proxy
+        .add_response_headers
+        .iter()
+        .map(|s| (s.value.0.as_str(), s.value.1.as_str()))
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            ("Strict-Transport-Security", "max-age=63072000"),
+            ("X-Host", "$host")
+        ]
+    );
+    assert_eq!(
+        untranslated(&p),
+        [
+            "7: add_header X-Api yes",
+            "8: add_header X-Up $upstream_addr"
+        ]
+    );
 }

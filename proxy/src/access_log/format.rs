@@ -31,7 +31,10 @@ pub struct Entry<'a> {
     pub upstream: Option<SocketAddr>,
     /// From the last attempt's start to the end of the response.
     pub upstream_time: Option<Duration>,
-    pub variant: Variant,
+    /// The request id (`$request_id`: the client's `X-Request-Id` or canaryd's own).
+    pub request_id: Option<&'a [u8]>,
+    /// The side of the split; `None` for a route to a named upstream.
+    pub variant: Option<Variant>,
     pub route: &'a str,
 }
 
@@ -66,19 +69,12 @@ pub fn json(out: &mut Vec<u8>, e: &Entry<'_>, now: &Now) {
     out.extend_from_slice(b"{\"time\":\"");
     out.extend_from_slice(now.iso8601());
     out.extend_from_slice(b"\",\"request_id\":");
-    match e.req.headers.get("x-request-id") {
-        Some(v) => json_string(out, v.as_bytes()),
+    match e.request_id {
+        Some(id) => json_string(out, id),
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"client\":");
-    match e.client {
-        Some(ip) => {
-            out.push(b'"');
-            ip_addr(out, ip);
-            out.push(b'"');
-        }
-        None => out.extend_from_slice(b"null"),
-    }
+    quoted_or_null(out, e.client);
     out.extend_from_slice(b",\"method\":");
     json_string(out, e.req.method.as_str().as_bytes());
     out.extend_from_slice(b",\"path\":");
@@ -90,22 +86,22 @@ pub fn json(out: &mut Vec<u8>, e: &Entry<'_>, now: &Now) {
     out.extend_from_slice(b",\"duration\":");
     seconds(out, e.duration);
     out.extend_from_slice(b",\"upstream\":");
-    match e.upstream {
-        Some(addr) => {
-            out.push(b'"');
-            socket_addr(out, addr);
-            out.push(b'"');
-        }
-        None => out.extend_from_slice(b"null"),
-    }
+    quoted_or_null(out, e.upstream);
     out.extend_from_slice(b",\"upstream_time\":");
     match e.upstream_time {
         Some(t) => seconds(out, t),
         None => out.extend_from_slice(b"null"),
     }
-    out.extend_from_slice(b",\"variant\":\"");
-    out.extend_from_slice(e.variant.as_str().as_bytes());
-    out.extend_from_slice(b"\",\"route\":");
+    out.extend_from_slice(b",\"variant\":");
+    match e.variant {
+        Some(v) => {
+            out.push(b'"');
+            out.extend_from_slice(v.as_str().as_bytes());
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"route\":");
     json_string(out, e.route.as_bytes());
     out.extend_from_slice(b"}\n");
 }
@@ -131,21 +127,24 @@ fn header_or_dash(out: &mut Vec<u8>, req: &RequestHeader, name: http::header::He
 }
 
 fn remote_addr(out: &mut Vec<u8>, client: Option<IpAddr>) {
+    use std::io::Write as _;
     match client {
-        Some(ip) => ip_addr(out, ip),
+        Some(ip) => {
+            let _ = write!(out, "{ip}");
+        }
         None => out.push(b'-'),
     }
 }
 
-/// An address through `Display` into the buffer, without a `String`.
-fn ip_addr(out: &mut Vec<u8>, ip: IpAddr) {
+/// An address as a JSON string (through `Display`, without a `String`), or `null`.
+fn quoted_or_null(out: &mut Vec<u8>, value: Option<impl std::fmt::Display>) {
     use std::io::Write as _;
-    let _ = write!(out, "{ip}");
-}
-
-fn socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
-    use std::io::Write as _;
-    let _ = write!(out, "{addr}");
+    match value {
+        Some(v) => {
+            let _ = write!(out, "\"{v}\"");
+        }
+        None => out.extend_from_slice(b"null"),
+    }
 }
 
 fn int(out: &mut Vec<u8>, n: impl itoa::Integer) {

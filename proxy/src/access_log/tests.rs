@@ -32,7 +32,8 @@ fn entry<'a>(req: &'a RequestHeader) -> Entry<'a> {
         duration: Duration::from_micros(12_345),
         upstream: Some("127.0.0.1:8080".parse().unwrap()),
         upstream_time: Some(Duration::from_millis(11)),
-        variant: Variant::Canary,
+        request_id: req.headers.get("x-request-id").map(|v| v.as_bytes()),
+        variant: Some(Variant::Canary),
         route: "/api",
     }
 }
@@ -152,13 +153,15 @@ fn json_line_parses_with_every_field() {
     e.upstream = None;
     e.upstream_time = None;
     e.client = None;
+    e.request_id = None;
+    e.variant = None;
     let req2 = request("GET", b"/", &[]);
     e.req = &req2;
     let mut out = Vec::new();
     format::json(&mut out, &e, &now);
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert!(v["request_id"].is_null() && v["upstream"].is_null() && v["client"].is_null());
-    assert!(v["upstream_time"].is_null());
+    assert!(v["upstream_time"].is_null() && v["variant"].is_null());
 }
 
 #[test]

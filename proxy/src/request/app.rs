@@ -233,7 +233,9 @@ impl ServerApp for ProxyApp {
         let deadline = tokio::time::Instant::now() + header_timeout;
         if let Some(tls) = &self.tls {
             let reading = metrics.conn_state(ConnState::Reading);
-            let tls = match tokio::time::timeout_at(deadline, tls.accept(stream)).await {
+            // Boxed: the handshake's state stays out of every connection's future.
+            let accept = Box::pin(tls.accept(stream));
+            let tls = match tokio::time::timeout_at(deadline, accept).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "TLS handshake failed");

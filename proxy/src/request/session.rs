@@ -1,6 +1,9 @@
-//! One request, from its parsed header to the end of its response: decide the variant and
-//! route, read a small body ahead (for replay), then attempt upstreams until one answers or
-//! there is nothing left to try, and relay the answer.
+//! One request, from its parsed header to the end of its response: match the route (by host,
+//! then prefix), decide the variant when the route goes through the split, refuse a body over
+//! the route's `max_body_size`, read a small body ahead (for replay), then attempt upstreams
+//! until one answers or there is nothing left to try, and relay the answer with the route's
+//! header rules applied. A route to a named upstream has one pool: no variant, no fallback to
+//! another pool, and its outcomes are counted for that upstream, never for the rollout.
 //!
 //! Attempts, in order:
 //! - a server is picked from the variant's pool; none available → the other pool once
@@ -17,33 +20,47 @@
 //!
 //! A request moves to the other pool at most once. Every failed attempt is recorded against the
 //! variant that failed, so the controller sees a broken canary even when its users were served
-//! by stable.
+//! by stable. When the request ends — a stream when it closes — it is logged, if
+//! `[proxy.access_log]` is set (`access_log/`).
 
 use std::net::IpAddr;
 use std::time::Instant;
 
+use http::HeaderValue;
 use pingora_core::protocols::http::v1::client::HttpSession as ClientSession;
 use pingora_core::protocols::http::ServerSession;
 
 use super::retry::RequestBody;
 use super::upstream::{self, AttemptError, RelayEnd};
-use super::{redirect, upgrade, upstream_pool, upstream_wire};
-use crate::metrics::{FailureKind, FallbackReason, UpstreamConnState};
-use crate::plane::{DataPlane, Upstreams};
+use super::{own_response, redirect, upgrade, upstream_pool, upstream_wire};
+use crate::header_rules::Vars;
+use crate::metrics::{FailureKind, FallbackReason, PoolCounters, UpstreamConnState};
+use crate::plane::{DataPlane, NamedUpstream, Upstreams};
 use crate::pool::Pool;
-use crate::routing::Variant;
+use crate::request_id::{RequestId, X_REQUEST_ID};
+use crate::routes::{self, Route, Target};
+use crate::routing::{Decision, Variant};
 
 /// Fresh connections tried after stale pooled ones, per request.
 const STALE_RETRIES: u32 = 2;
 
 /// Where one request stands.
-struct Request<'a> {
+pub(super) struct Request<'a> {
     plane: &'a DataPlane,
     up: &'a Upstreams,
     start: Instant,
     attempt_start: Instant,
+    /// The side of the split serving the request (unused for a named upstream).
     variant: Variant,
-    route: usize,
+    pub(super) route: &'a Route,
+    /// The named upstream serving the route, outside the split.
+    named: Option<&'a NamedUpstream>,
+    /// `X-Request-Id`: the client's, or generated (also for the access log).
+    pub(super) request_id: RequestId,
+    /// The `Host` header, kept when the route's header rules use `$host`.
+    host: Option<HeaderValue>,
+    client_ip: Option<IpAddr>,
+    scheme: &'static str,
     /// The server of the current attempt, when picked.
     server: Option<usize>,
     /// A request moves to the other pool at most once.
@@ -54,9 +71,44 @@ struct Request<'a> {
 
 // === impl Request ===
 
-impl Request<'_> {
-    fn pool(&self) -> &Pool {
-        &self.up.pools[self.variant.index()]
+impl<'a> Request<'a> {
+    fn pool(&self) -> &'a Pool {
+        match self.named {
+            Some(n) => &n.pool,
+            None => &self.up.pools[self.variant.index()],
+        }
+    }
+
+    /// What is counted for the pool serving the request now.
+    fn counters(&self) -> &'a PoolCounters {
+        match self.named {
+            Some(n) => &n.stats.counters,
+            None => self.plane.metrics.pool(self.variant),
+        }
+    }
+
+    /// Records one answer (or failed attempt) of the pool serving the request now.
+    fn record(&self, status: u16, elapsed: std::time::Duration) {
+        match self.named {
+            Some(n) => n.stats.record(&self.route.stats, status, elapsed),
+            None => self
+                .plane
+                .metrics
+                .record(self.variant, &self.route.stats, status, elapsed),
+        }
+    }
+
+    /// What the route's header templates see.
+    pub(super) fn vars(&self) -> Vars<'_> {
+        Vars {
+            host: self
+                .host
+                .as_ref()
+                .map_or(&b""[..], |h| routes::strip_port(h.as_bytes())),
+            remote_addr: self.client_ip,
+            scheme: self.scheme,
+            request_id: &self.request_id,
+        }
     }
 
     /// `retry_on_canary_error`: a canary attempt that failed with `status` (answered 502/503/504,
@@ -64,16 +116,23 @@ impl Request<'_> {
     /// request that can be sent again (`replayable`: idempotent, body fully buffered) moves to
     /// stable. Returns whether it moved.
     fn canary_error_to_stable(&mut self, status: u16, replayable: bool) -> bool {
-        if self.variant != Variant::Canary || !self.up.retry_on_canary_error || !replayable {
+        if self.named.is_some()
+            || self.variant != Variant::Canary
+            || !self.up.retry_on_canary_error
+            || !replayable
+        {
             return false;
         }
         let failed_start = self.attempt_start;
         if !self.move_to_other_pool(FallbackReason::CanaryError) {
             return false;
         }
-        self.plane
-            .metrics
-            .record(Variant::Canary, self.route, status, failed_start.elapsed());
+        self.plane.metrics.record(
+            Variant::Canary,
+            &self.route.stats,
+            status,
+            failed_start.elapsed(),
+        );
         true
     }
 
@@ -81,7 +140,7 @@ impl Request<'_> {
     /// serve. Returns whether it moved.
     fn move_to_other_pool(&mut self, reason: FallbackReason) -> bool {
         let other = self.variant.other();
-        if self.moved || !self.up.pools[other.index()].has_available() {
+        if self.named.is_some() || self.moved || !self.up.pools[other.index()].has_available() {
             return false;
         }
         self.plane.metrics.fallback(self.variant, reason);
@@ -97,21 +156,15 @@ impl Request<'_> {
         true
     }
 
-    /// Records a failed attempt of the current variant as a `status` of that variant.
+    /// Records a failed attempt of the current pool as a `status` of that pool.
     fn record_attempt(&self, status: u16) {
-        self.plane.metrics.record(
-            self.variant,
-            self.route,
-            status,
-            self.attempt_start.elapsed(),
-        );
+        self.record(status, self.attempt_start.elapsed());
     }
 
+    /// How the request ended, answered with `status`.
     fn outcome(&self, status: u16) -> Outcome {
         Outcome {
             status,
-            variant: self.variant,
-            route: self.route,
             upstream: self
                 .server
                 .map(|idx| (self.pool().servers[idx].addr, self.attempt_start)),
@@ -123,7 +176,7 @@ impl Request<'_> {
         if let Some(idx) = self.server {
             if self.pool().record_failure(idx) {
                 tracing::warn!(
-                    variant = self.variant.as_str(),
+                    pool = %self.pool().section,
                     server = %self.pool().servers[idx].addr,
                     "backend out of rotation after max_fails failures"
                 );
@@ -137,8 +190,6 @@ impl Request<'_> {
 struct Outcome {
     /// As sent to the client; 499: the client went away before an answer (as nginx).
     status: u16,
-    variant: Variant,
-    route: usize,
     /// The server of the last attempt, and since when it was tried.
     upstream: Option<(std::net::SocketAddr, Instant)>,
 }
@@ -158,7 +209,15 @@ pub async fn serve(
     }
     let start = Instant::now();
     let _inflight = plane.drain.enter();
-    let done = answer(plane, up, ds, client_ip, tls, start).await;
+    let (mut r, decision, idempotent, upgrade, expect_continue, too_large) =
+        start_request(plane, up, ds, client_ip, tls, start);
+    let done = answer(
+        &mut r,
+        decision,
+        ds,
+        (idempotent, upgrade, expect_continue, too_large),
+    )
+    .await;
     if let Some(log) = &plane.access_log {
         log.record(&crate::access_log::Entry {
             req: ds.req_header(),
@@ -169,56 +228,107 @@ pub async fn serve(
             duration: start.elapsed(),
             upstream: done.upstream.map(|(addr, _)| addr),
             upstream_time: done.upstream.map(|(_, since)| since.elapsed()),
-            variant: done.variant,
-            route: &up.routes.all()[done.route.min(up.routes.len() - 1)].label,
+            request_id: Some(r.request_id.as_bytes()),
+            variant: r.named.is_none().then_some(r.variant),
+            route: &r.route.label,
         });
     }
 }
 
-/// Serves one request: decide, attempt, relay.
-async fn answer(
-    plane: &DataPlane,
-    up: &Upstreams,
-    ds: &mut ServerSession,
+/// The parts of a request known from its header: its route (and named upstream), the split's
+/// decision, the request id, and (idempotent, upgrade, expect 100-continue, Content-Length over
+/// `max_body_size`).
+fn start_request<'a>(
+    plane: &'a DataPlane,
+    up: &'a Upstreams,
+    ds: &ServerSession,
     client_ip: Option<IpAddr>,
     tls: bool,
     start: Instant,
-) -> Outcome {
-    let (route, decision, idempotent, upgrade, expect_continue) = {
-        let req = ds.req_header();
-        let route = up.routes.match_path(req.uri.path().as_bytes());
-        let table = plane.table.load();
-        let d = up.router.decide(&table, &req.headers, client_ip);
-        tracing::debug!(
-            variant = d.variant.as_str(),
-            reason = ?d.reason,
-            weight_bp = table.weight_bp,
-            path = %req.uri.path(),
-            "routed"
-        );
-        let expect = req
-            .headers
-            .get(http::header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        (
-            route,
-            d,
-            req.method.is_idempotent(),
-            ds.is_upgrade_req(),
-            expect,
-        )
+) -> (Request<'a>, Option<Decision>, bool, bool, bool, bool) {
+    let req = ds.req_header();
+    let route = up.routes.get(
+        up.routes
+            .match_request(routes::request_host(req), req.uri.path().as_bytes()),
+    );
+    let named = match route.target {
+        Target::Upstream(i) => up.named.get(i),
+        Target::Split => None,
     };
-    let mut r = Request {
+    let decision = match named {
+        Some(_) => None,
+        None => {
+            let table = plane.table.load();
+            let d = up.router.decide(&table, &req.headers, client_ip);
+            tracing::debug!(
+                variant = d.variant.as_str(),
+                reason = ?d.reason,
+                weight_bp = table.weight_bp,
+                path = %req.uri.path(),
+                "routed"
+            );
+            Some(d)
+        }
+    };
+    let expect = req
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let too_large = route.max_body_size > 0
+        && req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|len| len > route.max_body_size);
+    let r = Request {
         plane,
         up,
         start,
         attempt_start: start,
-        variant: decision.variant,
+        variant: decision.map_or(Variant::Stable, |d| d.variant),
         route,
+        named,
+        request_id: RequestId::of(&req.headers),
+        host: route
+            .headers
+            .uses_host()
+            .then(|| {
+                req.headers.get(http::header::HOST).cloned().or_else(|| {
+                    let authority = req.uri.authority()?;
+                    HeaderValue::from_str(authority.as_str()).ok()
+                })
+            })
+            .flatten(),
+        client_ip,
+        scheme: if tls { "https" } else { "http" },
         server: None,
         moved: false,
         recorded: false,
     };
+    (
+        r,
+        decision,
+        req.method.is_idempotent(),
+        ds.is_upgrade_req(),
+        expect,
+        too_large,
+    )
+}
+
+/// Serves one request: refuse a body too large, read ahead, attempt, relay.
+async fn answer(
+    r: &mut Request<'_>,
+    decision: Option<Decision>,
+    ds: &mut ServerSession,
+    (idempotent, upgrade, expect_continue, too_large): (bool, bool, bool, bool),
+) -> Outcome {
+    let (up, start, client_ip) = (r.up, r.start, r.client_ip);
+    let route = r.route;
+    if too_large {
+        // As nginx: refused before the body is read or an upstream is contacted.
+        return finish_error(r, ds, 413).await;
+    }
 
     // The body, read ahead so a small one can be replayed.
     let mut body = if upgrade {
@@ -227,20 +337,20 @@ async fn answer(
         if expect_continue && !ds.is_http2() {
             // As nginx: canaryd asks for the body itself (and drops upstream 100s).
             if ds.write_continue_response().await.is_err() {
-                return finish_error(&mut r, ds, 0).await;
+                return finish_error(r, ds, 0).await;
             }
         }
-        match RequestBody::read_ahead(ds).await {
+        match RequestBody::read_ahead(ds, route.max_body_size).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::debug!(error = %e, "reading the request body failed");
-                return finish_error(&mut r, ds, upstream::client_status(&e)).await;
+                return finish_error(r, ds, upstream::client_status(&e)).await;
             }
         }
     };
 
     // A bodiless HTTP/1 request is written upstream straight from its header.
-    let direct = upstream_wire::applies(ds, upgrade);
+    let direct = upstream_wire::applies(ds, upgrade, &route.headers);
     let mut stale_retries = 0;
     let mut fresh_only = false;
     loop {
@@ -254,7 +364,7 @@ async fn answer(
                         continue;
                     }
                     tracing::debug!("no available server in either pool");
-                    return finish_error(&mut r, ds, 502).await;
+                    return finish_error(r, ds, 502).await;
                 }
             },
         };
@@ -262,15 +372,15 @@ async fn answer(
         r.attempt_start = Instant::now();
         let addr = r.pool().servers[idx].addr;
         let server_tls = r.pool().servers[idx].tls.as_deref();
-        let timeouts = up.routes.all()[route.min(up.routes.len() - 1)].timeouts;
+        let timeouts = route.timeouts;
 
         // A connection.
         let pooled = if fresh_only {
             None
         } else {
             upstream_pool::take(
-                &plane.metrics,
-                r.variant,
+                r.counters(),
+                r.pool().key,
                 addr,
                 up.upstream_idle_timeout.as_millis() as u64,
             )
@@ -281,9 +391,7 @@ async fn answer(
             None => match upstream::connect(addr, server_tls, timeouts.connect).await {
                 Ok(s) => s,
                 Err(kind) => {
-                    plane
-                        .metrics
-                        .upstream_failure(r.variant, FailureKind::Connect);
+                    r.counters().upstream_failure(FailureKind::Connect);
                     r.record_attempt(502);
                     r.server_failed();
                     tracing::debug!(server = %addr, ?kind, "connect failed");
@@ -292,20 +400,26 @@ async fn answer(
                     }
                     // This attempt's 502 is the request's answer, already recorded.
                     r.recorded = true;
-                    return finish_error(&mut r, ds, 502).await;
+                    return finish_error(r, ds, 502).await;
                 }
             },
         };
-        let in_use = plane
-            .metrics
-            .upstream_conn(r.variant, UpstreamConnState::InUse);
-        let scheme = if tls { "https" } else { "http" };
+        let in_use = r.counters().upstream_conn(UpstreamConnState::InUse);
+        let strip = if r.named.is_none() {
+            up.router.header_to_strip()
+        } else {
+            None
+        };
+        let request_id = r.request_id.to_forward();
         let mut stream = stream;
         let wrote = if direct {
             let edits = upstream_wire::Edits {
                 client_ip,
-                scheme,
-                strip: up.router.header_to_strip(),
+                scheme: r.scheme,
+                strip,
+                request_id: request_id.as_ref(),
+                rules: &route.headers,
+                vars: r.vars(),
             };
             Some(upstream_wire::write(&mut stream, ds.req_header(), &edits, timeouts.write).await)
         } else {
@@ -321,16 +435,20 @@ async fn answer(
             Some(Err(e)) => Err(upstream::write_failed(&e, reused)),
             None => {
                 let mut req = upstream::upstream_header(ds, upgrade);
-                crate::forwarding::apply(&mut req, client_ip, scheme);
-                if let Some(h) = up.router.header_to_strip() {
+                crate::forwarding::apply(&mut req, client_ip, r.scheme);
+                if let Some(h) = strip {
                     req.remove_header(h);
                 }
+                if let Some(id) = request_id {
+                    let _ = req.insert_header(X_REQUEST_ID, id);
+                }
+                route.headers.apply_request(&mut req, &r.vars());
                 upstream::send_request(ds, &mut us, req, &mut body, reused).await
             }
         };
         match sent {
             Ok(()) => {}
-            Err(AttemptError::Client(status)) => return finish_error(&mut r, ds, status).await,
+            Err(AttemptError::Client(status)) => return finish_error(r, ds, status).await,
             Err(AttemptError::Upstream { kind, stale, sent }) => {
                 // A request that was fully written may have reached the application: only an
                 // idempotent one is sent again.
@@ -344,7 +462,7 @@ async fn answer(
                     fresh_only = true;
                     continue;
                 }
-                plane.metrics.upstream_failure(r.variant, kind);
+                r.counters().upstream_failure(kind);
                 if !stale {
                     r.server_failed();
                 }
@@ -357,11 +475,11 @@ async fn answer(
                     fresh_only = false;
                     continue;
                 }
-                return finish_error(&mut r, ds, status).await;
+                return finish_error(r, ds, status).await;
             }
         }
         let Some(resp) = us.resp_header() else {
-            return finish_error(&mut r, ds, 502).await;
+            return finish_error(r, ds, 502).await;
         };
         let status = resp.status.as_u16();
 
@@ -376,7 +494,9 @@ async fn answer(
         // The answer.
         let is_stream = status == 101 || is_event_stream(resp);
         let mut resp = Box::new(resp.clone());
-        if let (Some(bucket), Some(name)) = (decision.new_cookie, up.router.sticky_cookie()) {
+        route.headers.apply_response(&mut resp, &r.vars());
+        let new_cookie = decision.and_then(|d| d.new_cookie);
+        if let (Some(bucket), Some(name)) = (new_cookie, up.router.sticky_cookie()) {
             let cookie = format!(
                 "{}={bucket}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax",
                 String::from_utf8_lossy(name),
@@ -388,10 +508,8 @@ async fn answer(
             // Recorded now, in the second it belongs to: its length is how long the user
             // stayed, not its latency.
             r.recorded = true;
-            plane
-                .metrics
-                .record(r.variant, route, status, start.elapsed());
-            Some(plane.metrics.stream(r.variant))
+            r.record(status, start.elapsed());
+            Some(r.counters().stream())
         } else {
             None
         };
@@ -407,25 +525,29 @@ async fn answer(
         };
         // Counts the read-ahead, the streamed rest and a tunnel's client side alike.
         let _ = bytes_in;
-        plane
-            .metrics
-            .bytes(r.variant, ds.body_bytes_read() as u64, bytes_out);
+        r.counters().bytes(ds.body_bytes_read() as u64, bytes_out);
         if !r.recorded {
-            plane
-                .metrics
-                .record(r.variant, route, status, start.elapsed());
+            r.record(status, start.elapsed());
         }
         match end {
             RelayEnd::Complete if status != 101 => {
                 us.respect_keepalive();
                 if let Some(stream) = us.reuse().await {
                     drop(in_use);
-                    upstream_pool::put(&plane.metrics, r.variant, addr, stream, up.keepalive_pool);
+                    let pool = r.pool();
+                    upstream_pool::put(
+                        r.counters(),
+                        pool.key,
+                        addr,
+                        stream,
+                        up.keepalive_pool,
+                        pool.keepalive,
+                    );
                 }
             }
             RelayEnd::Complete => {}
             RelayEnd::Upstream(kind) => {
-                plane.metrics.upstream_failure(r.variant, kind);
+                r.counters().upstream_failure(kind);
                 r.server_failed();
                 ds.set_keepalive(None);
             }
@@ -435,18 +557,17 @@ async fn answer(
     }
 }
 
-/// Answers with an error status (0: nothing, the client is gone), closes the client connection
-/// afterwards, and records the answer unless an attempt already did.
+/// Answers with an error status (0: nothing, the client is gone) — the route's error page and
+/// response headers included —, closes the client connection afterwards, and records the
+/// answer unless an attempt already did.
 async fn finish_error(r: &mut Request<'_>, ds: &mut ServerSession, status: u16) -> Outcome {
     ds.set_keepalive(None);
     if status != 0 {
-        if let Err(e) = ds.respond_error(status).await {
+        if let Err(e) = own_response::send(r, ds, status).await {
             tracing::debug!(error = %e, "could not send the error page");
         }
         if !r.recorded {
-            r.plane
-                .metrics
-                .record(r.variant, r.route, status, r.start.elapsed());
+            r.record(status, r.start.elapsed());
         }
     }
     r.outcome(if status == 0 { 499 } else { status })

@@ -19,7 +19,7 @@ use pingora_core::protocols::Stream;
 use pingora_error::{Error, ErrorType};
 use pingora_http::{RequestHeader, ResponseHeader};
 
-use super::retry::{RequestBody, SendError};
+use super::retry::{is_too_large, RequestBody, SendError, TOO_LARGE};
 use crate::metrics::FailureKind;
 use crate::tls::UpstreamTls;
 
@@ -34,7 +34,8 @@ pub enum AttemptError {
         stale: bool,
         sent: bool,
     },
-    /// The client failed (went away: 0, timed out: 408, bad body: 400).
+    /// The client failed (went away: 0, timed out: 408, bad body: 400, body over
+    /// `max_body_size`: 413).
     Client(u16),
 }
 
@@ -88,8 +89,12 @@ pub fn failure_kind(e: &Error) -> FailureKind {
     }
 }
 
-/// Status to answer a client whose own side failed (0: it is gone, answer nothing).
+/// Status to answer a client whose own side failed (0: it is gone, answer nothing; 413: its
+/// body passed `max_body_size`).
 pub fn client_status(e: &Error) -> u16 {
+    if is_too_large(e) {
+        return TOO_LARGE;
+    }
     match e.etype() {
         ErrorType::ReadTimedout => 408,
         ErrorType::ReadError
@@ -143,6 +148,7 @@ pub async fn send_request(
             return Err(AttemptError::Client(client_status(&e)));
         }
         Err(SendError::Upstream(e)) => return Err(upstream(e, us, false)),
+        Err(SendError::TooLarge) => return Err(AttemptError::Client(TOO_LARGE)),
     }
     read_response_header(us, reused).await
 }

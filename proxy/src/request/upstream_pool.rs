@@ -23,8 +23,7 @@ use pingora_core::protocols::Stream;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::clock::now_ms;
-use crate::metrics::Metrics;
-use crate::routing::Variant;
+use crate::metrics::PoolCounters;
 
 /// An idle connection and when it became idle.
 struct IdleConn {
@@ -32,22 +31,33 @@ struct IdleConn {
     since_ms: u64,
 }
 
-/// This worker's idle connections, newest last per server.
+/// This worker's idle connections, newest last per (pool key, server).
 #[derive(Default)]
 struct Idle {
-    by_server: HashMap<(Variant, SocketAddr), Vec<IdleConn>>,
+    by_server: HashMap<(u32, SocketAddr), Vec<IdleConn>>,
+    /// Idle connections per pool key.
+    by_pool: HashMap<u32, usize>,
     total: usize,
+}
+
+impl Idle {
+    fn forget(&mut self, key: u32, n: usize) {
+        self.total -= n;
+        if let Some(c) = self.by_pool.get_mut(&key) {
+            *c -= n;
+        }
+    }
 }
 
 thread_local! {
     static IDLE: RefCell<Idle> = RefCell::new(Idle::default());
 }
 
-/// Takes an idle connection to `addr` (a server of `variant`) that is neither expired nor closed
-/// by the upstream.
+/// Takes an idle connection to `addr` (a server of the pool `key`, counted in `counters`)
+/// that is neither expired nor closed by the upstream.
 pub fn take(
-    metrics: &Metrics,
-    variant: Variant,
+    counters: &PoolCounters,
+    key: u32,
     addr: SocketAddr,
     idle_timeout_ms: u64,
 ) -> Option<Stream> {
@@ -56,19 +66,19 @@ pub fn take(
         let conn = IDLE.with(|idle| {
             let mut idle = idle.borrow_mut();
             let idle = &mut *idle;
-            let list = idle.by_server.get_mut(&(variant, addr))?;
+            let list = idle.by_server.get_mut(&(key, addr))?;
             let conn = list.pop()?;
-            idle.total -= 1;
-            if now.saturating_sub(conn.since_ms) >= idle_timeout_ms {
+            let expired = if now.saturating_sub(conn.since_ms) >= idle_timeout_ms {
                 // The newest is expired, so are the older ones.
-                idle.total -= list.len();
-                let expired = std::mem::take(list);
-                return Some((conn, expired));
-            }
-            Some((conn, Vec::new()))
+                std::mem::take(list)
+            } else {
+                Vec::new()
+            };
+            idle.forget(key, 1 + expired.len());
+            Some((conn, expired))
         });
         let (mut conn, expired) = conn?;
-        metrics.upstream_idle(variant, -1 - expired.len() as i64);
+        counters.upstream_idle(-1 - expired.len() as i64);
         // Closed outside the borrow.
         drop(expired);
         if now.saturating_sub(conn.since_ms) >= idle_timeout_ms {
@@ -81,17 +91,27 @@ pub fn take(
     }
 }
 
-/// Returns a connection whose last response is complete; closes it when the pool is full.
-pub fn put(metrics: &Metrics, variant: Variant, addr: SocketAddr, stream: Stream, max_idle: usize) {
+/// Returns a connection whose last response is complete; closes it when the worker's pool
+/// (`max_idle`) or the upstream's share of it (`pool_max`) is full.
+pub fn put(
+    counters: &PoolCounters,
+    key: u32,
+    addr: SocketAddr,
+    stream: Stream,
+    max_idle: usize,
+    pool_max: Option<usize>,
+) {
     let rejected = IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
-        if idle.total >= max_idle {
+        let of_pool = idle.by_pool.get(&key).copied().unwrap_or(0);
+        if idle.total >= max_idle || pool_max.is_some_and(|m| of_pool >= m) {
             return Some(stream);
         }
         idle.total += 1;
-        metrics.upstream_idle(variant, 1);
+        *idle.by_pool.entry(key).or_default() += 1;
+        counters.upstream_idle(1);
         idle.by_server
-            .entry((variant, addr))
+            .entry((key, addr))
             .or_default()
             .push(IdleConn {
                 stream,

@@ -138,6 +138,7 @@ fn judgement(outcome: Outcome) -> crate::policy::Judgement {
             errors: 95,
             requests: 9_500,
         },
+        latency: None,
     }
 }
 
