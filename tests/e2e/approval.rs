@@ -234,6 +234,21 @@ fn a_restart_while_awaiting_approval_stays_awaiting() {
     let mut g = daemon();
     ok(&g.d, "start", json!({}));
     wait_state(&g.d, State::AwaitingApproval);
+    // The decision log is written off the control loop (never waiting on a disk), so a line
+    // queued a moment before a kill -9 may be lost; the state file is not. Kill once the line
+    // is on disk: the restart must not write a second one.
+    let log = g.d.dir.path().join("decisions.ndjson");
+    testkit::wait_until(
+        "the awaiting_approval line on disk",
+        Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(&log).is_ok_and(|t| {
+                t.lines()
+                    .filter_map(|l| serde_json::from_str::<Decision>(l).ok())
+                    .any(|l| l.action == Action::AwaitingApproval)
+            })
+        },
+    );
     g.d.kill9_and_restart();
     let s = status(&g.d);
     assert_eq!(

@@ -231,7 +231,15 @@ fn https_redirect_keeps_acme_challenges() {
     let dir = TempDir::new("canaryd-tls");
     let pki = Pki::new(dir.path());
     let a = pki.issue("a", &["shop.test"]);
-    let (d, tls, _gw) = start(&pki, &[&a], "https_redirect = true\n");
+    let log = dir.path().join("access.json");
+    let (d, tls, _gw) = start(
+        &pki,
+        &[&a],
+        &format!(
+            "https_redirect = true\naccess_log = {{ path = \"{}\", format = \"json\" }}\n",
+            log.display()
+        ),
+    );
     let mut c = d.client();
     let r = c
         .request(
@@ -269,6 +277,19 @@ fn https_redirect_keeps_acme_challenges() {
         &format!("https://shop.test:{}/cart", tls.port()),
     ]);
     assert!(ok && out == "200", "{out} {err}");
+    // The redirect is logged too (as nginx logs its `return 301`), before any routing.
+    wait_until("three access log lines", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 3)
+    });
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let redirect = lines.iter().find(|v| v["status"] == 301).expect("the 301");
+    assert_eq!(redirect["path"], "/cart/x?id=7&b=%20");
+    assert!(redirect["variant"].is_null() && redirect["upstream"].is_null());
+    assert_eq!(lines.iter().filter(|v| v["variant"] == "stable").count(), 2);
 }
 
 #[test]

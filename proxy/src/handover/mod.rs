@@ -274,8 +274,8 @@ fn set_cloexec(fd: &OwnedFd) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Binds a listening socket: `SO_REUSEADDR`; an IPv6 address keeps the system's dual-stack
-/// default (`[::]:80` also takes IPv4). Pingora re-`listen`s each adopted fd with its own
+/// Binds a listening socket: `SO_REUSEADDR`; an IPv6 address takes IPv6 only (`IPV6_V6ONLY`, as
+/// nginx's default `ipv6only=on`), so list `0.0.0.0:80` too for IPv4. Pingora re-`listen`s each adopted fd with its own
 /// backlog (65535, capped by `net.core.somaxconn`).
 fn bind(addr: &SocketAddr) -> std::io::Result<TcpListener> {
     let socket = socket2::Socket::new(
@@ -284,6 +284,11 @@ fn bind(addr: &SocketAddr) -> std::io::Result<TcpListener> {
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // As nginx (`ipv6only=on`, its default): `[::]:80` takes IPv6 only, so the usual pair
+        // `0.0.0.0:80` + `[::]:80` binds both instead of colliding on the IPv4 side.
+        socket.set_only_v6(true)?;
+    }
     socket.bind(&(*addr).into())?;
     socket.listen(LISTEN_BACKLOG)?;
     // Tokio adopts it as is; the flag is shared by every duplicate.

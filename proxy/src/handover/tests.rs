@@ -125,6 +125,23 @@ fn binding_here_names_the_key_of_a_busy_address() {
 }
 
 #[test]
+fn the_ipv4_and_ipv6_wildcards_of_one_port_bind_side_by_side() {
+    // A port free on both families: the IPv6 wildcard is bound first (it would take IPv4 too
+    // with the system's dual-stack default), then the IPv4 one.
+    let port = TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut l = Listeners::bind_here();
+    let v6 = l.claim("proxy.listen", &format!("[::]:{port}")).unwrap();
+    let v4 = l.claim("proxy.listen", &format!("0.0.0.0:{port}")).unwrap();
+    assert!(socket2::SockRef::from(&v6).only_v6().unwrap());
+    assert_eq!(v4.local_addr().unwrap().port(), port);
+    l.finish().unwrap();
+}
+
+#[test]
 fn a_refusal_or_garbage_is_not_a_manifest() {
     assert!(parse_manifest("refused this canaryd is stopping")
         .unwrap_err()

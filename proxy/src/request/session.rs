@@ -204,10 +204,33 @@ pub async fn serve(
     client_ip: Option<IpAddr>,
     tls: bool,
 ) {
-    if !tls && up.https_redirect && redirect::applies(up, ds.req_header()) {
-        return redirect::to_https(ds).await;
-    }
     let start = Instant::now();
+    if !tls && up.https_redirect && redirect::applies(up, ds.req_header()) {
+        redirect::to_https(ds).await;
+        // Logged as nginx logs its `return 301`: answered before any routing, so no variant
+        // and no upstream; the route is the one the request would have taken.
+        if plane.access_log.is_some() {
+            let req = ds.req_header();
+            let route = up.routes.get(
+                up.routes
+                    .match_request(routes::request_host(req), req.uri.path().as_bytes()),
+            );
+            let done = Outcome {
+                status: ds.response_written().map_or(499, |r| r.status.as_u16()),
+                upstream: None,
+            };
+            let request_id = req.headers.get("x-request-id").map(|v| v.as_bytes());
+            log(
+                plane,
+                ds,
+                client_ip,
+                start,
+                &done,
+                (request_id, None, &route.label),
+            );
+        }
+        return;
+    }
     let _inflight = plane.drain.enter();
     let (mut r, decision, idempotent, upgrade, expect_continue, too_large) =
         start_request(plane, up, ds, client_ip, tls, start);
@@ -218,21 +241,46 @@ pub async fn serve(
         (idempotent, upgrade, expect_continue, too_large),
     )
     .await;
-    if let Some(log) = &plane.access_log {
-        log.record(&crate::access_log::Entry {
-            req: ds.req_header(),
-            http2: ds.is_http2(),
-            client: client_ip,
-            status: done.status,
-            bytes: ds.body_bytes_sent() as u64,
-            duration: start.elapsed(),
-            upstream: done.upstream.map(|(addr, _)| addr),
-            upstream_time: done.upstream.map(|(_, since)| since.elapsed()),
-            request_id: Some(r.request_id.as_bytes()),
-            variant: r.named.is_none().then_some(r.variant),
-            route: &r.route.label,
-        });
-    }
+    log(
+        plane,
+        ds,
+        client_ip,
+        start,
+        &done,
+        (
+            Some(r.request_id.as_bytes()),
+            r.named.is_none().then_some(r.variant),
+            &r.route.label,
+        ),
+    );
+}
+
+/// Writes the access log line of a finished request (when `[proxy.access_log]` is set). `who`:
+/// its request id, the side of the split (none for a named upstream or a redirect) and its
+/// route's label.
+fn log(
+    plane: &DataPlane,
+    ds: &ServerSession,
+    client_ip: Option<IpAddr>,
+    start: Instant,
+    done: &Outcome,
+    who: (Option<&[u8]>, Option<Variant>, &str),
+) {
+    let Some(log) = &plane.access_log else { return };
+    let (request_id, variant, route) = who;
+    log.record(&crate::access_log::Entry {
+        req: ds.req_header(),
+        http2: ds.is_http2(),
+        client: client_ip,
+        status: done.status,
+        bytes: ds.body_bytes_sent() as u64,
+        duration: start.elapsed(),
+        upstream: done.upstream.map(|(addr, _)| addr),
+        upstream_time: done.upstream.map(|(_, since)| since.elapsed()),
+        request_id,
+        variant,
+        route,
+    });
 }
 
 /// The parts of a request known from its header: its route (and named upstream), the split's
