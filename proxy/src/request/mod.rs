@@ -8,6 +8,7 @@
 //! - `own_response`: the answers canaryd writes itself (error pages, `add_response_headers`).
 //! - `upstream`: one attempt over one upstream connection, and relaying the response.
 //! - `upstream_pool`: the per-worker (thread-local) upstream keepalive pool.
+//! - `upstream_wire`: a bodiless HTTP/1 request written upstream straight from its header.
 //! - `retry`: the request body read ahead for replay.
 //! - `shadow`: a copy of a stable request sent to the canary off the client's path (a step's
 //!   `shadow`), its answer judged and discarded.
@@ -23,5 +24,6 @@ mod shadow;
 mod upgrade;
 mod upstream;
 mod upstream_pool;
+mod upstream_wire;
 
 pub use app::ProxyApp;
