@@ -354,7 +354,11 @@ impl Metrics {
         self.render_connections(out);
         out.push_str("# HELP canaryd_shadow_requests_total Copies of requests sent to the canary as shadow traffic, by outcome.\n# TYPE canaryd_shadow_requests_total counter\n");
         let sh = &self.shadow;
-        for (outcome, n) in [("sent", &sh.sent), ("dropped", &sh.dropped), ("error", &sh.error)] {
+        for (outcome, n) in [
+            ("sent", &sh.sent),
+            ("dropped", &sh.dropped),
+            ("error", &sh.error),
+        ] {
             let _ = writeln!(
                 out,
                 "canaryd_shadow_requests_total{{outcome=\"{outcome}\"}} {}",
