@@ -395,7 +395,10 @@ mod tests {
         assert_eq!((shadow.requests, shadow.errors), (2, 1));
         let canary = w.stats(Variant::Canary, Duration::from_secs(10));
         assert_eq!((canary.requests, canary.errors), (1, 0));
-        assert_eq!(w.stats(Variant::Stable, Duration::from_secs(10)).requests, 0);
+        assert_eq!(
+            w.stats(Variant::Stable, Duration::from_secs(10)).requests,
+            0
+        );
     }
 
     #[test]

@@ -60,12 +60,20 @@ const ERROR: &str = "canaryd_shadow_requests_total{outcome=\"error\"}";
 fn a_dark_canary_gets_half_the_gets_and_no_post_while_stable_answers_everyone() {
     let (_stable, canary, _dir, d) = start("error_rate=0", "");
     let served_by = count_served_by(d.proxy, 400, 4, &[]);
-    assert_eq!(served_by.keys().collect::<Vec<_>>(), ["stable"], "{served_by:?}");
+    assert_eq!(
+        served_by.keys().collect::<Vec<_>>(),
+        ["stable"],
+        "{served_by:?}"
+    );
     // Copies finish off the clients' path: wait until the canary has answered every one.
-    wait_until("the canary answered every copy", Duration::from_secs(10), || {
-        let n = served(&canary);
-        n == d.metric(SENT) && (120.0..=280.0).contains(&n)
-    });
+    wait_until(
+        "the canary answered every copy",
+        Duration::from_secs(10),
+        || {
+            let n = served(&canary);
+            n == d.metric(SENT) && (120.0..=280.0).contains(&n)
+        },
+    );
     assert_eq!(d.metric(ERROR), 0.0);
     let before = served(&canary);
     let mut c = d.client();
@@ -82,8 +90,10 @@ fn a_dark_canary_gets_half_the_gets_and_no_post_while_stable_answers_everyone() 
 
 #[test]
 fn a_hanging_canary_does_not_slow_clients_and_its_copies_are_dropped() {
-    let (_stable, _canary, _dir, d) =
-        start("latency_ms=5000", "shadow_max_inflight = 4\nshadow_timeout = \"10s\"\n");
+    let (_stable, _canary, _dir, d) = start(
+        "latency_ms=5000",
+        "shadow_max_inflight = 4\nshadow_timeout = \"10s\"\n",
+    );
     let mut c = d.client();
     let mut slowest = Duration::ZERO;
     for _ in 0..200 {
@@ -92,7 +102,10 @@ fn a_hanging_canary_does_not_slow_clients_and_its_copies_are_dropped() {
         slowest = slowest.max(t.elapsed());
         assert_eq!(r.text(), "stable");
     }
-    assert!(slowest < Duration::from_millis(500), "slowest answer {slowest:?}");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "slowest answer {slowest:?}"
+    );
     wait_until("copies dropped", Duration::from_secs(5), || {
         d.metric(DROPPED) >= 50.0
     });

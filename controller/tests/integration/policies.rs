@@ -177,13 +177,17 @@ fn a_zero_weight_step_needs_a_shadow_and_must_come_first() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("steps[0].weight"), "{err}");
-    let err = parse(&format!("[[steps]]\nweight = 5\nhold = \"1m\"\n{dark}{last}"))
-        .unwrap_err()
-        .to_string();
+    let err = parse(&format!(
+        "[[steps]]\nweight = 5\nhold = \"1m\"\n{dark}{last}"
+    ))
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("steps[1].weight"), "{err}");
-    let err = parse(&format!("[[steps]]\nweight = 0\nshadow = 150\nhold = \"1m\"\n{last}"))
-        .unwrap_err()
-        .to_string();
+    let err = parse(&format!(
+        "[[steps]]\nweight = 0\nshadow = 150\nhold = \"1m\"\n{last}"
+    ))
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("steps[0].shadow"), "{err}");
 }
 
