@@ -169,10 +169,17 @@ fn gateway_migration_dark_shadows_before_any_real_traffic() {
 
 #[test]
 fn a_zero_weight_step_needs_a_shadow_and_must_come_first() {
-    let parse = |steps: &str| Policy::from_source("p.toml", &format!("name = \"x\"\n{steps}"));
+    let parse = |steps: &str| {
+        Policy::from_source(
+            "p.toml",
+            &format!("name = \"x\"\ninterval = \"1s\"\n{steps}"),
+        )
+    };
     let dark = "[[steps]]\nweight = 0\nshadow = 10\nhold = \"1m\"\n";
     let last = "[[steps]]\nweight = 100\nhold = \"1m\"\n";
-    assert!(parse(&format!("{dark}{last}")).is_ok());
+    if let Err(e) = parse(&format!("{dark}{last}")) {
+        panic!("{e}");
+    }
     let err = parse(&format!("[[steps]]\nweight = 0\nhold = \"1m\"\n{last}"))
         .unwrap_err()
         .to_string();
