@@ -45,10 +45,11 @@ impl Tx<'_> {
         let base = slash
             .map(|i| eff[i].clone())
             .unwrap_or_else(|| srv_eff.clone());
-        let mut routes = self.routes(&srv, &eff, &base);
+        let mut routes = self.routes(&srv, &srv_eff, &eff, &base);
         let (upstreams, mut used_all) = self.named_upstreams(&mut routes)?;
         used_all.extend(used.iter().copied());
-        let proxy = self.proxy_plan(&srv, &base, &used);
+        let mut proxy = self.proxy_plan(&srv, &base, &used);
+        proxy.error_pages = self.error_page_settings(&srv, &srv_eff, &eff, &base);
         let access_log = self.access_log_plan(&srv, &base);
         let tls = self.tls_plan(&srv);
 
@@ -229,11 +230,8 @@ impl Tx<'_> {
                 None => routes.push(RoutePlan {
                     prefix,
                     comment: src.cite(),
-                    connect_timeout: None,
-                    read_timeout: None,
-                    write_timeout: None,
-                    max_body_size: None,
                     upstream: Some(name),
+                    ..RoutePlan::default()
                 }),
             }
         }

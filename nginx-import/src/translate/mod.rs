@@ -27,8 +27,9 @@
 //! - `server.rs`: `server` blocks and listeners; `location.rs`: locations and `proxy_pass`.
 //! - `map.rs`: `map` on a header → the upstream of each value and `[routing]`.
 //! - `split.rs`: which servers are the canary, the two pools, `initial_percent`.
-//! - `proxy.rs`: `[proxy]` and `[[proxy.routes]]`; prefix locations proxying to another
+//! - `proxy.rs`: `[proxy]` and `[[proxy.routes]]`, with their header rules; prefix locations proxying to another
 //!   upstream become `[upstreams.NAME]` and a route with `upstream` (`finish.rs`).
+//! - `error_page.rs`: `error_page` → `error_pages` (a URI resolved to a file through `root`).
 //! - `access_log.rs`: `access_log` and `log_format` → `[proxy.access_log]`.
 //! - `tls.rs`: `listen … ssl`, `ssl_*`, `http2` → `[proxy.tls]`; the redirect-only server →
 //!   `https_redirect`.
@@ -36,6 +37,7 @@
 
 mod access_log;
 mod args;
+mod error_page;
 mod finish;
 mod location;
 mod map;
@@ -137,6 +139,13 @@ struct Level {
     add_headers: Option<Vec<Val<(String, String)>>>,
     /// This level's `proxy_set_header`s canaryd does not do by itself: (name, value).
     set_headers: Option<Vec<Val<(String, String)>>>,
+    /// This level's `proxy_hide_header`s (nginx then ignores the inherited ones): (name, "").
+    hide_headers: Option<Vec<Val<(String, String)>>>,
+    /// This level's `error_page`s for statuses canaryd generates (nginx then ignores the
+    /// inherited ones): (status, URI), resolved to a file in the second pass.
+    error_pages: Option<Vec<Val<(String, String)>>>,
+    /// `root`: where `error_page` URIs resolve to files.
+    root: Option<Val<String>>,
 }
 
 /// Client-connection settings (http and server level only).
@@ -213,6 +222,8 @@ enum LocKind {
 struct Loc {
     src: Src,
     kind: LocKind,
+    /// The URI of an exact (`=`) location.
+    exact: Option<String>,
     own: Level,
     /// Index of the enclosing location; `None` for the server.
     parent: Option<usize>,
