@@ -211,6 +211,9 @@ fn proxy(out: &mut String, plan: &Plan) {
     for r in &plan.routes {
         kv(out, "[[proxy.routes]]", &r.comment);
         line(out, &format!("prefix = {}", q(&r.prefix)));
+        if !r.hosts.is_empty() {
+            line(out, &format!("hosts = {}", list(&r.hosts)));
+        }
         for (key, s) in [
             ("connect_timeout", &r.connect_timeout),
             ("read_timeout", &r.read_timeout),

@@ -84,6 +84,8 @@ pub struct AccessLogPlan {
 #[derive(Debug, Clone, Default)]
 pub struct RoutePlan {
     pub prefix: String,
+    /// `server_name`s of a server block other than nginx's default one.
+    pub hosts: Vec<String>,
     pub comment: String,
     pub connect_timeout: Option<Setting<Ms>>,
     pub read_timeout: Option<Setting<Ms>>,

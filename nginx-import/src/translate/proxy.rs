@@ -110,19 +110,26 @@ impl Tx<'_> {
     }
 
     /// `[[proxy.routes]]` for the prefix locations canaryd must treat differently from
-    /// `[proxy]` (timeouts, streaming, body size, header rules, error pages); settings of other
-    /// locations that would need one are untranslated.
+    /// `[proxy]` (timeouts, streaming, body size, header rules, error pages) — for a `hosted`
+    /// server block (other names than the front's), every prefix location that proxies;
+    /// settings of other locations that would need one are untranslated.
     pub(super) fn routes(
         &mut self,
         srv: &ServerBlock,
         srv_eff: &Level,
         eff: &[Level],
         base: &Level,
+        hosted: bool,
     ) -> Vec<RoutePlan> {
         let base_t = base.timeouts();
         let base_r = rule_values(base);
         let mut order: Vec<usize> = (0..srv.locs.len())
-            .filter(|&i| matches!(&srv.locs[i].kind, LocKind::Prefix(p) if p != "/"))
+            .filter(|&i| match &srv.locs[i].kind {
+                // A server for other names: every location that proxies is a route.
+                LocKind::Prefix(_) if hosted => !srv.locs[i].targets.is_empty(),
+                LocKind::Prefix(p) => p != "/",
+                LocKind::Other => false,
+            })
             .collect();
         order.sort_by_key(|&i| match &srv.locs[i].kind {
             LocKind::Prefix(p) => p.len(),
@@ -148,7 +155,7 @@ impl Tx<'_> {
             let streaming = loc.own.streaming.is_some();
             let size = |l: &Level| l.body_size.as_ref().map(|v| v.value);
             let body_differs = size(&eff[i]) != size(base);
-            if t == cover_t && !streaming && !body_differs && r == *cover_r {
+            if !hosted && t == cover_t && !streaming && !body_differs && r == *cover_r {
                 continue;
             }
             let vals = eff[i].timeout_vals();

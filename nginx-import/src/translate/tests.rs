@@ -759,3 +759,43 @@ server {
         .iter()
         .any(|r| r.starts_with("7: ") && r.contains("relative")));
 }
+
+#[test]
+fn server_names_become_hosts_of_their_routes() {
+    let p = plan(
+        r#"upstream g { server 127.0.0.1:8080 weight=9; server 127.0.0.1:8081 weight=1; }
+upstream admin { server 127.0.0.1:9000; }
+server {
+    listen 80;
+    server_name shop.example.com;
+    location / { proxy_pass http://g; }
+    location /slow/ { proxy_pass http://g; proxy_read_timeout 5m; }
+}
+server {
+    listen 80;
+    server_name admin.example.com .ops.example.com ~^adm\d+;
+    location / { proxy_pass http://admin; }
+}"#,
+    );
+    let routes: Vec<_> = p
+        .routes
+        .iter()
+        .map(|r| (r.prefix.as_str(), r.hosts.join(" "), r.upstream.clone()))
+        .collect();
+    // The first server is nginx's default for :80: its routes match any host.
+    assert_eq!(
+        routes,
+        [
+            ("/slow/", String::new(), None),
+            (
+                "/",
+                "admin.example.com ops.example.com *.ops.example.com".to_string(),
+                Some("admin".to_string())
+            )
+        ]
+    );
+    assert_eq!(
+        untranslated(&p),
+        ["11: server_name admin.example.com .ops.example.com ~^adm\\d+"]
+    );
+}
