@@ -9,18 +9,49 @@ use bytes::BytesMut;
 use http::HeaderValue;
 use pingora_http::RequestHeader;
 
+/// The headers [`apply`] sets (lowercase): a request written straight to the wire
+/// (`request/upstream_wire.rs`) leaves the client's out and writes them with [`write_wire`].
+pub const NAMES: [&[u8]; 3] = [b"x-forwarded-for", b"x-real-ip", b"x-forwarded-proto"];
+
+/// `$remote_addr`: the client's address as text, in `buf`.
+pub(crate) fn remote_addr(client_ip: Option<IpAddr>, buf: &mut [u8; 48]) -> &[u8] {
+    match client_ip {
+        Some(ip) => {
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cursor, "{ip}");
+            let n = cursor.position() as usize;
+            &buf[..n]
+        }
+        None => b"unix",
+    }
+}
+
+/// Appends the forwarding header lines of `req` (as [`apply`] would set them) to `out`.
+pub fn write_wire(
+    out: &mut Vec<u8>,
+    req: &RequestHeader,
+    client_ip: Option<IpAddr>,
+    scheme: &'static str,
+) {
+    let mut ip_buf = [0u8; 48];
+    let ip = remote_addr(client_ip, &mut ip_buf);
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    for v in req.headers.get_all("x-forwarded-for") {
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(ip);
+    out.extend_from_slice(b"\r\nX-Real-IP: ");
+    out.extend_from_slice(ip);
+    out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
+    out.extend_from_slice(scheme.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Sets the forwarding headers on the upstream request.
 pub fn apply(req: &mut RequestHeader, client_ip: Option<IpAddr>, scheme: &'static str) {
     let mut ip_buf = [0u8; 48];
-    let ip: &[u8] = match client_ip {
-        Some(ip) => {
-            let mut cursor = std::io::Cursor::new(&mut ip_buf[..]);
-            let _ = write!(cursor, "{ip}");
-            let n = cursor.position() as usize;
-            &ip_buf[..n]
-        }
-        None => b"unix",
-    };
+    let ip = remote_addr(client_ip, &mut ip_buf);
 
     // $proxy_add_x_forwarded_for: existing values joined with ", ", then ours.
     let mut xff = BytesMut::new();
@@ -67,5 +98,27 @@ mod tests {
         let mut fresh = RequestHeader::build("GET", b"/", None).unwrap();
         apply(&mut fresh, Some("::1".parse().unwrap()), "http");
         assert_eq!(fresh.headers.get("x-forwarded-for").unwrap(), "::1");
+    }
+
+    #[test]
+    fn wire_lines_match_apply() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("X-Forwarded-For", "203.0.113.7").unwrap();
+        req.append_header("X-Forwarded-For", "198.51.100.2")
+            .unwrap();
+        let mut out = Vec::new();
+        write_wire(&mut out, &req, Some("127.0.0.1".parse().unwrap()), "https");
+        assert_eq!(
+            out,
+            b"X-Forwarded-For: 203.0.113.7, 198.51.100.2, 127.0.0.1\r\n\
+              X-Real-IP: 127.0.0.1\r\nX-Forwarded-Proto: https\r\n"
+        );
+        out.clear();
+        let fresh = RequestHeader::build("GET", b"/", None).unwrap();
+        write_wire(&mut out, &fresh, None, "http");
+        assert_eq!(
+            out,
+            b"X-Forwarded-For: unix\r\nX-Real-IP: unix\r\nX-Forwarded-Proto: http\r\n"
+        );
     }
 }

@@ -140,6 +140,35 @@ impl HeaderRules {
         }
     }
 
+    /// The request headers the rules remove or set.
+    pub fn request_names(&self) -> impl Iterator<Item = &HeaderName> {
+        self.remove_request
+            .iter()
+            .chain(self.set_request.iter().map(|r| &r.name))
+    }
+
+    /// Appends the header lines the request rules set to `out`, as [`Self::apply_request`]
+    /// sets them (for a request written straight to the wire, which leaves out the client's
+    /// headers of [`Self::request_names`]).
+    pub fn write_request_wire(&self, out: &mut Vec<u8>, vars: &Vars<'_>) {
+        for rule in &self.set_request {
+            let line = out.len();
+            out.extend_from_slice(&rule.wire);
+            out.extend_from_slice(b": ");
+            let value = out.len();
+            rule.value.render_into(out, vars);
+            // As `HeaderValue`: visible ASCII, obs-text and tab.
+            if out[value..]
+                .iter()
+                .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+            {
+                out.truncate(line);
+                continue;
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
     /// Hides and adds response headers on an upstream's answer.
     pub fn apply_response(&self, resp: &mut ResponseHeader, vars: &Vars<'_>) {
         for name in &self.hide_response {
@@ -215,26 +244,35 @@ impl Value {
             Value::Template(p) => p,
         };
         let mut out = BytesMut::with_capacity(64);
-        for p in pieces.iter() {
-            match p {
-                Piece::Literal(b) => out.put_slice(b),
-                Piece::Var(Var::Host) => {
-                    out.extend(vars.host.iter().map(u8::to_ascii_lowercase));
-                }
-                Piece::Var(Var::RemoteAddr) => {
-                    use std::fmt::Write as _;
-                    match vars.remote_addr {
-                        Some(ip) => {
-                            let _ = write!(out, "{ip}");
-                        }
-                        None => out.put_slice(b"unix"),
-                    }
-                }
-                Piece::Var(Var::Scheme) => out.put_slice(vars.scheme.as_bytes()),
-                Piece::Var(Var::RequestId) => out.put_slice(vars.request_id.as_bytes()),
-            }
-        }
+        render_pieces(pieces, &mut out, vars);
         HeaderValue::from_maybe_shared(out.freeze()).ok()
+    }
+
+    /// The value for this request, appended to `out`.
+    fn render_into(&self, out: &mut impl BufMut, vars: &Vars<'_>) {
+        match self {
+            Value::Fixed(v) => out.put_slice(v.as_bytes()),
+            Value::Template(p) => render_pieces(p, out, vars),
+        }
+    }
+}
+
+fn render_pieces(pieces: &[Piece], out: &mut impl BufMut, vars: &Vars<'_>) {
+    for p in pieces {
+        match p {
+            Piece::Literal(b) => out.put_slice(b),
+            Piece::Var(Var::Host) => {
+                for b in vars.host {
+                    out.put_u8(b.to_ascii_lowercase());
+                }
+            }
+            Piece::Var(Var::RemoteAddr) => {
+                let mut buf = [0u8; 48];
+                out.put_slice(crate::forwarding::remote_addr(vars.remote_addr, &mut buf));
+            }
+            Piece::Var(Var::Scheme) => out.put_slice(vars.scheme.as_bytes()),
+            Piece::Var(Var::RequestId) => out.put_slice(vars.request_id.as_bytes()),
+        }
     }
 }
 

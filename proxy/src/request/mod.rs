@@ -8,6 +8,7 @@
 //! - `own_response`: the answers canaryd writes itself (error pages, `add_response_headers`).
 //! - `upstream`: one attempt over one upstream connection, and relaying the response.
 //! - `upstream_pool`: the per-worker (thread-local) upstream keepalive pool.
+//! - `upstream_wire`: a bodiless HTTP/1 request written upstream straight from its header.
 //! - `retry`: the request body read ahead for replay.
 //! - `upgrade`: upgraded (WebSocket) tunnels.
 //! - `redirect`: `https_redirect` on plain listeners (`301 https://$host$request_uri`).
@@ -20,5 +21,6 @@ mod session;
 mod upgrade;
 mod upstream;
 mod upstream_pool;
+mod upstream_wire;
 
 pub use app::ProxyApp;

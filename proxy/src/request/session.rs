@@ -32,7 +32,7 @@ use pingora_core::protocols::http::ServerSession;
 
 use super::retry::RequestBody;
 use super::upstream::{self, AttemptError, RelayEnd};
-use super::{own_response, redirect, upgrade, upstream_pool};
+use super::{own_response, redirect, upgrade, upstream_pool, upstream_wire};
 use crate::header_rules::Vars;
 use crate::metrics::{FailureKind, FallbackReason, PoolCounters, UpstreamConnState};
 use crate::plane::{DataPlane, NamedUpstream, Upstreams};
@@ -397,6 +397,8 @@ async fn answer(
         }
     };
 
+    // A bodiless HTTP/1 request is written upstream straight from its header.
+    let direct = upstream_wire::applies(ds, upgrade, &route.headers);
     let mut stale_retries = 0;
     let mut fresh_only = false;
     loop {
@@ -451,23 +453,47 @@ async fn answer(
             },
         };
         let in_use = r.counters().upstream_conn(UpstreamConnState::InUse);
+        let strip = if r.named.is_none() {
+            up.router.header_to_strip()
+        } else {
+            None
+        };
+        let request_id = r.request_id.to_forward();
+        let mut stream = stream;
+        let wrote = if direct {
+            let edits = upstream_wire::Edits {
+                client_ip,
+                scheme: r.scheme,
+                strip,
+                request_id: request_id.as_ref(),
+                rules: &route.headers,
+                vars: r.vars(),
+            };
+            Some(upstream_wire::write(&mut stream, ds.req_header(), &edits, timeouts.write).await)
+        } else {
+            None
+        };
         let mut us = ClientSession::new(stream);
         us.read_timeout = Some(timeouts.read);
         us.write_timeout = Some(timeouts.write);
 
         // The request, and the response header.
-        let mut req = upstream::upstream_header(ds, upgrade);
-        crate::forwarding::apply(&mut req, client_ip, r.scheme);
-        if r.named.is_none() {
-            if let Some(h) = up.router.header_to_strip() {
-                req.remove_header(h);
+        let sent = match wrote {
+            Some(Ok(())) => upstream::read_response_header(&mut us, reused).await,
+            Some(Err(e)) => Err(upstream::write_failed(&e, reused)),
+            None => {
+                let mut req = upstream::upstream_header(ds, upgrade);
+                crate::forwarding::apply(&mut req, client_ip, r.scheme);
+                if let Some(h) = strip {
+                    req.remove_header(h);
+                }
+                if let Some(id) = request_id {
+                    let _ = req.insert_header(X_REQUEST_ID, id);
+                }
+                route.headers.apply_request(&mut req, &r.vars());
+                upstream::send_request(ds, &mut us, req, &mut body, reused).await
             }
-        }
-        if let Some(id) = r.request_id.to_forward() {
-            let _ = req.insert_header(X_REQUEST_ID, id);
-        }
-        route.headers.apply_request(&mut req, &r.vars());
-        let sent = upstream::send_request(ds, &mut us, req, &mut body, reused).await;
+        };
         match sent {
             Ok(()) => {}
             Err(AttemptError::Client(status)) => return finish_error(r, ds, status).await,

@@ -128,8 +128,7 @@ pub fn upstream_header(ds: &ServerSession, upgrade: bool) -> Box<RequestHeader> 
     req
 }
 
-/// Writes the request and its body, then reads the response header (informational responses
-/// other than `101` are skipped: canaryd answered `100 Continue` itself).
+/// Writes the request and its body, then reads the response header.
 pub async fn send_request(
     ds: &mut ServerSession,
     us: &mut ClientSession,
@@ -137,15 +136,8 @@ pub async fn send_request(
     body: &mut RequestBody,
     reused: bool,
 ) -> Result<(), AttemptError> {
-    let upstream = |e: Box<Error>, us: &ClientSession, sent: bool| {
-        let kind = failure_kind(&e);
-        tracing::debug!(error = %e, reused, "upstream attempt failed");
-        AttemptError::Upstream {
-            kind,
-            stale: reused && kind == FailureKind::Reset && us.resp_header().is_none(),
-            sent,
-        }
-    };
+    let upstream =
+        |e: Box<Error>, us: &ClientSession, sent: bool| attempt_error(&e, us, reused, sent);
     if let Err(e) = us.write_request_header(req).await {
         return Err(upstream(e, us, false));
     }
@@ -158,9 +150,44 @@ pub async fn send_request(
         Err(SendError::Upstream(e)) => return Err(upstream(e, us, false)),
         Err(SendError::TooLarge) => return Err(AttemptError::Client(TOO_LARGE)),
     }
+    read_response_header(us, reused).await
+}
+
+/// An upstream failure of an attempt; `sent`: the whole request had been written.
+fn attempt_error(e: &Error, us: &ClientSession, reused: bool, sent: bool) -> AttemptError {
+    let kind = failure_kind(e);
+    tracing::debug!(error = %e, reused, "upstream attempt failed");
+    AttemptError::Upstream {
+        kind,
+        stale: reused && kind == FailureKind::Reset && us.resp_header().is_none(),
+        sent,
+    }
+}
+
+/// A request header written straight to the wire (`upstream_wire.rs`) failed with `e`.
+pub fn write_failed(e: &std::io::Error, reused: bool) -> AttemptError {
+    tracing::debug!(error = %e, reused, "upstream attempt failed");
+    let kind = if e.kind() == std::io::ErrorKind::TimedOut {
+        FailureKind::Timeout
+    } else {
+        FailureKind::Reset
+    };
+    AttemptError::Upstream {
+        kind,
+        stale: reused && kind == FailureKind::Reset,
+        sent: false,
+    }
+}
+
+/// Reads the response header of a written request (informational responses other than `101`
+/// are skipped: canaryd answered `100 Continue` itself).
+pub async fn read_response_header(
+    us: &mut ClientSession,
+    reused: bool,
+) -> Result<(), AttemptError> {
     loop {
         if let Err(e) = us.read_response().await {
-            return Err(upstream(e, us, true));
+            return Err(attempt_error(&e, us, reused, true));
         }
         match us.resp_header().map(|r| r.status.as_u16()) {
             Some(101) | None => return Ok(()),
