@@ -331,8 +331,11 @@ fn rule_values(l: &Level) -> RuleValues {
     .map(values)
 }
 
+/// A level's own (name or status, value) pairs of one kind.
+type Pairs = Option<Vec<super::Val<(String, String)>>>;
+
 /// A level's own header rules and error pages.
-fn own_rules(l: &Level) -> [&Option<Vec<super::Val<(String, String)>>>; 4] {
+fn own_rules(l: &Level) -> [&Pairs; 4] {
     [
         &l.set_headers,
         &l.add_headers,
