@@ -546,10 +546,13 @@ fn name_list(out: &mut String, key: &str, rules: &[Setting<(String, String)>]) {
     kv(out, &format!("{key} = {}", list(&names)), &cites(rules));
 }
 
+/// Each directive once (one `error_page` gives several statuses).
 fn cites(rules: &[Setting<(String, String)>]) -> String {
-    rules
-        .iter()
-        .map(|s| s.comment.as_str())
-        .collect::<Vec<_>>()
-        .join("; ")
+    let mut seen: Vec<&str> = Vec::new();
+    for s in rules {
+        if !seen.contains(&s.comment.as_str()) {
+            seen.push(&s.comment);
+        }
+    }
+    seen.join("; ")
 }
