@@ -142,14 +142,14 @@ pub fn classify(d: &Directive) -> Verdict {
                 "canaryd has no rate or connection limits; keep them in the gateways or a layer in front",
             )
         }
-        "add_trailer" | "proxy_hide_header" | "proxy_pass_header"
+        "add_trailer" | "proxy_pass_header"
         | "proxy_ignore_headers" | "more_set_headers" | "more_clear_headers" | "expires"
         | "server_tokens" | "charset" | "proxy_cookie_domain" | "proxy_cookie_path"
         | "proxy_cookie_flags" | "proxy_redirect" => {
-            untranslated("not translated by import-nginx yet: write `add_response_headers` / `hide_response_headers` ([proxy] or the route) by hand; add_trailer, expires, proxy_cookie_* and proxy_redirect have no canaryd equivalent")
+            untranslated("no canaryd equivalent: canaryd passes upstream headers through except `hide_response_headers`, and adds `add_response_headers` (write them by hand where this directive set one)")
         }
-        "error_page" | "proxy_intercept_errors" | "recursive_error_pages" => untranslated(
-            "not translated by import-nginx yet: canaryd's `error_pages = { 502 = \"/path.html\" }` covers the answers it generates itself (a file path, not a URI); upstream errors pass through",
+        "proxy_intercept_errors" | "recursive_error_pages" => untranslated(
+            "canaryd's `error_pages` cover the answers it generates itself; upstream errors pass through",
         ),
         "allow" | "deny" | "satisfy" => untranslated(
             "canaryd has no access control on the proxy port (`[routing] trusted_cidrs` only limits who may use the override header)",

@@ -176,6 +176,12 @@ fn proxy(out: &mut String, plan: &Plan) {
     if let Some(s) = &p.max_body_size {
         kv(out, &format!("max_body_size = {}", s.value), &s.comment);
     }
+    if !p.hide_response_headers.is_empty() {
+        name_list(out, "hide_response_headers", &p.hide_response_headers);
+    }
+    if !p.error_pages.is_empty() {
+        inline(out, "error_pages", &p.error_pages);
+    }
     for (table, headers) in [
         ("[proxy.set_request_headers]", &p.set_request_headers),
         ("[proxy.add_response_headers]", &p.add_response_headers),
@@ -205,6 +211,9 @@ fn proxy(out: &mut String, plan: &Plan) {
     for r in &plan.routes {
         kv(out, "[[proxy.routes]]", &r.comment);
         line(out, &format!("prefix = {}", q(&r.prefix)));
+        if !r.hosts.is_empty() {
+            line(out, &format!("hosts = {}", list(&r.hosts)));
+        }
         for (key, s) in [
             ("connect_timeout", &r.connect_timeout),
             ("read_timeout", &r.read_timeout),
@@ -219,6 +228,18 @@ fn proxy(out: &mut String, plan: &Plan) {
         }
         if let Some(u) = &r.upstream {
             kv(out, &format!("upstream = {}", q(u)), "outside the split");
+        }
+        for (key, rules) in [
+            ("set_request_headers", &r.rules.set_request_headers),
+            ("add_response_headers", &r.rules.add_response_headers),
+            ("error_pages", &r.rules.error_pages),
+        ] {
+            if !rules.is_empty() {
+                inline(out, key, rules);
+            }
+        }
+        if !r.rules.hide_response_headers.is_empty() {
+            name_list(out, "hide_response_headers", &r.rules.hide_response_headers);
         }
         line(out, "");
     }
@@ -498,3 +519,40 @@ fn grouped(findings: &[Finding]) -> Vec<(String, String, String)> {
 
 #[cfg(test)]
 mod tests;
+
+/// `KEY = { "name" = "value", … }` (statuses unquoted), citing every directive.
+fn inline(out: &mut String, key: &str, rules: &[Setting<(String, String)>]) {
+    let entries: Vec<String> = rules
+        .iter()
+        .map(|s| {
+            let k = if s.value.0.bytes().all(|b| b.is_ascii_digit()) {
+                s.value.0.clone()
+            } else {
+                q(&s.value.0)
+            };
+            format!("{k} = {}", q(&s.value.1))
+        })
+        .collect();
+    kv(
+        out,
+        &format!("{key} = {{ {} }}", entries.join(", ")),
+        &cites(rules),
+    );
+}
+
+/// `KEY = ["name", …]`, citing every directive.
+fn name_list(out: &mut String, key: &str, rules: &[Setting<(String, String)>]) {
+    let names: Vec<String> = rules.iter().map(|s| s.value.0.clone()).collect();
+    kv(out, &format!("{key} = {}", list(&names)), &cites(rules));
+}
+
+/// Each directive once (one `error_page` gives several statuses).
+fn cites(rules: &[Setting<(String, String)>]) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for s in rules {
+        if !seen.contains(&s.comment.as_str()) {
+            seen.push(&s.comment);
+        }
+    }
+    seen.join("; ")
+}

@@ -457,7 +457,35 @@ fn a_real_world_front_translates_limits_and_headers() {
         cfg.proxy.set_request_headers["X-Client-Scheme"], "$scheme",
         "an arbitrary request header"
     );
-    assert_untranslated(&run, &path, &[(35, "root /var/www"), (36, "gzip on")]);
+    // Response headers hidden, and nginx's error page (a URI) resolved to the file its
+    // `location =` serves, for the statuses canaryd answers itself.
+    assert_eq!(cfg.proxy.hide_response_headers, ["X-Powered-By"]);
+    let pages: Vec<_> = cfg
+        .proxy
+        .error_pages
+        .iter()
+        .map(|(status, page)| (status.as_str(), page.path.to_str().unwrap()))
+        .collect();
+    assert_eq!(
+        pages,
+        [
+            ("502", "/usr/share/nginx/html/index.html"),
+            ("504", "/usr/share/nginx/html/index.html")
+        ]
+    );
+    // /admin/ has its own add_header set (nginx: it replaces the inherited one).
+    assert_eq!(admin.add_response_headers["X-Frame-Options"], "DENY");
+    assert_eq!(admin.add_response_headers.len(), 3);
+    assert_untranslated(
+        &run,
+        &path,
+        &[
+            (28, "error_page 500 502 503 504 /index.html"),
+            (42, "root /usr/share/nginx/html"),
+            (46, "root /var/www"),
+            (47, "gzip on"),
+        ],
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! notes are shown as they were added, and a finding's place among equal lines too.
 
 use super::plan::{Plan, PoolPlan, RoutePlan};
-use super::{Key, Level, LocKind, Member, ServerBlock, Src, Tx};
+use super::{Key, Level, LocKind, Member, NamedRoute, ServerBlock, Src, Tx};
 use crate::parser::Directive;
 use crate::ImportError;
 
@@ -23,7 +23,8 @@ impl Tx<'_> {
             .iter()
             .position(|l| l.kind == LocKind::Prefix("/".into()));
         let (main_key, main_src) = self.main_target(&srv, slash)?;
-        self.other_targets(&srv, &main_key, &main_src)?;
+        let front_hosts = self.front_hosts(&srv);
+        self.other_targets(&srv, &front_hosts, &main_key, &main_src)?;
 
         // The upstreams of the front: the default one first.
         let (default_up, map_ups) = self.front_upstreams(&main_key)?;
@@ -45,10 +46,24 @@ impl Tx<'_> {
         let base = slash
             .map(|i| eff[i].clone())
             .unwrap_or_else(|| srv_eff.clone());
-        let mut routes = self.routes(&srv, &eff, &base);
+        let mut routes = self.routes(&srv, &srv_eff, &eff, &base, false);
+        for r in &mut routes {
+            r.hosts.clone_from(&front_hosts);
+        }
+        // The other server blocks that proxy, for their own names: routes with `hosts`.
+        for h in std::mem::take(&mut self.hosted) {
+            let (h_srv_eff, h_eff) = self.effective_levels(&h);
+            let mut more = self.routes(&h, &h_srv_eff, &h_eff, &base, true);
+            for r in &mut more {
+                r.hosts.clone_from(&h.names);
+            }
+            routes.extend(more);
+            self.other_targets(&h, &h.names, &main_key, &main_src)?;
+        }
         let (upstreams, mut used_all) = self.named_upstreams(&mut routes)?;
         used_all.extend(used.iter().copied());
-        let proxy = self.proxy_plan(&srv, &base, &used);
+        let mut proxy = self.proxy_plan(&srv, &base, &used);
+        proxy.error_pages = self.error_page_settings(&srv, &srv_eff, &eff, &base);
         let access_log = self.access_log_plan(&srv, &base);
         let tls = self.tls_plan(&srv);
 
@@ -94,6 +109,19 @@ impl Tx<'_> {
         };
         let servers = std::mem::take(&mut self.servers);
         let front_at = servers[front].src.at();
+        // nginx's default server for an address: `default_server`, else the first listing it.
+        let addrs = |s: &ServerBlock| {
+            s.listens
+                .iter()
+                .chain(&s.tls_listens)
+                .map(|l| l.value.clone())
+                .collect::<Vec<_>>()
+        };
+        let mine = addrs(&servers[front]);
+        self.front_default = servers[front].catch_all
+            || !servers[..front]
+                .iter()
+                .any(|s| addrs(s).iter().any(|a| mine.contains(a)));
         let mut srv = None;
         for (i, s) in servers.into_iter().enumerate() {
             if i == front {
@@ -105,8 +133,17 @@ impl Tx<'_> {
                 self.redirect_server(s.src.clone(), ret.clone(), s.listens, &s.locs);
                 continue;
             }
-            let reason = if proxies {
-                format!("canaryd has one front (one set of listeners and routes); only the server block at {front_at} is translated")
+            if proxies && !s.names.is_empty() && !s.catch_all {
+                let mut s = s;
+                let sink = std::mem::take(&mut s.sink);
+                self.sink.append(sink);
+                self.hosted.push(s);
+                continue;
+            }
+            let reason = if proxies && s.catch_all {
+                format!("canaryd's catch-all is the server block at {front_at} (its `location /` is [proxy]); this other default server is not translated")
+            } else if proxies {
+                format!("canaryd's `hosts` match exact names and `*.suffix`: this server has none it can match; only the server blocks at {front_at} and those with names are translated")
             } else {
                 "this server block proxies nothing; canaryd has no equivalent (it proxies every request)".to_string()
             };
@@ -121,6 +158,22 @@ impl Tx<'_> {
         let sink = std::mem::take(&mut srv.sink);
         self.sink.append(sink);
         Ok(srv)
+    }
+
+    /// The `hosts` of the front's routes: none when it is nginx's default server for its
+    /// listeners (it answered every Host; canaryd's routes without hosts do).
+    fn front_hosts(&mut self, srv: &ServerBlock) -> Vec<String> {
+        if self.front_default || srv.names.is_empty() {
+            if !srv.names.is_empty() && !self.hosted.is_empty() {
+                self.notes.push(format!(
+                    "the server block at {} is nginx's default for its listeners (it answered every Host name, not only {}): its routes match any host, the other server blocks' routes their `hosts`",
+                    srv.src.at(),
+                    srv.names.join(", ")
+                ));
+            }
+            return Vec::new();
+        }
+        srv.names.clone()
     }
 
     /// Effective levels, nginx-style inheritance: the server's (under http), and each
@@ -163,6 +216,7 @@ impl Tx<'_> {
     fn other_targets(
         &mut self,
         srv: &ServerBlock,
+        hosts: &[String],
         main_key: &Key,
         main_src: &Src,
     ) -> Result<(), ImportError> {
@@ -178,7 +232,12 @@ impl Tx<'_> {
                 };
                 if let (Key::Upstream(u), LocKind::Prefix(prefix)) = (&key, &loc.kind) {
                     if key != *main_key {
-                        self.named_routes.push((prefix.clone(), *u, t.src.clone()));
+                        self.named_routes.push(NamedRoute {
+                            prefix: prefix.clone(),
+                            hosts: hosts.to_vec(),
+                            upstream: *u,
+                            src: t.src.clone(),
+                        });
                         continue;
                     }
                 }
@@ -204,7 +263,8 @@ impl Tx<'_> {
     ) -> Result<(NamedPools, Vec<usize>), ImportError> {
         let mut pools: NamedPools = Vec::new();
         let mut used = Vec::new();
-        for (prefix, u, src) in std::mem::take(&mut self.named_routes) {
+        for route in std::mem::take(&mut self.named_routes) {
+            let u = route.upstream;
             // A name canaryd accepts (`proxy_pass http://10.0.0.5:8080` has none of its own).
             let name: String = self.upstreams[u]
                 .name
@@ -224,16 +284,17 @@ impl Tx<'_> {
                 pools.push((name.clone(), pool));
                 used.push(u);
             }
-            match routes.iter_mut().find(|r| r.prefix == prefix) {
+            match routes
+                .iter_mut()
+                .find(|r| r.prefix == route.prefix && r.hosts == route.hosts)
+            {
                 Some(r) => r.upstream = Some(name),
                 None => routes.push(RoutePlan {
-                    prefix,
-                    comment: src.cite(),
-                    connect_timeout: None,
-                    read_timeout: None,
-                    write_timeout: None,
-                    max_body_size: None,
+                    prefix: route.prefix,
+                    hosts: route.hosts,
+                    comment: route.src.cite(),
                     upstream: Some(name),
+                    ..RoutePlan::default()
                 }),
             }
         }

@@ -30,9 +30,15 @@ impl Tx<'_> {
                 ))
             }
         };
+        let exact = match d.args() {
+            [p] => p.value.strip_prefix('=').filter(|u| !u.is_empty()),
+            [m, p] if m.value == "=" => Some(p.value.as_str()),
+            _ => None,
+        };
         let mut loc = Loc {
             src: Src::of(d),
             kind,
+            exact: exact.map(str::to_string),
             own: Level::default(),
             parent,
             targets: Vec::new(),

@@ -24,11 +24,12 @@
 //! - `args.rs`: a directive's arguments (one, a time, a number), with located errors.
 //! - `settings.rs`: settings inherited http → server → location, and client connections.
 //! - `upstream.rs`: `upstream` blocks and their servers; the servers the front uses.
-//! - `server.rs`: `server` blocks and listeners; `location.rs`: locations and `proxy_pass`.
+//! - `server.rs`: `server` blocks, listeners and `server_name` → `hosts`; `location.rs`: locations and `proxy_pass`.
 //! - `map.rs`: `map` on a header → the upstream of each value and `[routing]`.
 //! - `split.rs`: which servers are the canary, the two pools, `initial_percent`.
-//! - `proxy.rs`: `[proxy]` and `[[proxy.routes]]`; prefix locations proxying to another
+//! - `proxy.rs`: `[proxy]` and `[[proxy.routes]]`, with their header rules; prefix locations proxying to another
 //!   upstream become `[upstreams.NAME]` and a route with `upstream` (`finish.rs`).
+//! - `error_page.rs`: `error_page` → `error_pages` (a URI resolved to a file through `root`).
 //! - `access_log.rs`: `access_log` and `log_format` → `[proxy.access_log]`.
 //! - `tls.rs`: `listen … ssl`, `ssl_*`, `http2` → `[proxy.tls]`; the redirect-only server →
 //!   `https_redirect`.
@@ -36,6 +37,7 @@
 
 mod access_log;
 mod args;
+mod error_page;
 mod finish;
 mod location;
 mod map;
@@ -137,6 +139,13 @@ struct Level {
     add_headers: Option<Vec<Val<(String, String)>>>,
     /// This level's `proxy_set_header`s canaryd does not do by itself: (name, value).
     set_headers: Option<Vec<Val<(String, String)>>>,
+    /// This level's `proxy_hide_header`s (nginx then ignores the inherited ones): (name, "").
+    hide_headers: Option<Vec<Val<(String, String)>>>,
+    /// This level's `error_page`s for statuses canaryd generates (nginx then ignores the
+    /// inherited ones): (status, URI), resolved to a file in the second pass.
+    error_pages: Option<Vec<Val<(String, String)>>>,
+    /// `root`: where `error_page` URIs resolve to files.
+    root: Option<Val<String>>,
 }
 
 /// Client-connection settings (http and server level only).
@@ -213,6 +222,8 @@ enum LocKind {
 struct Loc {
     src: Src,
     kind: LocKind,
+    /// The URI of an exact (`=`) location.
+    exact: Option<String>,
     own: Level,
     /// Index of the enclosing location; `None` for the server.
     parent: Option<usize>,
@@ -249,6 +260,10 @@ struct ServerBlock {
     wide: Wide,
     locs: Vec<Loc>,
     sink: Sink,
+    /// `server_name`s canaryd can match (`hosts`): exact, lower case, or `*.suffix`.
+    names: Vec<String>,
+    /// `server_name _` / `""`, or `listen … default_server`: it answers any Host.
+    catch_all: bool,
 }
 
 /// What a `proxy_pass` resolves to.
@@ -260,6 +275,14 @@ enum Key {
         prefix: String,
         suffix: String,
     },
+}
+
+/// A prefix location proxying to another upstream than the main one.
+struct NamedRoute {
+    prefix: String,
+    hosts: Vec<String>,
+    upstream: usize,
+    src: Src,
 }
 
 /// A server of the front: its upstream and its place there.
@@ -279,8 +302,13 @@ struct Tx<'o> {
     http_wide: Wide,
     threads: Option<Setting<usize>>,
     log_formats: Vec<access_log::LogFormat>,
-    /// Prefix locations proxying to another upstream than the main one: (prefix, upstream).
-    named_routes: Vec<(String, usize, Src)>,
+    /// Prefix locations proxying to another upstream than the main one.
+    named_routes: Vec<NamedRoute>,
+    /// Other server blocks that proxy, for names of their own: their locations become routes
+    /// with `hosts`.
+    hosted: Vec<ServerBlock>,
+    /// The front is nginx's default server for its listeners (it answers any Host).
+    front_default: bool,
     /// Listeners of the server blocks that only redirect to https.
     redirect_listens: Vec<Val<String>>,
 }
@@ -302,6 +330,8 @@ impl<'o> Tx<'o> {
             log_formats: Vec::new(),
             redirect_listens: Vec::new(),
             named_routes: Vec::new(),
+            hosted: Vec::new(),
+            front_default: true,
         }
     }
 

@@ -57,6 +57,10 @@ pub struct ProxyPlan {
     pub add_response_headers: Vec<Setting<(String, String)>>,
     /// `proxy_set_header` canaryd does not do by itself: (name, value).
     pub set_request_headers: Vec<Setting<(String, String)>>,
+    /// `proxy_hide_header`: (name, "").
+    pub hide_response_headers: Vec<Setting<(String, String)>>,
+    /// `error_page`: (status, file).
+    pub error_pages: Vec<Setting<(String, String)>>,
 }
 
 /// `[proxy.tls]`.
@@ -77,9 +81,11 @@ pub struct AccessLogPlan {
 }
 
 /// `[[proxy.routes]]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RoutePlan {
     pub prefix: String,
+    /// `server_name`s of a server block other than nginx's default one.
+    pub hosts: Vec<String>,
     pub comment: String,
     pub connect_timeout: Option<Setting<Ms>>,
     pub read_timeout: Option<Setting<Ms>>,
@@ -88,6 +94,18 @@ pub struct RoutePlan {
     pub max_body_size: Option<Setting<u64>>,
     /// A named upstream serving the location outside the split.
     pub upstream: Option<String>,
+    /// The location's header rules and error pages where they differ from `[proxy]`'s (nginx:
+    /// a location's own set replaces the inherited one), as in [`ProxyPlan`].
+    pub rules: Rules,
+}
+
+/// Header rules and error pages of `[proxy]` or a route: (name or status, value).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rules {
+    pub set_request_headers: Vec<Setting<(String, String)>>,
+    pub add_response_headers: Vec<Setting<(String, String)>>,
+    pub hide_response_headers: Vec<Setting<(String, String)>>,
+    pub error_pages: Vec<Setting<(String, String)>>,
 }
 
 /// `[backends.stable]` / `[backends.canary]`.

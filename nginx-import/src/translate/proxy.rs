@@ -2,7 +2,7 @@
 //! timeouts (else the server's), listeners, client-connection settings and upstream
 //! keepalive; a route for each prefix location whose timeouts differ or that streams.
 
-use super::plan::{ProxyPlan, RoutePlan, Setting};
+use super::plan::{ProxyPlan, RoutePlan, Rules, Setting};
 use super::{Level, LocKind, ServerBlock, Tx};
 
 /// nginx's `client_max_body_size` default (also canaryd's `max_body_size`).
@@ -60,6 +60,9 @@ impl Tx<'_> {
             }),
             add_response_headers: settings(&base.add_headers),
             set_request_headers: settings(&base.set_headers),
+            hide_response_headers: settings(&base.hide_headers),
+            // Resolved to files by `finish`, which knows the server's locations.
+            error_pages: Vec::new(),
         }
     }
 
@@ -107,41 +110,52 @@ impl Tx<'_> {
     }
 
     /// `[[proxy.routes]]` for the prefix locations canaryd must treat differently from
-    /// `[proxy]`; settings of other locations that would need one are untranslated.
+    /// `[proxy]` (timeouts, streaming, body size, header rules, error pages) — for a `hosted`
+    /// server block (other names than the front's), every prefix location that proxies;
+    /// settings of other locations that would need one are untranslated.
     pub(super) fn routes(
         &mut self,
         srv: &ServerBlock,
+        srv_eff: &Level,
         eff: &[Level],
         base: &Level,
+        hosted: bool,
     ) -> Vec<RoutePlan> {
         let base_t = base.timeouts();
+        let base_r = rule_values(base);
         let mut order: Vec<usize> = (0..srv.locs.len())
-            .filter(|&i| matches!(&srv.locs[i].kind, LocKind::Prefix(p) if p != "/"))
+            .filter(|&i| match &srv.locs[i].kind {
+                // A server for other names: every location that proxies is a route.
+                LocKind::Prefix(_) if hosted => !srv.locs[i].targets.is_empty(),
+                LocKind::Prefix(p) => p != "/",
+                LocKind::Other => false,
+            })
             .collect();
         order.sort_by_key(|&i| match &srv.locs[i].kind {
             LocKind::Prefix(p) => p.len(),
             LocKind::Other => 0,
         });
-        let mut emitted: Vec<(String, [Ms; 3])> = Vec::new();
+        let mut emitted: Vec<(String, [Ms; 3], RuleValues)> = Vec::new();
         let mut routes = Vec::new();
         for i in order {
             let loc = &srv.locs[i];
             let LocKind::Prefix(prefix) = &loc.kind else {
                 continue;
             };
-            if emitted.iter().any(|(p, _)| p == prefix) {
+            if emitted.iter().any(|(p, _, _)| p == prefix) {
                 continue;
             }
             let t = eff[i].timeouts();
-            let cover = emitted
+            let r = rule_values(&eff[i]);
+            let (cover_t, cover_r) = emitted
                 .iter()
-                .filter(|(p, _)| prefix.starts_with(p.as_str()))
-                .max_by_key(|(p, _)| p.len())
-                .map_or(base_t, |(_, t)| *t);
+                .filter(|(p, _, _)| prefix.starts_with(p.as_str()))
+                .max_by_key(|(p, _, _)| p.len())
+                .map_or((base_t, &base_r), |(_, t, r)| (*t, r));
             let streaming = loc.own.streaming.is_some();
             let size = |l: &Level| l.body_size.as_ref().map(|v| v.value);
             let body_differs = size(&eff[i]) != size(base);
-            if t == cover && !streaming && !body_differs {
+            if !hosted && t == cover_t && !streaming && !body_differs && r == *cover_r {
                 continue;
             }
             let vals = eff[i].timeout_vals();
@@ -158,13 +172,13 @@ impl Tx<'_> {
             if streaming {
                 comment.push_str(" (proxy_buffering off: streamed, as every canaryd response)");
             }
+            let rules = self.route_rules(srv, srv_eff, eff, i, base);
             routes.push(RoutePlan {
                 prefix: prefix.clone(),
                 comment,
                 connect_timeout: field(0),
                 read_timeout: field(1),
                 write_timeout: field(2),
-                upstream: None,
                 max_body_size: body_differs.then(|| match &eff[i].body_size {
                     Some(v) => Setting {
                         value: v.value,
@@ -175,45 +189,25 @@ impl Tx<'_> {
                         comment: "nginx default".to_string(),
                     },
                 }),
+                rules,
+                ..RoutePlan::default()
             });
-            emitted.push((prefix.clone(), t));
+            emitted.push((prefix.clone(), t, r));
         }
-        // Exact and regex locations: their own timeouts cannot be given a route.
+        // Exact and regex locations that proxy: their own settings cannot be given a route.
         let mut findings = Vec::new();
-        let values = |h: &Option<Vec<super::Val<(String, String)>>>| {
-            h.iter()
-                .flatten()
-                .map(|v| v.value.clone())
-                .collect::<Vec<_>>()
-        };
         for (i, loc) in srv.locs.iter().enumerate() {
-            for (key, eff_h, base_h, own) in [
-                (
-                    "add_response_headers",
-                    &eff[i].add_headers,
-                    &base.add_headers,
-                    &loc.own.add_headers,
-                ),
-                (
-                    "set_request_headers",
-                    &eff[i].set_headers,
-                    &base.set_headers,
-                    &loc.own.set_headers,
-                ),
-            ] {
-                if values(eff_h) != values(base_h) {
-                    for v in own.iter().flatten() {
-                        findings.push(v.src.finding(format!(
-                            "its headers differ from [proxy]'s in `{}`: add them as `{key}` to that location's route by hand",
-                            loc.src.text
-                        )));
-                    }
-                }
-            }
-        }
-        for (i, loc) in srv.locs.iter().enumerate() {
-            if loc.kind != LocKind::Other {
+            if loc.kind != LocKind::Other || loc.targets.is_empty() {
                 continue;
+            }
+            if rule_values(&eff[i]) != base_r {
+                for v in own_rules(&loc.own).into_iter().flatten().flatten() {
+                    findings.push(v.src.finding(format!(
+                        "canaryd routes by path prefix only, so `{}` ({}) has no route; its requests get [proxy]'s header rules and error pages",
+                        loc.src.text,
+                        loc.src.at(),
+                    )));
+                }
             }
             for (k, v) in loc.own.timeout_vals().iter().enumerate() {
                 if let Some(v) = v {
@@ -230,6 +224,58 @@ impl Tx<'_> {
         }
         self.sink.untranslated.extend(findings);
         routes
+    }
+
+    /// A route's header rules and error pages: each kind whose effective set differs from
+    /// `[proxy]`'s, whole (nginx replaces the inherited set; canaryd adds the route's to
+    /// `[proxy]`'s, the route winning on the same name). What `[proxy]` has and the location
+    /// dropped cannot be taken away: untranslated.
+    fn route_rules(
+        &mut self,
+        srv: &ServerBlock,
+        srv_eff: &Level,
+        eff: &[Level],
+        i: usize,
+        base: &Level,
+    ) -> Rules {
+        let loc = &srv.locs[i];
+        let (l, b) = (&eff[i], base);
+        let mut rules = Rules::default();
+        let kinds = [
+            ("set_request_headers", &l.set_headers, &b.set_headers),
+            ("add_response_headers", &l.add_headers, &b.add_headers),
+            ("hide_response_headers", &l.hide_headers, &b.hide_headers),
+            ("error_pages", &l.error_pages, &b.error_pages),
+        ];
+        for (key, mine, theirs) in kinds {
+            if values(mine) == values(theirs) {
+                continue;
+            }
+            let out = match key {
+                "set_request_headers" => &mut rules.set_request_headers,
+                "add_response_headers" => &mut rules.add_response_headers,
+                "hide_response_headers" => &mut rules.hide_response_headers,
+                _ => &mut rules.error_pages,
+            };
+            *out = settings(mine);
+            for v in theirs.iter().flatten() {
+                let (name, _) = &v.value;
+                if !values(mine)
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case(name))
+                {
+                    self.sink.untranslated.push(v.src.finding(format!(
+                        "`{}` ({}) replaces it with its own set in nginx; canaryd adds [proxy]'s `{key}` to every route, so `{name}` applies there too",
+                        loc.src.text,
+                        loc.src.at()
+                    )));
+                }
+            }
+        }
+        if !rules.error_pages.is_empty() {
+            rules.error_pages = self.error_page_settings(srv, srv_eff, eff, l);
+        }
+        rules
     }
 
     fn has_listen_findings(&self) -> bool {
@@ -270,4 +316,34 @@ fn settings(h: &Option<Vec<super::Val<(String, String)>>>) -> Vec<Setting<(Strin
             comment: v.src.cite(),
         })
         .collect()
+}
+
+/// The values of a level's header rules and error pages, to compare levels.
+type RuleValues = [Vec<(String, String)>; 4];
+
+fn rule_values(l: &Level) -> RuleValues {
+    [
+        &l.set_headers,
+        &l.add_headers,
+        &l.hide_headers,
+        &l.error_pages,
+    ]
+    .map(values)
+}
+
+/// A level's own (name or status, value) pairs of one kind.
+type Pairs = Option<Vec<super::Val<(String, String)>>>;
+
+/// A level's own header rules and error pages.
+fn own_rules(l: &Level) -> [&Pairs; 4] {
+    [
+        &l.set_headers,
+        &l.add_headers,
+        &l.hide_headers,
+        &l.error_pages,
+    ]
+}
+
+fn values(h: &Option<Vec<super::Val<(String, String)>>>) -> Vec<(String, String)> {
+    h.iter().flatten().map(|v| v.value.clone()).collect()
 }

@@ -33,11 +33,14 @@ impl Tx<'_> {
             wide: Wide::default(),
             locs: Vec::new(),
             sink: Sink::default(),
+            names: Vec::new(),
+            catch_all: false,
         };
         let mut locations = Vec::new();
         for c in block {
             match (c.name(), &c.block) {
                 ("listen", None) => self.listen(c, &mut srv)?,
+                ("server_name", None) => self.server_name(c, &mut srv),
                 ("return", None) if super::tls::is_https_redirect(c) => {
                     srv.redirect = Some(Src::of(c));
                 }
@@ -51,6 +54,44 @@ impl Tx<'_> {
         Ok(srv)
     }
 
+    /// `server_name`: exact names and `*.suffix` (`.suffix` is both) become `hosts`; `_` and
+    /// `""` make the server a catch-all; regular expressions and other wildcards are
+    /// untranslated.
+    fn server_name(&mut self, d: &Directive, srv: &mut ServerBlock) {
+        let mut left = Vec::new();
+        for p in d.args() {
+            let name = p.value.to_ascii_lowercase();
+            match name.as_str() {
+                "_" | "" => srv.catch_all = true,
+                n if n.starts_with('~') => left.push(format!("`{n}` (a regular expression)")),
+                n if n.contains('$') => left.push(format!("`{n}` (a variable)")),
+                n if n.starts_with('.') => {
+                    srv.names.push(n[1..].to_string());
+                    srv.names.push(format!("*{n}"));
+                }
+                n if n.starts_with("*.") && !n[2..].contains('*') => srv.names.push(n.into()),
+                n if n.contains('*') => {
+                    left.push(format!("`{n}` (canaryd's wildcard is a leading `*.` only)"))
+                }
+                n => srv.names.push(n.into()),
+            }
+        }
+        if left.is_empty() {
+            self.handled(
+                d,
+                "translated as `hosts` on the routes of this server (none for nginx's default server, which answers any Host)",
+            );
+        } else {
+            self.untranslated(
+                d,
+                format!(
+                    "canaryd's `hosts` match exact names and `*.suffix` only, not {}; the other names are translated",
+                    left.join(", ")
+                ),
+            );
+        }
+    }
+
     fn listen(&mut self, d: &Directive, srv: &mut ServerBlock) -> Result<(), ImportError> {
         let Some(raw) = d.arg(0) else {
             return Err(invalid(d, "`listen` expects an address or a port"));
@@ -58,7 +99,8 @@ impl Tx<'_> {
         let ssl = d.args()[1..].iter().any(|p| p.value == "ssl");
         for p in &d.args()[1..] {
             match p.value.as_str() {
-                "default_server" | "default" | "ssl" => {}
+                "default_server" | "default" => srv.catch_all = true,
+                "ssl" => {}
                 "quic" => {
                     self.untranslated(d, catalog::QUIC);
                     return Ok(());

@@ -29,6 +29,15 @@ impl Level {
                 .set_headers
                 .clone()
                 .or_else(|| parent.set_headers.clone()),
+            hide_headers: self
+                .hide_headers
+                .clone()
+                .or_else(|| parent.hide_headers.clone()),
+            error_pages: self
+                .error_pages
+                .clone()
+                .or_else(|| parent.error_pages.clone()),
+            root: self.root.clone().or_else(|| parent.root.clone()),
         }
     }
 
@@ -109,6 +118,20 @@ impl Tx<'_> {
             }
             "access_log" => self.access_log(d, level)?,
             "add_header" => self.add_header(d, level),
+            "proxy_hide_header" => {
+                level.hide_headers.get_or_insert_with(Vec::new).push(Val {
+                    value: (one_arg(d)?.to_string(), String::new()),
+                    src: Src::of(d),
+                });
+            }
+            "error_page" => self.error_page(d, level)?,
+            "root" => {
+                level.root = Some(Val {
+                    value: one_arg(d)?.to_string(),
+                    src: Src::of(d),
+                });
+                self.verdict(d);
+            }
             "client_max_body_size" => {
                 level.body_size = Some(Val {
                     value: body_size(d, one_arg(d)?)?,

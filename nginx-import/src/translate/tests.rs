@@ -619,11 +619,183 @@ server {
             ("X-Host", "$host")
         ]
     );
+    // /api/ replaces the inherited set (nginx): its route adds X-Api; canaryd would still add
+    // [proxy]'s there, which is reported.
+    let api = p.routes.iter().find(|r| r.prefix == "/api/").unwrap();
+    let api_headers: Vec<_> = api
+        .rules
+        .add_response_headers
+        .iter()
+        .map(|s| s.value.clone())
+        .collect();
+    assert_eq!(api_headers, [("X-Api".to_string(), "yes".to_string())]);
     assert_eq!(
         untranslated(&p),
         [
-            "7: add_header X-Api yes",
+            "4: add_header Strict-Transport-Security \"max-age=63072000\" always",
+            "5: add_header X-Host $host",
             "8: add_header X-Up $upstream_addr"
         ]
+    );
+}
+
+#[test]
+fn location_header_rules_become_route_rules() {
+    let p = plan(
+        r#"upstream g { server 127.0.0.1:8080 weight=9; server 127.0.0.1:8081 weight=1; }
+server {
+    listen 80;
+    proxy_set_header X-Env prod;
+    location / { proxy_pass http://g; }
+    location /api/ { proxy_pass http://g; proxy_set_header X-Env prod; proxy_set_header X-Api v1; }
+    location /api/v2/ { proxy_pass http://g; proxy_set_header X-Env prod; proxy_set_header X-Api v1; proxy_read_timeout 5s; }
+    location /static/ { proxy_pass http://g; }
+}"#,
+    );
+    assert_eq!(p.proxy.set_request_headers.len(), 1);
+    let prefixes: Vec<_> = p.routes.iter().map(|r| r.prefix.as_str()).collect();
+    assert_eq!(prefixes, ["/api/", "/api/v2/"]);
+    let set: Vec<_> = p.routes[0]
+        .rules
+        .set_request_headers
+        .iter()
+        .map(|s| s.value.0.as_str())
+        .collect();
+    assert_eq!(set, ["X-Env", "X-Api"]);
+    // /api/v2/ repeats its parent's set (nginx needs that to add a timeout there).
+    assert_eq!(p.routes[1].rules.set_request_headers.len(), 2);
+    assert!(untranslated(&p).is_empty(), "{:?}", untranslated(&p));
+}
+
+#[test]
+fn proxy_hide_header_follows_nginx_inheritance() {
+    let p = plan(
+        r#"upstream g { server 127.0.0.1:8080 weight=9; server 127.0.0.1:8081 weight=1; }
+proxy_hide_header X-Powered-By;
+server {
+    listen 80;
+    location / { proxy_pass http://g; }
+    location /raw/ { proxy_pass http://g; proxy_hide_header X-Powered-By; proxy_hide_header Server; }
+}"#,
+    );
+    let names =
+        |r: &[Setting<(String, String)>]| r.iter().map(|s| s.value.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&p.proxy.hide_response_headers), ["X-Powered-By"]);
+    assert_eq!(p.routes.len(), 1);
+    assert_eq!(
+        names(&p.routes[0].rules.hide_response_headers),
+        ["X-Powered-By", "Server"]
+    );
+    assert!(untranslated(&p).is_empty(), "{:?}", untranslated(&p));
+    let toml = crate::render::render("f.conf", &p);
+    assert!(
+        toml.contains("hide_response_headers = [\"X-Powered-By\"]"),
+        "{toml}"
+    );
+}
+
+#[test]
+fn error_page_resolves_through_the_root_of_its_location() {
+    let p = plan(
+        r#"upstream g { server 127.0.0.1:8080 weight=9; server 127.0.0.1:8081 weight=1; }
+server {
+    listen 80;
+    error_page 500 502 503 504 /50x.html;
+    location / { proxy_pass http://g; }
+    location = /50x.html { root /usr/share/nginx/html; }
+}"#,
+    );
+    let pages: Vec<_> = p
+        .proxy
+        .error_pages
+        .iter()
+        .map(|s| (s.value.0.as_str(), s.value.1.as_str()))
+        .collect();
+    assert_eq!(
+        pages,
+        [
+            ("502", "/usr/share/nginx/html/50x.html"),
+            ("504", "/usr/share/nginx/html/50x.html")
+        ]
+    );
+    let errs: Vec<_> = p
+        .untranslated
+        .iter()
+        .filter(|f| f.directive.starts_with("error_page"))
+        .map(|f| f.reason.as_str())
+        .collect();
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].contains("500, 503"), "{errs:?}");
+}
+
+#[test]
+fn error_page_without_a_file_is_untranslated() {
+    let p = plan(
+        r#"upstream g { server 127.0.0.1:8080 weight=9; server 127.0.0.1:8081 weight=1; }
+server {
+    listen 80;
+    error_page 502 /oops.html;
+    error_page 504 =200 /fine.html;
+    location / { proxy_pass http://g; }
+    location /api/ { proxy_pass http://g; error_page 502 /50x.html; }
+    location /50x.html { root html; }
+}"#,
+    );
+    assert!(p.proxy.error_pages.is_empty());
+    let reasons: Vec<_> = p
+        .untranslated
+        .iter()
+        .filter(|f| f.directive.starts_with("error_page"))
+        .map(|f| format!("{}: {}", f.line, f.reason))
+        .collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(reasons
+        .iter()
+        .any(|r| r.starts_with("4: ") && r.contains("is proxied by `location /")));
+    assert!(reasons
+        .iter()
+        .any(|r| r.starts_with("5: ") && r.contains("=CODE")));
+    assert!(reasons
+        .iter()
+        .any(|r| r.starts_with("7: ") && r.contains("relative")));
+}
+
+#[test]
+fn server_names_become_hosts_of_their_routes() {
+    let p = plan(
+        r#"upstream g { server 127.0.0.1:8080 weight=9; server 127.0.0.1:8081 weight=1; }
+upstream admin { server 127.0.0.1:9000; }
+server {
+    listen 80;
+    server_name shop.example.com;
+    location / { proxy_pass http://g; }
+    location /slow/ { proxy_pass http://g; proxy_read_timeout 5m; }
+}
+server {
+    listen 80;
+    server_name admin.example.com .ops.example.com ~^adm\d+;
+    location / { proxy_pass http://admin; }
+}"#,
+    );
+    let routes: Vec<_> = p
+        .routes
+        .iter()
+        .map(|r| (r.prefix.as_str(), r.hosts.join(" "), r.upstream.clone()))
+        .collect();
+    // The first server is nginx's default for :80: its routes match any host.
+    assert_eq!(
+        routes,
+        [
+            ("/slow/", String::new(), None),
+            (
+                "/",
+                "admin.example.com ops.example.com *.ops.example.com".to_string(),
+                Some("admin".to_string())
+            )
+        ]
+    );
+    assert_eq!(
+        untranslated(&p),
+        ["11: server_name admin.example.com .ops.example.com ~^adm\\d+"]
     );
 }
