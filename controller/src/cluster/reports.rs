@@ -52,7 +52,8 @@ pub struct Report {
     /// Wall clock when written, ms since the epoch.
     pub ts_ms: u64,
     pub windows: Vec<WindowReport>,
-    pub traffic: TrafficReport,
+    /// The cumulative counters behind `test` rules and the traffic-share check.
+    pub traffic: Traffic,
 }
 
 /// One window's counts per variant.
@@ -70,46 +71,6 @@ pub struct VariantCounts {
     pub errors: u64,
     pub seconds: f64,
     pub buckets: Vec<u64>,
-}
-
-/// The cumulative counters behind `test` rules and the traffic-share check.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct TrafficReport {
-    pub canary: Counts,
-    pub stable: Counts,
-    pub fallbacks_from_canary: u64,
-    pub fallbacks_from_stable: u64,
-    /// Latency per bucket (`test = "mann-whitney"`); absent from older members' reports.
-    #[serde(default)]
-    pub canary_latency: Histogram,
-    #[serde(default)]
-    pub stable_latency: Histogram,
-}
-
-impl From<Traffic> for TrafficReport {
-    fn from(t: Traffic) -> Self {
-        Self {
-            canary: t.canary,
-            stable: t.stable,
-            fallbacks_from_canary: t.fallbacks_from_canary,
-            fallbacks_from_stable: t.fallbacks_from_stable,
-            canary_latency: t.canary_latency,
-            stable_latency: t.stable_latency,
-        }
-    }
-}
-
-impl From<TrafficReport> for Traffic {
-    fn from(t: TrafficReport) -> Self {
-        Self {
-            canary: t.canary,
-            stable: t.stable,
-            fallbacks_from_canary: t.fallbacks_from_canary,
-            fallbacks_from_stable: t.fallbacks_from_stable,
-            canary_latency: t.canary_latency,
-            stable_latency: t.stable_latency,
-        }
-    }
 }
 
 impl From<WindowStats> for VariantCounts {
@@ -204,7 +165,7 @@ impl Fleet {
             };
         }
         for r in &counted {
-            let now = Traffic::from(r.traffic);
+            let now = r.traffic;
             let m = since.members.entry(r.name.clone()).or_insert(Counted {
                 base: now,
                 last: now,
@@ -298,7 +259,7 @@ fn report(inner: &Inner, metrics: &Metrics, m: &MemberState) -> Report {
         applied_percent: m.applied_percent,
         ts_ms: wall_ms(),
         windows,
-        traffic: traffic_of(metrics).into(),
+        traffic: traffic_of(metrics),
     }
 }
 

@@ -38,8 +38,9 @@ pub const MIN_BAND: f64 = 0.005;
 /// Requests (both variants) below which the check does not judge.
 pub const MIN_REQUESTS: u64 = 200;
 
-/// The step's traffic, as the proxy counted it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The step's traffic, as the proxy counted it (also what a fleet member reports: the
+/// latency fields are absent from older members' reports).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Traffic {
     pub canary: Counts,
     pub stable: Counts,
@@ -48,7 +49,9 @@ pub struct Traffic {
     /// Requests moved from stable to the canary.
     pub fallbacks_from_stable: u64,
     /// Latency per bucket of each variant (`test = "mann-whitney"`).
+    #[serde(default)]
     pub canary_latency: Histogram,
+    #[serde(default)]
     pub stable_latency: Histogram,
 }
 
