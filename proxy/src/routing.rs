@@ -37,6 +37,9 @@ pub struct Decision {
     pub reason: Reason,
     /// A bucket freshly assigned to a cookie-less client: the response must set the cookie.
     pub new_cookie: Option<u16>,
+    /// The share of stable's idempotent requests mirrored to the canary, from the same table
+    /// (basis points; `request/shadow.rs`).
+    pub shadow_bp: u16,
 }
 
 /// The split in force: canary share in basis points (0..=10 000).
@@ -218,6 +221,7 @@ impl Router {
                 variant,
                 reason: Reason::Header,
                 new_cookie: None,
+                shadow_bp: table.shadow_bp,
             };
         }
         let by_bucket = |bucket: u16| {
@@ -247,6 +251,7 @@ impl Router {
                     variant: by_bucket(bucket),
                     reason: Reason::Sticky,
                     new_cookie,
+                    shadow_bp: table.shadow_bp,
                 };
             }
         }
@@ -254,6 +259,7 @@ impl Router {
             variant: by_bucket(sticky::random_bucket()),
             reason: Reason::Random,
             new_cookie: None,
+            shadow_bp: table.shadow_bp,
         }
     }
 

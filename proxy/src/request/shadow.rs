@@ -38,10 +38,14 @@ pub(super) fn mirror(
     client_ip: Option<IpAddr>,
     scheme: &'static str,
 ) {
-    if decision.is_none_or(|d| d.variant != Variant::Stable) {
+    let Some(Decision {
+        variant: Variant::Stable,
+        shadow_bp,
+        ..
+    }) = decision
+    else {
         return;
-    }
-    let shadow_bp = plane.table.load().shadow_bp;
+    };
     if shadow_bp == 0
         || !matches!(ds.req_header().method, Method::GET | Method::HEAD)
         || ds.is_upgrade_req()
