@@ -151,22 +151,20 @@ impl HeaderRules {
     /// sets them (for a request written straight to the wire, which leaves out the client's
     /// headers of [`Self::request_names`]).
     pub fn write_request_wire(&self, out: &mut Vec<u8>, vars: &Vars<'_>) {
-        for rule in &self.set_request {
-            let line = out.len();
-            out.extend_from_slice(&rule.wire);
-            out.extend_from_slice(b": ");
-            let value = out.len();
-            rule.value.render_into(out, vars);
-            // As `HeaderValue`: visible ASCII, obs-text and tab.
-            if out[value..]
-                .iter()
-                .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
-            {
-                out.truncate(line);
-                continue;
-            }
-            out.extend_from_slice(b"\r\n");
-        }
+        write_wire(&self.set_request, out, vars);
+    }
+
+    /// Appends the `add_response_headers` lines to a response header written by canaryd
+    /// (`request/h1/`).
+    pub fn write_response_wire(&self, out: &mut Vec<u8>, vars: &Vars<'_>) {
+        write_wire(&self.add_response, out, vars);
+    }
+
+    /// Whether `hide_response_headers` hides the header `name`.
+    pub fn hides(&self, name: &[u8]) -> bool {
+        self.hide_response
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h.as_str().as_bytes()))
     }
 
     /// Hides and adds response headers on an upstream's answer.
@@ -184,6 +182,27 @@ impl HeaderRules {
                 let _ = resp.append_header(rule.wire.clone(), v);
             }
         }
+    }
+}
+
+/// Appends `rules` as header lines (`Name: value\r\n`); a value that renders to bytes a header
+/// may not hold is left out, as `HeaderValue` would refuse it.
+fn write_wire(rules: &[Rule], out: &mut Vec<u8>, vars: &Vars<'_>) {
+    for rule in rules {
+        let line = out.len();
+        out.extend_from_slice(&rule.wire);
+        out.extend_from_slice(b": ");
+        let value = out.len();
+        rule.value.render_into(out, vars);
+        // As `HeaderValue`: visible ASCII, obs-text and tab.
+        if out[value..]
+            .iter()
+            .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+        {
+            out.truncate(line);
+            continue;
+        }
+        out.extend_from_slice(b"\r\n");
     }
 }
 

@@ -12,6 +12,8 @@
 //! - `routes`: routes by host then longest prefix: target (the split or a named upstream),
 //!   timeouts, header rules, body limit, error pages.
 //! - `header_rules`: a route's request and response header rules, compiled from templates.
+//! - `head`: read access to a request header, parsed by pingora-core or by canaryd's own
+//!   HTTP/1 parser.
 //! - `request_id`: the per-request id (`$request_id`, `X-Request-Id`).
 //! - `pool`: servers of a pool (a side of the split, a named upstream), smooth weighted
 //!   round-robin, passive `max_fails`.
@@ -44,6 +46,7 @@ mod access_log;
 mod clock;
 mod forwarding;
 mod handover;
+mod head;
 mod header_rules;
 mod health;
 mod listener;

@@ -3,7 +3,9 @@
 //! (`fastrand`, thread-local: no lock, no system call), forwarded upstream as `X-Request-Id`.
 //! The access log writes the same id, so a line can be found from the upstream's logs.
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
+
+use crate::head::Headers;
 
 /// `X-Request-Id`.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -22,9 +24,11 @@ pub enum RequestId {
 
 impl RequestId {
     /// The client's id if it sent one (non-empty, at most 128 bytes), else a new one.
-    pub fn of(headers: &HeaderMap) -> Self {
-        match headers.get(X_REQUEST_ID) {
-            Some(v) if !v.is_empty() && v.len() <= MAX_CLIENT_ID => Self::Client(v.clone()),
+    pub fn of(headers: &dyn Headers) -> Self {
+        match headers.get(&X_REQUEST_ID) {
+            Some(v) if !v.is_empty() && v.len() <= MAX_CLIENT_ID => HeaderValue::from_bytes(v)
+                .map(Self::Client)
+                .unwrap_or_else(|_| Self::generate()),
             _ => Self::generate(),
         }
     }

@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use canaryd_config::{RoutingConfig, StickyKey};
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 use ipnet::IpNet;
 
+use crate::head::{find_value, Headers};
 use crate::sticky::{self, BUCKETS};
 
 /// The two backend pools.
@@ -213,7 +214,7 @@ impl Router {
     pub fn decide(
         &self,
         table: &RoutingTable,
-        headers: &HeaderMap,
+        headers: &dyn Headers,
         client_ip: Option<IpAddr>,
     ) -> Decision {
         if let Some(variant) = self.header_override(headers, client_ip) {
@@ -240,10 +241,7 @@ impl Router {
                         (Some(b), Some(b))
                     }
                 },
-                CompiledKey::Header(h) => (
-                    headers.get(h).map(|v| sticky::bucket_of(v.as_bytes())),
-                    None,
-                ),
+                CompiledKey::Header(h) => (headers.get(h).map(sticky::bucket_of), None),
                 CompiledKey::Ip => (client_ip.map(sticky::bucket_of_ip), None),
             };
             if let Some(bucket) = bucket {
@@ -263,8 +261,8 @@ impl Router {
         }
     }
 
-    fn header_override(&self, headers: &HeaderMap, client_ip: Option<IpAddr>) -> Option<Variant> {
-        let value = headers.get(self.header.as_ref()?)?.as_bytes();
+    fn header_override(&self, headers: &dyn Headers, client_ip: Option<IpAddr>) -> Option<Variant> {
+        let value = headers.get(self.header.as_ref()?)?;
         if !self.trusted.is_empty() {
             let ip = client_ip?;
             let ip = match ip {
@@ -294,11 +292,10 @@ impl Router {
     }
 }
 
-fn cookie_bucket(headers: &HeaderMap, name: &[u8]) -> Option<u16> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .find_map(|v| sticky::bucket_from_cookie(v.as_bytes(), name))
+fn cookie_bucket(headers: &dyn Headers, name: &[u8]) -> Option<u16> {
+    find_value(headers, &http::header::COOKIE, |v| {
+        sticky::bucket_from_cookie(v, name)
+    })
 }
 
 fn trim(s: &[u8]) -> &[u8] {
@@ -317,6 +314,7 @@ fn trim(s: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
     use canaryd_config::StickyConfig;
+    use http::HeaderMap;
     use std::time::Duration;
 
     fn router(cfg: RoutingConfig) -> Router {

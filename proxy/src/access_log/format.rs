@@ -10,15 +10,14 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use pingora_http::RequestHeader;
+use crate::head::RequestHead;
 
 use super::time::Now;
 use crate::routing::Variant;
 
 /// What the request loop knows about a request when it ends.
-#[derive(Debug)]
 pub struct Entry<'a> {
-    pub req: &'a RequestHeader,
+    pub req: &'a dyn RequestHead,
     pub http2: bool,
     pub client: Option<IpAddr>,
     /// As sent to the client; 499 when the client went away before any answer (as nginx).
@@ -76,7 +75,7 @@ pub fn json(out: &mut Vec<u8>, e: &Entry<'_>, now: &Now) {
     out.extend_from_slice(b",\"client\":");
     quoted_or_null(out, e.client);
     out.extend_from_slice(b",\"method\":");
-    json_string(out, e.req.method.as_str().as_bytes());
+    json_string(out, e.req.method().as_str().as_bytes());
     out.extend_from_slice(b",\"path\":");
     json_string(out, e.req.raw_path());
     out.extend_from_slice(b",\"status\":");
@@ -107,11 +106,16 @@ pub fn json(out: &mut Vec<u8>, e: &Entry<'_>, now: &Now) {
 }
 
 /// `GET /path?q HTTP/1.1`, the request target as the client sent it.
-fn request_line(out: &mut Vec<u8>, req: &RequestHeader, http2: bool, esc: fn(&mut Vec<u8>, &[u8])) {
-    esc(out, req.method.as_str().as_bytes());
+fn request_line(
+    out: &mut Vec<u8>,
+    req: &dyn RequestHead,
+    http2: bool,
+    esc: fn(&mut Vec<u8>, &[u8]),
+) {
+    esc(out, req.method().as_str().as_bytes());
     out.push(b' ');
     esc(out, req.raw_path());
-    out.extend_from_slice(match (http2, req.version) {
+    out.extend_from_slice(match (http2, req.version()) {
         (true, _) => b" HTTP/2.0",
         (false, http::Version::HTTP_10) => b" HTTP/1.0",
         (false, http::Version::HTTP_09) => b" HTTP/0.9",
@@ -119,18 +123,18 @@ fn request_line(out: &mut Vec<u8>, req: &RequestHeader, http2: bool, esc: fn(&mu
     });
 }
 
-fn header_or_dash(out: &mut Vec<u8>, req: &RequestHeader, name: http::header::HeaderName) {
-    match req.headers.get(name) {
-        Some(v) => escape_nginx(out, v.as_bytes()),
+fn header_or_dash(out: &mut Vec<u8>, req: &dyn RequestHead, name: http::header::HeaderName) {
+    match req.get(&name) {
+        Some(v) => escape_nginx(out, v),
         None => out.push(b'-'),
     }
 }
 
 fn remote_addr(out: &mut Vec<u8>, client: Option<IpAddr>) {
-    use std::io::Write as _;
     match client {
         Some(ip) => {
-            let _ = write!(out, "{ip}");
+            let mut buf = [0u8; 48];
+            out.extend_from_slice(crate::forwarding::remote_addr(Some(ip), &mut buf));
         }
         None => out.push(b'-'),
     }
@@ -221,8 +225,8 @@ pub fn json_string(out: &mut Vec<u8>, value: &[u8]) {
 
 /// nginx's `$remote_user`: the user name of an `Authorization: Basic` header (whether or not
 /// anything checks it), when it decodes and has a `:`; otherwise absent.
-fn basic_auth_user(req: &RequestHeader) -> Option<UserName> {
-    let v = req.headers.get(http::header::AUTHORIZATION)?.as_bytes();
+fn basic_auth_user(req: &dyn RequestHead) -> Option<UserName> {
+    let v = req.get(&http::header::AUTHORIZATION)?;
     if v.len() < 6 || !v[..5].eq_ignore_ascii_case(b"basic") || v[5] != b' ' {
         return None;
     }

@@ -29,7 +29,8 @@ use pingora_core::protocols::{Digest, Stream};
 use pingora_core::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
-use super::session;
+use super::downstream::Downstream;
+use super::{h1, session};
 use crate::metrics::ConnState;
 use crate::plane::{DataPlane, Upstreams};
 use crate::tls::Termination;
@@ -108,6 +109,9 @@ impl ProxyApp {
     /// Reads one request header (starting with `prefix`, already read) under
     /// `client_header_timeout`, serves the request and finishes its response. Returns the
     /// connection and the bytes already read of the next request when it is kept alive.
+    ///
+    /// A header complete in `prefix` that canaryd's own HTTP/1 session serves (`h1/`) is
+    /// parsed in place; any other request goes to pingora-core's session.
     async fn one_request(
         &self,
         up: &Upstreams,
@@ -118,16 +122,56 @@ impl ProxyApp {
     ) -> Option<(Stream, BytesMut)> {
         let metrics = &self.plane.metrics;
         let reading = metrics.conn_state(ConnState::Reading);
+        // `https_redirect` answers through pingora-core's session.
+        let parsed = if self.tls.is_some() || !up.https_redirect {
+            h1::Head::parse(prefix)
+        } else {
+            Err(prefix)
+        };
+        let mut ds = match parsed {
+            Ok(head) => Downstream::H1(h1::Session::new(stream, head)),
+            Err(prefix) => Downstream::Session(self.read_header(up, stream, prefix).await?),
+        };
+        drop(reading);
+        let keep = served < up.keepalive_requests && !self.plane.drain.is_draining();
+        match &mut ds {
+            Downstream::Session(s) => {
+                if keep && s.get_keepalive().is_some() {
+                    s.set_keepalive(Some(up.keepalive_timeout.as_secs().max(1)));
+                } else {
+                    s.set_keepalive(None);
+                }
+                s.set_read_timeout(Some(up.client_timeout));
+                s.set_write_timeout(Some(up.client_timeout));
+            }
+            _ if !keep => ds.close_after(),
+            _ => {}
+        }
+        {
+            let _writing = metrics.conn_state(ConnState::Writing);
+            session::serve(&self.plane, up, &mut ds, client_ip, self.tls.is_some()).await;
+        }
+        ds.finish().await
+    }
+
+    /// Reads a request header with pingora-core's session (starting with `prefix`, already
+    /// read) under `client_header_timeout`; a malformed one is answered (400, 408 …).
+    async fn read_header(
+        &self,
+        up: &Upstreams,
+        stream: Stream,
+        prefix: BytesMut,
+    ) -> Option<ServerSession> {
         let mut ds = ServerSession::new_http1(stream);
         ds.set_pipelined_prefix(prefix);
         ds.set_read_timeout(Some(up.client_header_timeout));
         match tokio::time::timeout(up.client_header_timeout, ds.read_request()).await {
             Err(_) => {
                 tracing::debug!("client_header_timeout: closing the connection");
-                return None;
+                None
             }
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => return None,
+            Ok(Ok(true)) => Some(ds),
+            Ok(Ok(false)) => None,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "bad request header");
                 let status = super::upstream::client_status(&e);
@@ -135,30 +179,8 @@ impl ProxyApp {
                     ds.set_keepalive(None);
                     let _ = ds.respond_error(status).await;
                 }
-                return None;
+                None
             }
-        }
-        drop(reading);
-        let keep = ds.get_keepalive().is_some()
-            && served < up.keepalive_requests
-            && !self.plane.drain.is_draining();
-        if keep {
-            ds.set_keepalive(Some(up.keepalive_timeout.as_secs().max(1)));
-        } else {
-            ds.set_keepalive(None);
-        }
-        ds.set_read_timeout(Some(up.client_timeout));
-        ds.set_write_timeout(Some(up.client_timeout));
-        {
-            let _writing = metrics.conn_state(ConnState::Writing);
-            session::serve(&self.plane, up, &mut ds, client_ip, self.tls.is_some()).await;
-        }
-        match ds.finish().await {
-            Ok(Some(reusable)) => {
-                let (s, p) = reusable.into_parts();
-                Some((s, p.unwrap_or_default()))
-            }
-            _ => None,
         }
     }
 
@@ -206,6 +228,7 @@ impl ProxyApp {
                         let mut ds = ServerSession::new_http2(h2);
                         ds.set_write_timeout(Some(up.client_timeout));
                         let tls = app.tls.is_some();
+                        let mut ds = Downstream::Session(ds);
                         session::serve(&app.plane, &up, &mut ds, client_ip, tls).await;
                         let _ = ds.finish().await;
                     });

@@ -1,9 +1,12 @@
-//! canaryd's own request loop on pingora-core: its listeners and HTTP/1 and HTTP/2 server
-//! sessions carry the bytes; everything between reading a request header and finishing its
-//! response is here.
+//! canaryd's own request loop on pingora-core: its listeners, its HTTP/2 and HTTP/1 server
+//! sessions and canaryd's own HTTP/1 session for the common request carry the bytes;
+//! everything between reading a request header and finishing its response is here.
 //!
 //! - `app`: one client connection (the pingora-core `ServerApp`): the HTTP/1 keepalive loop
 //!   with `client_header_timeout`, or the streams of a prior-knowledge HTTP/2 connection.
+//! - `downstream`: the client side of one request: pingora-core's server session, or `h1`.
+//! - `h1`: canaryd's own HTTP/1 session for the common bodiless request: both headers parsed
+//!   in place, the answer relayed in its own framing.
 //! - `session`: one request: routing decision, attempts, fallbacks and retries, metrics.
 //! - `own_response`: the answers canaryd writes itself (error pages, `add_response_headers`).
 //! - `upstream`: one attempt over one upstream connection, and relaying the response.
@@ -16,6 +19,8 @@
 //! - `redirect`: `https_redirect` on plain listeners (`301 https://$host$request_uri`).
 
 mod app;
+mod downstream;
+mod h1;
 mod own_response;
 mod redirect;
 mod retry;

@@ -28,17 +28,18 @@ use std::time::Instant;
 
 use http::HeaderValue;
 use pingora_core::protocols::http::v1::client::HttpSession as ClientSession;
-use pingora_core::protocols::http::ServerSession;
+use pingora_core::protocols::Stream;
 
+use super::downstream::Downstream;
 use super::retry::RequestBody;
 use super::upstream::{self, AttemptError, RelayEnd};
-use super::{own_response, redirect, shadow, upgrade, upstream_pool, upstream_wire};
+use super::{h1, own_response, redirect, shadow, upgrade, upstream_pool, upstream_wire};
 use crate::header_rules::Vars;
 use crate::metrics::{FailureKind, FallbackReason, PoolCounters, UpstreamConnState};
 use crate::plane::{DataPlane, NamedUpstream, Upstreams};
 use crate::pool::Pool;
 use crate::request_id::{RequestId, X_REQUEST_ID};
-use crate::routes::{self, Route, Target};
+use crate::routes::{Route, Target};
 use crate::routing::{Decision, Variant};
 
 /// Fresh connections tried after stale pooled ones, per request.
@@ -101,10 +102,7 @@ impl<'a> Request<'a> {
     /// What the route's header templates see.
     pub(super) fn vars(&self) -> Vars<'_> {
         Vars {
-            host: self
-                .host
-                .as_ref()
-                .map_or(&b""[..], |h| routes::strip_port(h.as_bytes())),
+            host: self.host.as_ref().map_or(&b""[..], |h| h.as_bytes()),
             remote_addr: self.client_ip,
             scheme: self.scheme,
             request_id: &self.request_id,
@@ -200,26 +198,33 @@ struct Outcome {
 pub async fn serve(
     plane: &DataPlane,
     up: &Upstreams,
-    ds: &mut ServerSession,
+    ds: &mut Downstream,
     client_ip: Option<IpAddr>,
     tls: bool,
 ) {
     let start = Instant::now();
-    if !tls && up.https_redirect && redirect::applies(up, ds.req_header()) {
-        redirect::to_https(ds).await;
+    let redirect = match ds {
+        Downstream::Session(s) => {
+            !tls && up.https_redirect && redirect::applies(up, s.req_header())
+        }
+        _ => false,
+    };
+    if redirect {
+        if let Downstream::Session(s) = ds {
+            redirect::to_https(s).await;
+        }
         // Logged as nginx logs its `return 301`: answered before any routing, so no variant
         // and no upstream; the route is the one the request would have taken.
         if plane.access_log.is_some() {
-            let req = ds.req_header();
-            let route = up.routes.get(
-                up.routes
-                    .match_request(routes::request_host(req), req.uri.path().as_bytes()),
-            );
+            let req = ds.head();
+            let route = up
+                .routes
+                .get(up.routes.match_request(req.host(), req.path()));
             let done = Outcome {
-                status: ds.response_written().map_or(499, |r| r.status.as_u16()),
+                status: ds.status_sent().unwrap_or(499),
                 upstream: None,
             };
-            let request_id = req.headers.get("x-request-id").map(|v| v.as_bytes());
+            let request_id = req.get(&X_REQUEST_ID);
             log(
                 plane,
                 ds,
@@ -261,7 +266,7 @@ pub async fn serve(
 /// route's label.
 fn log(
     plane: &DataPlane,
-    ds: &ServerSession,
+    ds: &Downstream,
     client_ip: Option<IpAddr>,
     start: Instant,
     done: &Outcome,
@@ -270,11 +275,11 @@ fn log(
     let Some(log) = &plane.access_log else { return };
     let (request_id, variant, route) = who;
     log.record(&crate::access_log::Entry {
-        req: ds.req_header(),
+        req: ds.head(),
         http2: ds.is_http2(),
         client: client_ip,
         status: done.status,
-        bytes: ds.body_bytes_sent() as u64,
+        bytes: ds.body_bytes_sent(),
         duration: start.elapsed(),
         upstream: done.upstream.map(|(addr, _)| addr),
         upstream_time: done.upstream.map(|(_, since)| since.elapsed()),
@@ -290,16 +295,15 @@ fn log(
 fn start_request<'a>(
     plane: &'a DataPlane,
     up: &'a Upstreams,
-    ds: &ServerSession,
+    ds: &Downstream,
     client_ip: Option<IpAddr>,
     tls: bool,
     start: Instant,
 ) -> (Request<'a>, Option<Decision>, bool, bool, bool, bool) {
-    let req = ds.req_header();
-    let route = up.routes.get(
-        up.routes
-            .match_request(routes::request_host(req), req.uri.path().as_bytes()),
-    );
+    let req = ds.head();
+    let route = up
+        .routes
+        .get(up.routes.match_request(req.host(), req.path()));
     let named = match route.target {
         Target::Upstream(i) => up.named.get(i),
         Target::Split => None,
@@ -308,26 +312,24 @@ fn start_request<'a>(
         Some(_) => None,
         None => {
             let table = plane.table.load();
-            let d = up.router.decide(&table, &req.headers, client_ip);
+            let d = up.router.decide(&table, req, client_ip);
             tracing::debug!(
                 variant = d.variant.as_str(),
                 reason = ?d.reason,
                 weight_bp = table.weight_bp,
-                path = %req.uri.path(),
+                path = %String::from_utf8_lossy(req.path()),
                 "routed"
             );
             Some(d)
         }
     };
     let expect = req
-        .headers
-        .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        .get(&http::header::EXPECT)
+        .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
     let too_large = route.max_body_size > 0
         && req
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+            .get(&http::header::CONTENT_LENGTH)
+            .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .is_some_and(|len| len > route.max_body_size);
     let r = Request {
@@ -338,16 +340,11 @@ fn start_request<'a>(
         variant: decision.map_or(Variant::Stable, |d| d.variant),
         route,
         named,
-        request_id: RequestId::of(&req.headers),
+        request_id: RequestId::of(req),
         host: route
             .headers
             .uses_host()
-            .then(|| {
-                req.headers.get(http::header::HOST).cloned().or_else(|| {
-                    let authority = req.uri.authority()?;
-                    HeaderValue::from_str(authority.as_str()).ok()
-                })
-            })
+            .then(|| HeaderValue::from_bytes(req.host()).ok())
             .flatten(),
         client_ip,
         scheme: if tls { "https" } else { "http" },
@@ -358,8 +355,8 @@ fn start_request<'a>(
     (
         r,
         decision,
-        req.method.is_idempotent(),
-        ds.is_upgrade_req(),
+        req.method().is_idempotent(),
+        matches!(ds, Downstream::Session(s) if s.is_upgrade_req()),
         expect,
         too_large,
     )
@@ -369,7 +366,7 @@ fn start_request<'a>(
 async fn answer(
     r: &mut Request<'_>,
     decision: Option<Decision>,
-    ds: &mut ServerSession,
+    ds: &mut Downstream,
     (idempotent, upgrade, expect_continue, too_large): (bool, bool, bool, bool),
 ) -> Outcome {
     let (up, start, client_ip) = (r.up, r.start, r.client_ip);
@@ -379,27 +376,37 @@ async fn answer(
         return finish_error(r, ds, 413).await;
     }
 
+    // A bodiless HTTP/1 request is written upstream straight from its header; canaryd's own
+    // HTTP/1 session (`h1/`) only serves such requests, and hands any other over.
+    let direct = match ds {
+        Downstream::Session(s) => upstream_wire::applies(s, upgrade, &route.headers),
+        Downstream::H1(_) => upstream_wire::rules_allow(&route.headers),
+        Downstream::Lost(_) => false,
+    };
+    if !direct && ds.session().await.is_none() {
+        return finish_error(r, ds, 0).await;
+    }
+
     // The body, read ahead so a small one can be replayed.
-    let mut body = if upgrade {
-        RequestBody::none()
-    } else {
-        if expect_continue && !ds.is_http2() {
-            // As nginx: canaryd asks for the body itself (and drops upstream 100s).
-            if ds.write_continue_response().await.is_err() {
-                return finish_error(r, ds, 0).await;
+    let mut body = match ds {
+        Downstream::Session(s) if !upgrade => {
+            if expect_continue && !s.is_http2() {
+                // As nginx: canaryd asks for the body itself (and drops upstream 100s).
+                if s.write_continue_response().await.is_err() {
+                    return finish_error(r, ds, 0).await;
+                }
+            }
+            match RequestBody::read_ahead(s, route.max_body_size).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::debug!(error = %e, "reading the request body failed");
+                    return finish_error(r, ds, upstream::client_status(&e)).await;
+                }
             }
         }
-        match RequestBody::read_ahead(ds, route.max_body_size).await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::debug!(error = %e, "reading the request body failed");
-                return finish_error(r, ds, upstream::client_status(&e)).await;
-            }
-        }
+        _ => RequestBody::none(),
     };
 
-    // A bodiless HTTP/1 request is written upstream straight from its header.
-    let direct = upstream_wire::applies(ds, upgrade, &route.headers);
     let mut stale_retries = 0;
     let mut fresh_only = false;
     loop {
@@ -470,20 +477,30 @@ async fn answer(
                 rules: &route.headers,
                 vars: r.vars(),
             };
-            Some(upstream_wire::write(&mut stream, ds.req_header(), &edits, timeouts.write).await)
+            Some(upstream_wire::write(&mut stream, ds.head(), &edits, timeouts.write).await)
         } else {
             None
         };
-        let mut us = ClientSession::new(stream);
-        us.read_timeout = Some(timeouts.read);
-        us.write_timeout = Some(timeouts.write);
 
-        // The request, and the response header.
-        let sent = match wrote {
-            Some(Ok(())) => upstream::read_response_header(&mut us, reused).await,
-            Some(Err(e)) => Err(upstream::write_failed(&e, reused)),
-            None => {
-                let mut req = upstream::upstream_header(ds, upgrade);
+        // The request, and the response header: read by canaryd for its own HTTP/1 session,
+        // by pingora-core's client session otherwise.
+        let sent = match (wrote, &mut *ds) {
+            (Some(Err(e)), _) => Err(upstream::write_failed(&e, reused)),
+            (Some(Ok(())), Downstream::H1(_)) => {
+                match h1::read_response(&mut stream, reused, timeouts.read).await {
+                    Ok(resp) => Ok(Exchange::H1(stream, resp)),
+                    Err(e) => Err(e),
+                }
+            }
+            (Some(Ok(())), _) => {
+                let mut us = client_session(stream, &timeouts);
+                upstream::read_response_header(&mut us, reused)
+                    .await
+                    .map(|()| Exchange::Session(us))
+            }
+            (None, Downstream::Session(s)) => {
+                let mut us = client_session(stream, &timeouts);
+                let mut req = upstream::upstream_header(s, upgrade);
                 crate::forwarding::apply(&mut req, client_ip, r.scheme);
                 if let Some(h) = strip {
                     req.remove_header(h);
@@ -492,11 +509,15 @@ async fn answer(
                     let _ = req.insert_header(X_REQUEST_ID, id);
                 }
                 route.headers.apply_request(&mut req, &r.vars());
-                upstream::send_request(ds, &mut us, req, &mut body, reused).await
+                upstream::send_request(s, &mut us, req, &mut body, reused)
+                    .await
+                    .map(|()| Exchange::Session(us))
             }
+            // Not reached: a request that is not written directly has a pingora-core session.
+            (None, _) => return finish_error(r, ds, 502).await,
         };
-        match sent {
-            Ok(()) => {}
+        let exchange = match sent {
+            Ok(exchange) => exchange,
             Err(AttemptError::Client(status)) => return finish_error(r, ds, status).await,
             Err(AttemptError::Upstream { kind, stale, sent }) => {
                 // A request that was fully written may have reached the application: only an
@@ -526,11 +547,10 @@ async fn answer(
                 }
                 return finish_error(r, ds, status).await;
             }
-        }
-        let Some(resp) = us.resp_header() else {
+        };
+        let Some(status) = exchange.status() else {
             return finish_error(r, ds, 502).await;
         };
-        let status = resp.status.as_u16();
 
         // A canary gateway error to a request that can go elsewhere.
         if matches!(status, 502..=504)
@@ -541,18 +561,10 @@ async fn answer(
         }
 
         // The answer.
-        let is_stream = status == 101 || is_event_stream(resp);
-        let mut resp = Box::new(resp.clone());
-        route.headers.apply_response(&mut resp, &r.vars());
-        let new_cookie = decision.and_then(|d| d.new_cookie);
-        if let (Some(bucket), Some(name)) = (new_cookie, up.router.sticky_cookie()) {
-            let cookie = format!(
-                "{}={bucket}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax",
-                String::from_utf8_lossy(name),
-                up.cookie_max_age_s
-            );
-            let _ = resp.append_header("Set-Cookie", cookie);
-        }
+        let is_stream = status == 101 || exchange.is_event_stream();
+        let new_cookie = decision
+            .and_then(|d| d.new_cookie)
+            .zip(up.router.sticky_cookie());
         let _stream = if is_stream {
             // Recorded now, in the second it belongs to: its length is how long the user
             // stayed, not its latency.
@@ -562,26 +574,80 @@ async fn answer(
         } else {
             None
         };
-        let mut bytes_in = 0;
         let mut bytes_out = 0;
-        let end = if status == 101 && us.was_upgraded() {
-            match ds.write_response_header(resp).await {
-                Ok(()) => upgrade::tunnel(ds, &mut us, &mut bytes_in, &mut bytes_out).await,
-                Err(_) => RelayEnd::Client,
+        let (end, reusable) = match exchange {
+            Exchange::H1(mut stream, mut resp) => {
+                if !matches!(ds, Downstream::H1(_)) {
+                    // Not reached: canaryd reads the answer only for its own HTTP/1 session.
+                    return finish_error(r, ds, 502).await;
+                }
+                let vars = r.vars();
+                let add = |out: &mut Vec<u8>| {
+                    route.headers.write_response_wire(out, &vars);
+                    if let Some((bucket, name)) = new_cookie {
+                        out.extend_from_slice(b"Set-Cookie: ");
+                        sticky_cookie(out, name, bucket, up.cookie_max_age_s);
+                        out.extend_from_slice(b"\r\n");
+                    }
+                };
+                let hides = |name: &[u8]| route.headers.hides(name);
+                let Downstream::H1(client) = &mut *ds else {
+                    return r.outcome(502);
+                };
+                let edits = h1::Edits {
+                    add: &add,
+                    hides: &hides,
+                    keepalive: client.keepalive(),
+                    read_timeout: timeouts.read,
+                    write_timeout: up.client_timeout,
+                };
+                let relayed = client.relay(&mut resp, &mut stream, &edits).await;
+                bytes_out = relayed.body_bytes;
+                (relayed.end, relayed.upstream_reusable.then_some(stream))
             }
-        } else {
-            upstream::relay_response(ds, &mut us, resp, &mut bytes_out).await
+            Exchange::Session(mut us) => {
+                let Some(ds) = ds.session().await else {
+                    return r.outcome(499);
+                };
+                let Some(resp) = us.resp_header() else {
+                    return r.outcome(502);
+                };
+                let mut resp = Box::new(resp.clone());
+                route.headers.apply_response(&mut resp, &r.vars());
+                if let Some((bucket, name)) = new_cookie {
+                    let mut cookie = Vec::with_capacity(96);
+                    sticky_cookie(&mut cookie, name, bucket, up.cookie_max_age_s);
+                    if let Ok(v) = HeaderValue::from_bytes(&cookie) {
+                        let _ = resp.append_header("Set-Cookie", v);
+                    }
+                }
+                let mut bytes_in = 0;
+                let end = if status == 101 && us.was_upgraded() {
+                    match ds.write_response_header(resp).await {
+                        Ok(()) => upgrade::tunnel(ds, &mut us, &mut bytes_in, &mut bytes_out).await,
+                        Err(_) => RelayEnd::Client,
+                    }
+                } else {
+                    upstream::relay_response(ds, &mut us, resp, &mut bytes_out).await
+                };
+                // Counts the read-ahead, the streamed rest and a tunnel's client side alike.
+                let _ = bytes_in;
+                let reusable = if end == RelayEnd::Complete && status != 101 {
+                    us.respect_keepalive();
+                    us.reuse().await
+                } else {
+                    None
+                };
+                (end, reusable)
+            }
         };
-        // Counts the read-ahead, the streamed rest and a tunnel's client side alike.
-        let _ = bytes_in;
-        r.counters().bytes(ds.body_bytes_read() as u64, bytes_out);
+        r.counters().bytes(ds.body_bytes_read(), bytes_out);
         if !r.recorded {
             r.record(status, start.elapsed());
         }
         match end {
-            RelayEnd::Complete if status != 101 => {
-                us.respect_keepalive();
-                if let Some(stream) = us.reuse().await {
+            RelayEnd::Complete => {
+                if let Some(stream) = reusable {
                     drop(in_use);
                     let pool = r.pool();
                     upstream_pool::put(
@@ -594,26 +660,72 @@ async fn answer(
                     );
                 }
             }
-            RelayEnd::Complete => {}
             RelayEnd::Upstream(kind) => {
                 r.counters().upstream_failure(kind);
                 r.server_failed();
-                ds.set_keepalive(None);
+                ds.close_after();
             }
-            RelayEnd::Client => ds.set_keepalive(None),
+            RelayEnd::Client => ds.close_after(),
         }
         return r.outcome(status);
     }
 }
 
+/// One attempt's upstream side once the request is written: canaryd's own reading of the
+/// answer (for its HTTP/1 session) or pingora-core's client session.
+enum Exchange {
+    H1(Stream, h1::Response),
+    Session(ClientSession),
+}
+
+impl Exchange {
+    fn status(&self) -> Option<u16> {
+        match self {
+            Exchange::H1(_, resp) => Some(resp.status()),
+            Exchange::Session(us) => us.resp_header().map(|r| r.status.as_u16()),
+        }
+    }
+
+    fn is_event_stream(&self) -> bool {
+        match self {
+            Exchange::H1(_, resp) => resp.is_event_stream(),
+            Exchange::Session(us) => us.resp_header().is_some_and(is_event_stream),
+        }
+    }
+}
+
+/// pingora-core's client session over `stream`, with the route's timeouts.
+fn client_session(stream: Stream, timeouts: &crate::routes::Timeouts) -> ClientSession {
+    let mut us = ClientSession::new(stream);
+    us.read_timeout = Some(timeouts.read);
+    us.write_timeout = Some(timeouts.write);
+    us
+}
+
+/// The sticky cookie's value: `NAME=BUCKET; Path=/; Max-Age=…; HttpOnly; SameSite=Lax`.
+fn sticky_cookie(out: &mut Vec<u8>, name: &[u8], bucket: u16, max_age_s: u64) {
+    out.extend_from_slice(name);
+    out.push(b'=');
+    out.extend_from_slice(itoa::Buffer::new().format(bucket).as_bytes());
+    out.extend_from_slice(b"; Path=/; Max-Age=");
+    out.extend_from_slice(itoa::Buffer::new().format(max_age_s).as_bytes());
+    out.extend_from_slice(b"; HttpOnly; SameSite=Lax");
+}
+
 /// Answers with an error status (0: nothing, the client is gone) — the route's error page and
 /// response headers included —, closes the client connection afterwards, and records the
 /// answer unless an attempt already did.
-async fn finish_error(r: &mut Request<'_>, ds: &mut ServerSession, status: u16) -> Outcome {
-    ds.set_keepalive(None);
+async fn finish_error(r: &mut Request<'_>, ds: &mut Downstream, status: u16) -> Outcome {
+    ds.close_after();
     if status != 0 {
-        if let Err(e) = own_response::send(r, ds, status).await {
-            tracing::debug!(error = %e, "could not send the error page");
+        match ds.session().await {
+            Some(s) => {
+                s.set_keepalive(None);
+                if let Err(e) = own_response::send(r, s, status).await {
+                    tracing::debug!(error = %e, "could not send the error page");
+                }
+            }
+            None => tracing::debug!("the connection was lost before the error page"),
         }
         if !r.recorded {
             r.record(status, r.start.elapsed());

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 use pingora_core::protocols::http::v1::client::HttpSession as ClientSession;
-use pingora_core::protocols::http::ServerSession;
 use pingora_http::RequestHeader;
 
+use super::downstream::Downstream;
 use super::upstream;
 use crate::plane::{DataPlane, Upstreams};
 use crate::pool::Pool;
@@ -34,7 +34,7 @@ pub(super) fn mirror(
     plane: &DataPlane,
     up: &Upstreams,
     decision: Option<Decision>,
-    ds: &mut ServerSession,
+    ds: &mut Downstream,
     client_ip: Option<IpAddr>,
     scheme: &'static str,
 ) {
@@ -47,20 +47,28 @@ pub(super) fn mirror(
         return;
     };
     if shadow_bp == 0
-        || !matches!(ds.req_header().method, Method::GET | Method::HEAD)
-        || ds.is_upgrade_req()
-        || !ds.is_body_empty()
+        || !matches!(*ds.head().method(), Method::GET | Method::HEAD)
         || crate::sticky::random_bucket() >= shadow_bp
     {
         return;
     }
+    let copy = match ds {
+        Downstream::Session(s) => {
+            (!s.is_upgrade_req() && s.is_body_empty()).then(|| upstream::upstream_header(s, false))
+        }
+        // Bodiless and not an upgrade.
+        Downstream::H1(s) => s.head().to_request_header(),
+        _ => None,
+    };
+    let Some(mut req) = copy else {
+        return;
+    };
     let counters = &plane.metrics.shadow;
     if counters.inflight.fetch_add(1, AcqRel) >= up.shadow_max_inflight {
         counters.inflight.fetch_sub(1, AcqRel);
         counters.dropped.fetch_add(1, Relaxed);
         return;
     }
-    let mut req = upstream::upstream_header(ds, false);
     crate::forwarding::apply(&mut req, client_ip, scheme);
     if let Some(h) = up.router.header_to_strip() {
         req.remove_header(h);

@@ -22,8 +22,8 @@ use http::header;
 use http::{HeaderName, HeaderValue};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::Stream;
-use pingora_http::{HeaderNameVariant, RequestHeader};
 
+use crate::head::RequestHead;
 use crate::header_rules::{HeaderRules, Vars};
 use crate::request_id::X_REQUEST_ID;
 use tokio::io::AsyncWriteExt;
@@ -56,13 +56,8 @@ pub struct Edits<'a> {
 /// doc).
 pub fn applies(ds: &ServerSession, upgrade: bool, rules: &HeaderRules) -> bool {
     let req = ds.req_header();
-    let canaryds = |name: &HeaderName| {
-        name == header::CONNECTION
-            || name == X_REQUEST_ID
-            || crate::forwarding::NAMES.contains(&name.as_str().as_bytes())
-    };
     !ds.is_http2()
-        && !rules.request_names().any(canaryds)
+        && rules_allow(rules)
         && !upgrade
         && req.method != http::Method::HEAD
         && !req.headers.contains_key(header::CONTENT_LENGTH)
@@ -73,11 +68,22 @@ pub fn applies(ds: &ServerSession, upgrade: bool, rules: &HeaderRules) -> bool {
             .any(|&b| matches!(b, 0x00 | b'\n' | b'\r' | b' '))
 }
 
+/// Whether the route's request rules leave `Connection`, the forwarding headers and
+/// `X-Request-Id` to canaryd (the wire path writes those itself).
+pub fn rules_allow(rules: &HeaderRules) -> bool {
+    let canaryds = |name: &HeaderName| {
+        name == header::CONNECTION
+            || name == X_REQUEST_ID
+            || crate::forwarding::NAMES.contains(&name.as_str().as_bytes())
+    };
+    !rules.request_names().any(canaryds)
+}
+
 /// Writes `req` (an HTTP/1 request header without a body, see [`applies`]) to `stream` as the
 /// upstream request, with `edits`, within `timeout`.
 pub async fn write(
     stream: &mut Stream,
-    req: &RequestHeader,
+    req: &dyn RequestHead,
     edits: &Edits<'_>,
     timeout: Duration,
 ) -> std::io::Result<()> {
@@ -103,8 +109,8 @@ pub async fn write(
 /// headers, the stripped routing header, a replaced `X-Request-Id` and the headers the rules
 /// remove or set; then the forwarding headers, the request id, the rules' headers and the blank
 /// line.
-fn serialize(out: &mut Vec<u8>, req: &RequestHeader, edits: &Edits<'_>) {
-    out.extend_from_slice(req.method.as_str().as_bytes());
+fn serialize(out: &mut Vec<u8>, req: &dyn RequestHead, edits: &Edits<'_>) {
+    out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(req.raw_path());
     out.extend_from_slice(b" HTTP/1.1\r\n");
@@ -122,18 +128,13 @@ fn serialize(out: &mut Vec<u8>, req: &RequestHeader, edits: &Edits<'_>) {
                 .request_names()
                 .any(|r| name.eq_ignore_ascii_case(r.as_str().as_bytes()))
     };
-    let _ = req.map(|name, value| {
-        let name = match name {
-            HeaderNameVariant::Case(n) => n.as_slice(),
-            HeaderNameVariant::Titled(n) => n.as_bytes(),
-        };
+    req.each_header(&mut |name, value| {
         if !dropped(name) {
             out.extend_from_slice(name);
             out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(value);
             out.extend_from_slice(b"\r\n");
         }
-        Ok(())
     });
     crate::forwarding::write_wire(out, req, edits.client_ip, edits.scheme);
     if let Some(id) = edits.request_id {

@@ -1,5 +1,7 @@
 //! Request ids: generated ones are random hex, a client's usable id is kept.
 
+use http::HeaderMap;
+
 use super::*;
 
 #[test]

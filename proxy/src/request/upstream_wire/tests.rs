@@ -3,6 +3,8 @@ use std::collections::BTreeMap;
 use canaryd_config::{ProxyConfig, RouteConfig};
 use pingora_core::protocols::http::v1::client::http_req_header_to_wire;
 
+use pingora_http::RequestHeader;
+
 use super::*;
 use crate::request_id::RequestId;
 
