@@ -8,6 +8,7 @@
 
 use std::fs;
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -445,6 +446,21 @@ fn a_new_process_dying_after_the_controller_stopped_leaves_the_old_one_acting() 
     );
 }
 
+/// `systemd-socket-activate` and everything it started, in a process group of their own: on
+/// drop the whole group is killed, so the canaryd running at the end of a test does not
+/// outlive it (killing the activator alone would leave that canaryd to init, still serving).
+struct ActivatedGroup(ChildGuard);
+
+impl Drop for ActivatedGroup {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the process group this test created (its leader's pid).
+        unsafe {
+            libc::kill(-(self.0.pid() as i32), libc::SIGKILL);
+        }
+        self.0.kill();
+    }
+}
+
 /// `systemd-socket-activate` holding the proxy and admin sockets, running canaryd again each
 /// time it exits (as systemd's `Restart=` with a socket unit does).
 fn socket_activated(
@@ -452,7 +468,7 @@ fn socket_activated(
     admin: SocketAddr,
     config: &Path,
     log: &Path,
-) -> Option<ChildGuard> {
+) -> Option<ActivatedGroup> {
     if Command::new("systemd-socket-activate")
         .arg("--help")
         .output()
@@ -472,7 +488,7 @@ fn socket_activated(
         binary().display(),
         config.display()
     );
-    Some(ChildGuard::new(
+    Some(ActivatedGroup(ChildGuard::new(
         Command::new("systemd-socket-activate")
             .args([
                 "-l",
@@ -484,11 +500,12 @@ fn socket_activated(
                 &script,
             ])
             .env("CANARYD_LOG", "info")
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap(),
-    ))
+    )))
 }
 
 /// The pids of `canaryd serve` processes on `config`.
