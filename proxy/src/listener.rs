@@ -15,113 +15,110 @@
 //! free (a burst of connections can land on one); nothing moves a busy worker's connections to
 //! an idle one. Each worker also has its own upstream keepalive pool, like nginx's per-worker
 //! `keepalive`.
+//!
+//! The accept loop is canaryd's own, not pingora-core's listening service: that one runs each
+//! connection in a task whose future also holds its TLS handshake state and the handshake's
+//! timeout, and boxes the app's future again inside it — about 3.5 KiB per idle connection
+//! (measured with massif). Here a connection's task holds the app's own future, and its
+//! socket is a plain pingora-core L4 stream with no buffers (see [`accept_loop`]).
 
 use std::net::TcpListener as StdListener;
-use std::os::fd::IntoRawFd;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora_core::apps::ServerApp;
-use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
-use pingora_core::server::{Fds, ListenFds, ShutdownWatch};
-use pingora_core::services::listening::Service as ListeningService;
+use pingora_core::protocols::l4::socket::SocketAddr as PingoraAddr;
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
+use pingora_core::protocols::{GetSocketDigest, SocketDigest};
+use pingora_core::server::{ListenFds, ShutdownWatch};
 use pingora_core::services::Service;
+use tokio::net::TcpListener;
 
 use crate::access_log::AccessLog;
+use crate::request::ProxyApp;
 
-/// One worker: Pingora's listening service pinned to one thread, handed its own duplicates of
-/// the listening sockets through a private fd table (Pingora adopts, and later closes, what it
-/// finds there; a shared table would make every worker adopt, and close, the same fd).
-pub struct WorkerService<A> {
-    inner: ListeningService<A>,
-    /// Owned until the service starts, so a server built and then dropped closes them.
-    listeners: Vec<(String, StdListener)>,
-    /// The `[proxy.tls]` listeners: a service of their own (their app does the handshake),
-    /// run on this worker's thread next to the plain one.
-    tls: Option<Box<WorkerService<A>>>,
+/// One worker: its own accept loop on each listening socket, on the one thread Pingora gives
+/// the service.
+pub struct WorkerService {
+    name: String,
+    /// (address as configured, this worker's duplicate of the bound socket, the app serving
+    /// it: plain or TLS). Owned until the service starts, so a server built and then dropped
+    /// closes them.
+    listeners: Vec<(String, StdListener, Arc<ProxyApp>)>,
     /// Its ticker runs on this worker's thread (hands over the thread's access log lines).
     access_log: Option<Arc<AccessLog>>,
 }
 
-/// Per-connection write buffer: enough for a response header and a small body to leave in
-/// one `send`; larger bodies are written straight through. (1 460, one TCP segment, cost
-/// 0.4 KiB more per idle connection for no gain on small responses.)
-const WRITE_BUF: usize = 1024;
+/// Pause after an accept error such as EMFILE (too many open files), which would otherwise
+/// repeat at once in a busy loop.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 // === impl WorkerService ===
 
-impl<A: ServerApp + Send + Sync + 'static> WorkerService<A> {
+impl WorkerService {
     /// `listeners` are (address as configured, this worker's duplicate of the bound socket).
     pub fn new(
         name: String,
-        app: A,
+        app: ProxyApp,
         listeners: Vec<(String, StdListener)>,
         access_log: Option<Arc<AccessLog>>,
     ) -> Self {
-        // Its thread count is ours (`threads()` below); Pingora asks the outer service.
-        let mut inner = ListeningService::new(name, app);
-        for (addr, _) in &listeners {
-            // No L4 read buffer: the HTTP sessions read into their own header and body
-            // buffers, taken when data arrives, so an idle connection holds none. A small write
-            // buffer lets a short response leave in one write.
-            inner.add_listener(
-                ListenerConfig::tcp(addr.as_str()).l4_buffer(L4BufferSettings::new(0, WRITE_BUF)),
-            );
-        }
+        let app = Arc::new(app);
         Self {
-            inner,
-            listeners,
+            name,
+            listeners: listeners
+                .into_iter()
+                .map(|(addr, socket)| (addr, socket, app.clone()))
+                .collect(),
             access_log,
-            tls: None,
         }
     }
 
     /// Adds the TLS listeners, served by `app` on the same thread.
-    pub fn with_tls(mut self, app: A, listeners: Vec<(String, StdListener)>) -> Self {
-        let name = format!("{}-tls", self.inner.name());
-        self.tls = Some(Box::new(Self::new(name, app, listeners, None)));
+    pub fn with_tls(mut self, app: ProxyApp, listeners: Vec<(String, StdListener)>) -> Self {
+        let app = Arc::new(app);
+        self.listeners.extend(
+            listeners
+                .into_iter()
+                .map(|(addr, socket)| (addr, socket, app.clone())),
+        );
         self
     }
 }
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> Service for WorkerService<A> {
+impl Service for WorkerService {
     async fn start_service(
         &mut self,
         _fds: Option<ListenFds>,
         shutdown: ShutdownWatch,
-        listeners_per_fd: usize,
+        _listeners_per_fd: usize,
     ) {
-        let Self {
-            inner,
-            listeners,
-            access_log,
-            tls,
-        } = self;
-        let tls_service = tls
-            .as_mut()
-            .map(|t| t.start_service(None, shutdown.clone(), listeners_per_fd));
-        // Ownership passes to Pingora here: it adopts each fd from the table exactly once.
-        let mut fds = Fds::new();
-        for (addr, socket) in listeners.drain(..) {
-            fds.add(addr, socket.into_raw_fd());
-        }
-        let fds: ListenFds = Arc::new(parking_lot::Mutex::new(fds));
-        if let Some(log) = access_log.take() {
+        if let Some(log) = self.access_log.take() {
             // On this service's runtime, whose one thread is the worker's.
             tokio::spawn(log.ticker());
         }
-        let plain = inner.start_service(Some(fds), shutdown, listeners_per_fd);
-        match tls_service {
-            Some(tls) => {
-                tokio::join!(plain, tls);
+        let mut loops = tokio::task::JoinSet::new();
+        for (addr, socket, app) in self.listeners.drain(..) {
+            let listener = socket
+                .set_nonblocking(true)
+                .and_then(|()| TcpListener::from_std(socket));
+            match listener {
+                Ok(listener) => {
+                    loops.spawn(accept_loop(addr, listener, app, shutdown.clone()));
+                }
+                // Not reached: the socket was bound and listening when the server was built.
+                Err(e) => {
+                    tracing::error!(listen = %addr, error = %e, "cannot accept on the socket")
+                }
             }
-            None => plain.await,
         }
+        while loops.join_next().await.is_some() {}
     }
 
     fn name(&self) -> &str {
-        self.inner.name()
+        &self.name
     }
 
     fn threads(&self) -> Option<usize> {
@@ -131,5 +128,47 @@ impl<A: ServerApp + Send + Sync + 'static> Service for WorkerService<A> {
     fn listen_addresses(&self) -> Option<Vec<String>> {
         // Nothing is taken from the server's own fd table.
         Some(Vec::new())
+    }
+}
+
+/// Accepts connections on `listener` until the shutdown signal, each served by `app` on a task
+/// of its own on this thread. The listening socket (this worker's duplicate) closes when the
+/// loop ends.
+async fn accept_loop(
+    addr: String,
+    listener: TcpListener,
+    app: Arc<ProxyApp>,
+    mut shutdown: ShutdownWatch,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    return;
+                }
+                continue;
+            }
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                let _ = tcp.set_nodelay(true);
+                let digest = SocketDigest::from_raw_fd(tcp.as_raw_fd());
+                let _ = digest.peer_addr.set(Some(PingoraAddr::Inet(peer)));
+                // No L4 buffers (`From` gives none): the sessions read into buffers taken
+                // when data arrives, and canaryd's own HTTP/1 session writes a response header
+                // and its first body bytes in one write from the worker's buffer, so a buffer
+                // per connection would only be memory every idle connection holds.
+                let mut stream = L4Stream::from(tcp);
+                stream.set_socket_digest(digest);
+                let app = app.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move { app.serve(Box::new(stream), &shutdown).await });
+            }
+            Err(e) => {
+                tracing::warn!(listen = %addr, error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
     }
 }

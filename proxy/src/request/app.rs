@@ -1,5 +1,5 @@
-//! One client connection: the pingora-core `ServerApp` each worker runs for every connection it
-//! accepts.
+//! One client connection: what each worker runs for every connection it accepts
+//! (`listener.rs`).
 //!
 //! HTTP/1 is a loop on this task: wait for the next request's first bytes (holding no buffer
 //! while idle: they are read into the worker's scratch buffer and copied out), read its header under `client_header_timeout`, serve it (`session.rs`), finish
@@ -19,9 +19,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-use async_trait::async_trait;
 use bytes::BytesMut;
-use pingora_core::apps::ServerApp;
 use pingora_core::protocols::http::v2::server::{self as h2_server, H2Accept};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
@@ -240,13 +238,42 @@ impl ProxyApp {
     }
 }
 
-#[async_trait]
-impl ServerApp for ProxyApp {
-    async fn process_new(
+impl ProxyApp {
+    /// Completes the TLS handshake of a connection accepted on a TLS listener (within
+    /// `deadline`) and serves it when ALPN chose HTTP/2; returns the decrypted stream for
+    /// HTTP/1. Boxed by the caller: the handshake's state and the TLS stream (over 1 KiB)
+    /// stay out of every connection's future.
+    async fn tls_accept(
         self: &Arc<Self>,
-        mut stream: Stream,
+        tls: &Termination,
+        stream: Stream,
+        deadline: tokio::time::Instant,
+        client_ip: Option<IpAddr>,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let _reading = self.plane.metrics.conn_state(ConnState::Reading);
+        let accept = Box::pin(tls.accept(stream));
+        let tls = match tokio::time::timeout_at(deadline, accept).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake: client_header_timeout");
+                return None;
+            }
+        };
+        if tls.alpn() == Some(b"h2") {
+            drop(_reading);
+            Box::pin(self.serve_h2(Box::new(tls), client_ip, shutdown)).await;
+            return None;
+        }
+        Some(Box::new(tls))
+    }
+
+    /// Serves one accepted connection (from `listener.rs`) until it closes.
+    pub async fn serve(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) {
         let metrics = &self.plane.metrics;
         let _conn = metrics.connection();
         let client_ip = stream
@@ -255,26 +282,11 @@ impl ServerApp for ProxyApp {
         let header_timeout = self.plane.upstreams().client_header_timeout;
         let deadline = tokio::time::Instant::now() + header_timeout;
         if let Some(tls) = &self.tls {
-            let reading = metrics.conn_state(ConnState::Reading);
-            // Boxed: the handshake's state stays out of every connection's future.
-            let accept = Box::pin(tls.accept(stream));
-            let tls = match tokio::time::timeout_at(deadline, accept).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "TLS handshake failed");
-                    return None;
-                }
-                Err(_) => {
-                    tracing::debug!("TLS handshake: client_header_timeout");
-                    return None;
-                }
-            };
-            if tls.alpn() == Some(b"h2") {
-                drop(reading);
-                Box::pin(self.serve_h2(Box::new(tls), client_ip, shutdown)).await;
-                return None;
+            let accepted = Box::pin(self.tls_accept(tls, stream, deadline, client_ip, shutdown));
+            match accepted.await {
+                Some(decrypted) => stream = decrypted,
+                None => return,
             }
-            stream = Box::new(tls);
         }
         // The first request: its first bytes, within client_header_timeout.
         let first = {
@@ -295,13 +307,13 @@ impl ServerApp for ProxyApp {
             };
             match tokio::time::timeout_at(deadline, read).await {
                 Ok(Ok(buf)) if !buf.is_empty() => buf,
-                _ => return None,
+                _ => return,
             }
         };
         if self.tls.is_none() && first.starts_with(H2_PREFACE) {
             // The h2 server session reads the preface itself: hand the bytes back.
             let Ok(mut l4) = stream.into_any().downcast::<L4Stream>() else {
-                return None;
+                return;
             };
             l4.rewind(&first);
             drop(first);
@@ -310,7 +322,6 @@ impl ServerApp for ProxyApp {
         } else {
             self.serve_h1(stream, first, client_ip).await;
         }
-        None
     }
 }
 

@@ -2,7 +2,7 @@
 //! sessions and canaryd's own HTTP/1 session for the common request carry the bytes;
 //! everything between reading a request header and finishing its response is here.
 //!
-//! - `app`: one client connection (the pingora-core `ServerApp`): the HTTP/1 keepalive loop
+//! - `app`: one client connection (served from `listener.rs`'s accept loop): the HTTP/1 keepalive loop
 //!   with `client_header_timeout`, or the streams of a prior-knowledge HTTP/2 connection.
 //! - `downstream`: the client side of one request: pingora-core's server session, or `h1`.
 //! - `h1`: canaryd's own HTTP/1 session for the common bodiless request: both headers parsed
