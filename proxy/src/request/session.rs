@@ -673,6 +673,9 @@ async fn answer(
 
 /// One attempt's upstream side once the request is written: canaryd's own reading of the
 /// answer (for its HTTP/1 session) or pingora-core's client session.
+// Lives in the request's boxed future for one attempt; the h1 side's line offsets are its
+// size, and boxing them would be an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Exchange {
     H1(Stream, h1::Response),
     Session(ClientSession),
