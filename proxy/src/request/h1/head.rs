@@ -7,17 +7,11 @@ use bytes::BytesMut;
 use http::{HeaderName, Method, Version};
 use pingora_http::RequestHeader;
 
+use super::{span, Line};
 use crate::head::{Headers, RequestHead};
 
 /// Header lines a request may have on this path (more: pingora-core's session).
 const MAX_HEADERS: usize = 48;
-
-/// One header line: name and value as offsets into the request bytes.
-#[derive(Debug, Clone, Copy, Default)]
-struct Line {
-    name: (u16, u16),
-    value: (u16, u16),
-}
 
 /// A parsed request header and the bytes it was parsed from.
 #[derive(Debug)]
@@ -70,10 +64,7 @@ impl Head {
             return Err(buf);
         }
         let base = buf.as_ptr() as usize;
-        let span = |s: &[u8]| {
-            let start = (s.as_ptr() as usize - base) as u16;
-            (start, start + s.len() as u16)
-        };
+        let span = |s: &[u8]| span(base, s);
         let target = span(path.as_bytes());
         let path_end = target.0
             + path

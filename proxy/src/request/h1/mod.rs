@@ -21,6 +21,20 @@ use pingora_core::protocols::Stream;
 pub use head::Head;
 pub use response::{read as read_response, relay, Edits, Relayed, Response};
 
+/// One header line: name and value as offsets into the bytes it was parsed from (headers of
+/// this path are at most 64 KiB).
+#[derive(Debug, Clone, Copy, Default)]
+struct Line {
+    name: (u16, u16),
+    value: (u16, u16),
+}
+
+/// Where `part`, a slice of the buffer that starts at address `base`, lies in that buffer.
+fn span(base: usize, part: &[u8]) -> (u16, u16) {
+    let start = (part.as_ptr() as usize - base) as u16;
+    (start, start + part.len() as u16)
+}
+
 /// A client connection serving one request of this path.
 #[derive(Debug)]
 pub struct Session {

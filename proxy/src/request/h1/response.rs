@@ -16,6 +16,7 @@ use pingora_core::protocols::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::framing::{Chunked, Framing};
+use super::{span, Line};
 use crate::metrics::FailureKind;
 use crate::request::upstream::{AttemptError, RelayEnd};
 
@@ -42,37 +43,23 @@ thread_local! {
     static OUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Line {
-    name: (u16, u16),
-    value: (u16, u16),
-}
-
 /// An upstream's response header, parsed, and the body bytes read with it.
 #[derive(Debug)]
 pub struct Response {
     buf: BytesMut,
-    head_len: usize,
-    status: u16,
-    reason: (u16, u16),
-    lines: [Line; MAX_LINES],
-    count: u8,
-    framing: Framing,
-    /// The upstream keeps the connection open after this response.
-    keepalive: bool,
-    event_stream: bool,
+    head: Head,
 }
 
 // === impl Response ===
 
 impl Response {
     pub fn status(&self) -> u16 {
-        self.status
+        self.head.status
     }
 
     /// A `text/event-stream` answer.
     pub fn is_event_stream(&self) -> bool {
-        self.event_stream
+        self.head.event_stream
     }
 
     fn slice(&self, (start, end): (u16, u16)) -> &[u8] {
@@ -122,7 +109,7 @@ pub async fn read(
         Ok(r) => r?,
         Err(_) => return Err(failed(FailureKind::Timeout, false)),
     };
-    Ok(resp.into_response(buf))
+    Ok(Response { buf, head: resp })
 }
 
 // The header's line offsets are on the stack for one call; boxing them would be an allocation
@@ -136,7 +123,8 @@ enum Parsed {
     Complete(Head),
 }
 
-/// A parsed response header (without its bytes).
+/// A parsed response header (its lines as offsets into the bytes read).
+#[derive(Debug)]
 struct Head {
     head_len: usize,
     status: u16,
@@ -144,24 +132,9 @@ struct Head {
     lines: [Line; MAX_LINES],
     count: u8,
     framing: Framing,
+    /// The upstream keeps the connection open after this response.
     keepalive: bool,
     event_stream: bool,
-}
-
-impl Head {
-    fn into_response(self, buf: BytesMut) -> Response {
-        Response {
-            buf,
-            head_len: self.head_len,
-            status: self.status,
-            reason: self.reason,
-            lines: self.lines,
-            count: self.count,
-            framing: self.framing,
-            keepalive: self.keepalive,
-            event_stream: self.event_stream,
-        }
-    }
 }
 
 fn parse(buf: &[u8]) -> Parsed {
@@ -187,10 +160,7 @@ fn parse(buf: &[u8]) -> Parsed {
         _ => {}
     }
     let base = buf.as_ptr() as usize;
-    let span = |s: &[u8]| {
-        let start = (s.as_ptr() as usize - base) as u16;
-        (start, start + s.len() as u16)
-    };
+    let span = |s: &[u8]| span(base, s);
     let mut lines = [Line::default(); MAX_LINES];
     let mut length: Option<u64> = None;
     let mut chunked = None;
@@ -283,21 +253,21 @@ pub async fn relay(
     client: &mut Stream,
     edits: &Edits<'_>,
 ) -> Relayed {
-    let client_keepalive = edits.keepalive && resp.framing != Framing::UntilClose;
+    let client_keepalive = edits.keepalive && resp.head.framing != Framing::UntilClose;
     let mut out = OUT.with(|o| std::mem::take(&mut *o.borrow_mut()));
     out.clear();
     write_head(&mut out, resp, edits, client_keepalive);
     // The body bytes read with the header.
-    let head_len = resp.head_len;
+    let head_len = resp.head.head_len;
     let rest = resp.buf.len() - head_len;
-    let mut upstream_reusable = resp.keepalive;
+    let mut upstream_reusable = resp.head.keepalive;
     let mut relayed = Relayed {
         end: RelayEnd::Complete,
         body_bytes: 0,
         client_keepalive,
         upstream_reusable: false,
     };
-    let first = match resp.framing.advance(&resp.buf[head_len..]) {
+    let first = match resp.head.framing.advance(&resp.buf[head_len..]) {
         Ok(n) => n,
         Err(_) => {
             relayed.end = RelayEnd::Upstream(FailureKind::Protocol);
@@ -326,12 +296,12 @@ pub async fn relay(
     }
     relayed.body_bytes = first as u64;
     // The rest of the body, as it arrives.
-    while !resp.framing.is_done() {
+    while !resp.head.framing.is_done() {
         resp.buf.clear();
         resp.buf.reserve(READ_BUF);
         let read = tokio::time::timeout(edits.read_timeout, upstream.read_buf(&mut resp.buf));
         let n = match read.await {
-            Ok(Ok(0)) if resp.framing == Framing::UntilClose => break,
+            Ok(Ok(0)) if resp.head.framing == Framing::UntilClose => break,
             Ok(Ok(0)) | Ok(Err(_)) => {
                 relayed.end = RelayEnd::Upstream(FailureKind::Reset);
                 return relayed;
@@ -342,7 +312,7 @@ pub async fn relay(
                 return relayed;
             }
         };
-        let used = match resp.framing.advance(&resp.buf[..n]) {
+        let used = match resp.head.framing.advance(&resp.buf[..n]) {
             Ok(used) => used,
             Err(_) => {
                 relayed.end = RelayEnd::Upstream(FailureKind::Protocol);
@@ -361,7 +331,7 @@ pub async fn relay(
         }
         relayed.body_bytes += used as u64;
     }
-    relayed.upstream_reusable = upstream_reusable && resp.framing != Framing::UntilClose;
+    relayed.upstream_reusable = upstream_reusable && resp.head.framing != Framing::UntilClose;
     relayed
 }
 
@@ -370,11 +340,11 @@ pub async fn relay(
 fn write_head(out: &mut Vec<u8>, resp: &Response, edits: &Edits<'_>, keepalive: bool) {
     out.extend_from_slice(b"HTTP/1.1 ");
     let mut code = itoa::Buffer::new();
-    out.extend_from_slice(code.format(resp.status).as_bytes());
+    out.extend_from_slice(code.format(resp.head.status).as_bytes());
     out.push(b' ');
-    let reason = resp.slice(resp.reason);
+    let reason = resp.slice(resp.head.reason);
     if reason.is_empty() {
-        let canonical = http::StatusCode::from_u16(resp.status)
+        let canonical = http::StatusCode::from_u16(resp.head.status)
             .ok()
             .and_then(|s| s.canonical_reason())
             .unwrap_or("");
@@ -383,7 +353,7 @@ fn write_head(out: &mut Vec<u8>, resp: &Response, edits: &Edits<'_>, keepalive: 
         out.extend_from_slice(reason);
     }
     out.extend_from_slice(b"\r\n");
-    for line in &resp.lines[..resp.count as usize] {
+    for line in &resp.head.lines[..resp.head.count as usize] {
         let name = resp.slice(line.name);
         let hop = |n: &[u8]| name.eq_ignore_ascii_case(n);
         if hop(b"connection") || hop(b"keep-alive") || hop(b"date") || (edits.hides)(name) {
