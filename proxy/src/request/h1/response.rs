@@ -391,3 +391,6 @@ async fn write(client: &mut Stream, bytes: &[u8], timeout: Duration) -> std::io:
         Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
     }
 }
+
+#[cfg(test)]
+mod tests;
