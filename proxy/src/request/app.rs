@@ -27,7 +27,7 @@ use pingora_core::protocols::{Digest, Stream};
 use pingora_core::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
-use super::downstream::Downstream;
+use super::downstream::{self, Downstream};
 use super::{h1, session};
 use crate::metrics::ConnState;
 use crate::plane::{DataPlane, Upstreams};
@@ -133,15 +133,7 @@ impl ProxyApp {
         drop(reading);
         let keep = served < up.keepalive_requests && !self.plane.drain.is_draining();
         match &mut ds {
-            Downstream::Session(s) => {
-                if keep && s.get_keepalive().is_some() {
-                    s.set_keepalive(Some(up.keepalive_timeout.as_secs().max(1)));
-                } else {
-                    s.set_keepalive(None);
-                }
-                s.set_read_timeout(Some(up.client_timeout));
-                s.set_write_timeout(Some(up.client_timeout));
-            }
+            Downstream::Session(s) => downstream::configure(s, up, keep),
             _ if !keep => ds.close_after(),
             _ => {}
         }

@@ -11,6 +11,7 @@ use pingora_core::protocols::Stream;
 
 use super::h1;
 use crate::head::RequestHead;
+use crate::plane::Upstreams;
 
 /// The client side of one request.
 pub enum Downstream {
@@ -69,16 +70,21 @@ impl Downstream {
         }
     }
 
-    /// pingora-core's session for this request, an `h1` request handed over to it first;
-    /// `None` when that failed (the connection is gone).
-    pub async fn session(&mut self) -> Option<&mut ServerSession> {
+    /// pingora-core's session for this request, an `h1` request handed over to it first
+    /// (with the connection's keepalive decision and `up`'s client timeouts); `None` when that
+    /// failed (the connection is gone).
+    pub async fn session(&mut self, up: &Upstreams) -> Option<&mut ServerSession> {
         if matches!(self, Downstream::H1(_)) {
             let placeholder = Downstream::Lost(h1::Head::empty());
             let Downstream::H1(s) = std::mem::replace(self, placeholder) else {
                 return None;
             };
+            let keep = s.keepalive();
             *self = match s.into_server_session().await {
-                Ok(ds) => Downstream::Session(ds),
+                Ok(mut ds) => {
+                    configure(&mut ds, up, keep);
+                    Downstream::Session(ds)
+                }
                 Err(head) => Downstream::Lost(head),
             };
         }
@@ -102,4 +108,16 @@ impl Downstream {
             Downstream::Lost(_) => None,
         }
     }
+}
+
+/// Sets an HTTP/1 session whose request header was read: kept alive (`keep`, and the client
+/// allows it) or closed after this request, and `client_timeout` for its body and response.
+pub fn configure(ds: &mut ServerSession, up: &Upstreams, keep: bool) {
+    if keep && ds.get_keepalive().is_some() {
+        ds.set_keepalive(Some(up.keepalive_timeout.as_secs().max(1)));
+    } else {
+        ds.set_keepalive(None);
+    }
+    ds.set_read_timeout(Some(up.client_timeout));
+    ds.set_write_timeout(Some(up.client_timeout));
 }

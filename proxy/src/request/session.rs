@@ -383,7 +383,7 @@ async fn answer(
         Downstream::H1(_) => upstream_wire::rules_allow(&route.headers),
         Downstream::Lost(_) => false,
     };
-    if !direct && ds.session().await.is_none() {
+    if !direct && ds.session(up).await.is_none() {
         return finish_error(r, ds, 0).await;
     }
 
@@ -606,7 +606,7 @@ async fn answer(
                 (relayed.end, relayed.upstream_reusable.then_some(stream))
             }
             Exchange::Session(mut us) => {
-                let Some(ds) = ds.session().await else {
+                let Some(ds) = ds.session(up).await else {
                     return r.outcome(499);
                 };
                 let Some(resp) = us.resp_header() else {
@@ -721,7 +721,7 @@ fn sticky_cookie(out: &mut Vec<u8>, name: &[u8], bucket: u16, max_age_s: u64) {
 async fn finish_error(r: &mut Request<'_>, ds: &mut Downstream, status: u16) -> Outcome {
     ds.close_after();
     if status != 0 {
-        match ds.session().await {
+        match ds.session(r.up).await {
             Some(s) => {
                 s.set_keepalive(None);
                 if let Err(e) = own_response::send(r, s, status).await {
