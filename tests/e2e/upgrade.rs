@@ -561,10 +561,19 @@ fn restart_under_socket_activation_loses_no_connection() {
         unsafe {
             libc::kill(pids[0] as i32, libc::SIGTERM);
         }
-        wait_until("the next canaryd to serve", Duration::from_secs(20), || {
-            serving(&config).first().is_some_and(|p| *p != pids[0])
-                && testkit::get(admin, "/ready").is_ok_and(|r| r.status == 200)
-        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !(serving(&config).first().is_some_and(|p| *p != pids[0])
+            && testkit::get(admin, "/ready").is_ok_and(|r| r.status == 200))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no next canaryd serving within 20 s (serving: {:?}, was {}); log:\n{}",
+                serving(&config),
+                pids[0],
+                text()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
     }
     wait_until(
         "the last canaryd to answer 50 requests",
