@@ -25,13 +25,16 @@
 //!   controller's `source = "local"` rules error ratio, rps and quantiles over the last seconds.
 //! - `plane`: what every worker shares: routing handle, metrics, drain accounting, and the
 //!   reloadable upstreams generation.
-//! - `request`: canaryd's own request loop on pingora-core's HTTP/1 and HTTP/2 server sessions:
-//!   reading the request header under `client_header_timeout`, deciding, forwarding over a
-//!   per-worker upstream keepalive pool, retries, streaming and upgraded tunnels.
+//! - `request`: canaryd's own request loop: its own HTTP/1 session for the common bodiless
+//!   request (both headers parsed in place), pingora-core's HTTP/1 and HTTP/2 server sessions
+//!   for the rest; reading the request header under `client_header_timeout`, deciding,
+//!   forwarding over a per-worker upstream keepalive pool, retries, streaming and upgraded
+//!   tunnels.
 //! - `tls`: TLS termination on the `[proxy.tls]` listeners (rustls, SNI, ALPN, resumption,
 //!   certificates swapped on reload) and the TLS stream type.
-//! - `listener`: one single-threaded Pingora service per worker, accepting on shared
-//!   listening sockets (no cross-thread wake-ups).
+//! - `listener`: one single-threaded Pingora service per worker running canaryd's own accept
+//!   loop on the shared listening sockets (no cross-thread wake-ups, one compact task per
+//!   connection).
 //! - `server`: building the Pingora server and stopping it gracefully.
 //! - `handover`: where the listening sockets come from (bound, systemd `LISTEN_FDS`, or taken
 //!   from the running process by `serve --upgrade` over a unix socket) and handing them on.
