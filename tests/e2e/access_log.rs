@@ -195,7 +195,7 @@ fn nginx_front(dir: &Path, upstream: SocketAddr, log: &Path) -> Option<(ChildGua
         ""
     };
     let conf = format!(
-        "{user}\nworker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+        "{user}\nworker_processes 1;\nmaster_process off;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
          events {{ worker_connections 256; }}\n\
          http {{\n  access_log {log} combined;\n\
            client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
@@ -209,6 +209,8 @@ fn nginx_front(dir: &Path, upstream: SocketAddr, log: &Path) -> Option<(ChildGua
     );
     let path = dir.join("nginx.conf");
     std::fs::write(&path, conf).unwrap();
+    // One process (`master_process off`): killing it at the end of the test leaves no worker
+    // behind (a killed master leaves its worker to init, still running).
     let child = Command::new("nginx")
         .arg("-c")
         .arg(&path)
