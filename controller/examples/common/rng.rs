@@ -1,5 +1,6 @@
 //! The simulations' seeded, dependency-free generator (xorshift64*), shared by
-//! `judge_sim.rs` and `latency_sim.rs` (`#[path]`-included: not an example of its own).
+//! `judge_sim.rs`, `latency_sim.rs` and the policy's unit tests (`#[path]`-included: not an
+//! example of its own).
 // Each simulation draws what it needs: binomials (error counts) or normals (latencies).
 #![allow(dead_code)]
 

@@ -702,5 +702,10 @@ impl<'de> Deserialize<'de> for RollbackMode {
     }
 }
 
+/// The simulations' seeded generator, shared with `examples/` (the unit tests' simulations).
+#[cfg(test)]
+#[path = "../../examples/common/rng.rs"]
+mod test_rng;
+
 #[cfg(test)]
 mod tests;

@@ -217,4 +217,4 @@ pub fn judge(
 }
 
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;

@@ -4,7 +4,7 @@
 //! +30 % median caught).
 
 use super::*;
-use crate::policy::sequential::tests::Rng;
+use crate::policy::test_rng::Rng;
 
 /// Bucket index → count.
 fn hist(counts: &[(usize, u64)]) -> Histogram {
@@ -219,7 +219,7 @@ fn first_fail(rng: &mut Rng, canary_factor: f64, margin: Margin, seconds: u64) -
 fn a_a_false_positives_stay_below_alpha_when_checked_every_second() {
     // alpha = 0.01 with margin 0 (the hardest case: any slowdown counts): a fixed-sample
     // test looked at 180 times would fail a large share of these.
-    let mut rng = Rng::new(7);
+    let mut rng = Rng::seeded(7);
     let runs = 200;
     let failed = (0..runs)
         .filter(|_| first_fail(&mut rng, 1.0, Margin::Absolute(0.0), 180).is_some())
@@ -232,7 +232,7 @@ fn a_a_false_positives_stay_below_alpha_when_checked_every_second() {
 
 #[test]
 fn a_canary_thirty_percent_slower_is_caught() {
-    let mut rng = Rng::new(11);
+    let mut rng = Rng::seeded(11);
     for _ in 0..5 {
         let t = first_fail(&mut rng, 1.3, Margin::Relative(0.1), 300);
         assert!(t.is_some_and(|t| t <= 120), "caught after {t:?} s");

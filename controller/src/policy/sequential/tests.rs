@@ -3,36 +3,7 @@
 
 use super::*;
 
-/// xorshift64*: a seeded, dependency-free generator for the simulations.
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    pub(crate) fn uniform(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Binomial(n, p) by inversion (n·p small here).
-    pub(crate) fn binomial(&mut self, n: u64, p: f64) -> u64 {
-        let u = self.uniform();
-        let q = 1.0 - p;
-        let mut pk = q.powf(n as f64);
-        let mut cdf = pk;
-        let mut k = 0;
-        while cdf < u && k < n {
-            pk *= (n - k) as f64 / (k + 1) as f64 * p / q;
-            k += 1;
-            cdf += pk;
-        }
-        k
-    }
-}
+use crate::policy::test_rng::Rng;
 
 /// One run at 1000 req/s, 5 % canary: the second the test first says `fail` (None: never,
 /// within `seconds`).
@@ -177,7 +148,7 @@ fn no_errors_anywhere_does_not_prove_anything_on_little_traffic() {
 fn a_a_false_positives_stay_below_alpha_when_checked_every_second() {
     // 200 runs of 10 minutes, judged every second, margin 0 (the strictest): the chance of
     // ever failing an equal canary must stay ≤ alpha = 1 % (slack for 200 runs: ≤ 3 %).
-    let mut rng = Rng::new(42);
+    let mut rng = Rng::seeded(42);
     let runs = 200;
     let fails = (0..runs)
         .filter(|_| first_fail(&mut rng, 0.01, 0.01, Margin::Absolute(0.0), 600).is_some())
@@ -198,7 +169,7 @@ fn a_a_false_positives_stay_below_alpha_when_checked_every_second() {
 
 #[test]
 fn a_canary_four_times_worse_is_caught() {
-    let mut rng = Rng::new(7);
+    let mut rng = Rng::seeded(7);
     let runs = 50;
     let times: Vec<u64> = (0..runs)
         .filter_map(|_| first_fail(&mut rng, 0.01, 0.04, Margin::Absolute(0.005), 600))

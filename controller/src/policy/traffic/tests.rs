@@ -2,7 +2,7 @@
 //! fallbacks are not counted twice, A/A traffic does not alarm.
 
 use super::*;
-use crate::policy::sequential::tests::Rng;
+use crate::policy::test_rng::Rng;
 
 fn traffic(canary: u64, stable: u64) -> Traffic {
     Traffic {
@@ -52,7 +52,7 @@ fn fallbacks_are_counted_where_they_were_routed() {
 #[test]
 fn a_a_traffic_does_not_alarm() {
     // 200 steps of 10 minutes at 1000 req/s, 5 %, checked every second.
-    let mut rng = Rng::new(3);
+    let mut rng = Rng::seeded(3);
     let mut alarms = 0;
     for _ in 0..200 {
         let mut t = Traffic::default();
