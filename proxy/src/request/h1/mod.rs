@@ -19,7 +19,8 @@ use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::Stream;
 
 pub use head::Head;
-pub use response::{read as read_response, relay, Edits, Relayed, Response};
+use response::relay;
+pub use response::{read as read_response, Edits, Relayed, Response};
 
 /// One header line: name and value as offsets into the bytes it was parsed from (headers of
 /// this path are at most 64 KiB).
