@@ -57,6 +57,14 @@ impl RequestId {
         String::from_utf8_lossy(self.as_bytes())
     }
 
+    /// The id's bytes when canaryd generated it (to forward in place of the client's).
+    pub fn generated(&self) -> Option<&[u8]> {
+        match self {
+            Self::Generated(b) => Some(b),
+            Self::Client(_) => None,
+        }
+    }
+
     /// The header to forward when canaryd generated the id (the client's goes through as it is).
     pub fn to_forward(&self) -> Option<HeaderValue> {
         match self {

@@ -466,14 +466,13 @@ async fn answer(
         } else {
             None
         };
-        let request_id = r.request_id.to_forward();
         let mut stream = stream;
         let wrote = if direct {
             let edits = upstream_wire::Edits {
                 client_ip,
                 scheme: r.scheme,
                 strip,
-                request_id: request_id.as_ref(),
+                request_id: r.request_id.generated(),
                 rules: &route.headers,
                 vars: r.vars(),
             };
@@ -505,7 +504,7 @@ async fn answer(
                 if let Some(h) = strip {
                     req.remove_header(h);
                 }
-                if let Some(id) = request_id {
+                if let Some(id) = r.request_id.to_forward() {
                     let _ = req.insert_header(X_REQUEST_ID, id);
                 }
                 route.headers.apply_request(&mut req, &r.vars());
@@ -577,10 +576,10 @@ async fn answer(
         let mut bytes_out = 0;
         let (end, reusable) = match exchange {
             Exchange::H1(mut stream, mut resp) => {
-                if !matches!(ds, Downstream::H1(_)) {
+                let Downstream::H1(client) = &mut *ds else {
                     // Not reached: canaryd reads the answer only for its own HTTP/1 session.
                     return finish_error(r, ds, 502).await;
-                }
+                };
                 let vars = r.vars();
                 let add = |out: &mut Vec<u8>| {
                     route.headers.write_response_wire(out, &vars);
@@ -591,9 +590,6 @@ async fn answer(
                     }
                 };
                 let hides = |name: &[u8]| route.headers.hides(name);
-                let Downstream::H1(client) = &mut *ds else {
-                    return r.outcome(502);
-                };
                 let edits = h1::Edits {
                     add: &add,
                     hides: &hides,

@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use http::header;
-use http::{HeaderName, HeaderValue};
+use http::HeaderName;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::Stream;
 
@@ -46,7 +46,7 @@ pub struct Edits<'a> {
     /// The routing header, when it is stripped before forwarding.
     pub strip: Option<&'a HeaderName>,
     /// The id canaryd generated, forwarded as `X-Request-Id` in place of the client's.
-    pub request_id: Option<&'a HeaderValue>,
+    pub request_id: Option<&'a [u8]>,
     /// The route's request header rules, and what their templates see.
     pub rules: &'a HeaderRules,
     pub vars: Vars<'a>,
@@ -139,7 +139,7 @@ fn serialize(out: &mut Vec<u8>, req: &dyn RequestHead, edits: &Edits<'_>) {
     crate::forwarding::write_wire(out, req, edits.client_ip, edits.scheme);
     if let Some(id) = edits.request_id {
         out.extend_from_slice(b"X-Request-Id: ");
-        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(id);
         out.extend_from_slice(b"\r\n");
     }
     edits.rules.write_request_wire(out, &edits.vars);

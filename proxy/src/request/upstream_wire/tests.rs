@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use canaryd_config::{ProxyConfig, RouteConfig};
 use pingora_core::protocols::http::v1::client::http_req_header_to_wire;
 
+use http::HeaderValue;
 use pingora_http::RequestHeader;
 
 use super::*;
@@ -19,7 +20,8 @@ fn through_session(req: &RequestHeader, edits: &Edits<'_>) -> Vec<u8> {
         up.remove_header(h);
     }
     if let Some(id) = edits.request_id {
-        up.insert_header(X_REQUEST_ID, id.clone()).unwrap();
+        up.insert_header(X_REQUEST_ID, HeaderValue::from_bytes(id).unwrap())
+            .unwrap();
     }
     edits.rules.apply_request(&mut up, &edits.vars);
     http_req_header_to_wire(&up).unwrap().to_vec()
@@ -84,11 +86,11 @@ fn same_request_as_the_session_path() {
     );
     let strip = HeaderName::from_static("x-gateway-version");
     let generated = RequestId::generate();
-    let id = generated.to_forward().unwrap();
+    let id = generated.generated().unwrap();
     for (strip, rules, request_id) in [
         (None, &no_rules, None),
-        (Some(&strip), &no_rules, Some(&id)),
-        (Some(&strip), &rules, Some(&id)),
+        (Some(&strip), &no_rules, Some(id)),
+        (Some(&strip), &rules, Some(id)),
         (None, &rules, None),
     ] {
         let edits = Edits {
