@@ -46,15 +46,6 @@ impl Downstream {
         }
     }
 
-    /// The status sent to the client, once sent.
-    pub fn status_sent(&self) -> Option<u16> {
-        match self {
-            Downstream::Session(ds) => ds.response_written().map(|r| r.status.as_u16()),
-            Downstream::H1(s) => s.status_sent(),
-            Downstream::Lost(_) => None,
-        }
-    }
-
     pub fn body_bytes_sent(&self) -> u64 {
         match self {
             Downstream::Session(ds) => ds.body_bytes_sent() as u64,

@@ -203,38 +203,33 @@ pub async fn serve(
     tls: bool,
 ) {
     let start = Instant::now();
-    let redirect = match ds {
-        Downstream::Session(s) => {
-            !tls && up.https_redirect && redirect::applies(up, s.req_header())
-        }
-        _ => false,
-    };
-    if redirect {
-        if let Downstream::Session(s) = ds {
+    if let Downstream::Session(s) = ds {
+        if !tls && up.https_redirect && redirect::applies(up, s.req_header()) {
             redirect::to_https(s).await;
+            let status = s.response_written().map_or(499, |r| r.status.as_u16());
+            // Logged as nginx logs its `return 301`: answered before any routing, so no
+            // variant and no upstream; the route is the one the request would have taken.
+            if plane.access_log.is_some() {
+                let req = ds.head();
+                let route = up
+                    .routes
+                    .get(up.routes.match_request(req.host(), req.path()));
+                let done = Outcome {
+                    status,
+                    upstream: None,
+                };
+                let request_id = req.get(&X_REQUEST_ID);
+                log(
+                    plane,
+                    ds,
+                    client_ip,
+                    start,
+                    &done,
+                    (request_id, None, &route.label),
+                );
+            }
+            return;
         }
-        // Logged as nginx logs its `return 301`: answered before any routing, so no variant
-        // and no upstream; the route is the one the request would have taken.
-        if plane.access_log.is_some() {
-            let req = ds.head();
-            let route = up
-                .routes
-                .get(up.routes.match_request(req.host(), req.path()));
-            let done = Outcome {
-                status: ds.status_sent().unwrap_or(499),
-                upstream: None,
-            };
-            let request_id = req.get(&X_REQUEST_ID);
-            log(
-                plane,
-                ds,
-                client_ip,
-                start,
-                &done,
-                (request_id, None, &route.label),
-            );
-        }
-        return;
     }
     let _inflight = plane.drain.enter();
     let (mut r, decision, idempotent, upgrade, expect_continue, too_large) =

@@ -43,8 +43,6 @@ pub struct Session {
     head: Head,
     /// The connection serves another request after this one.
     keepalive: bool,
-    /// The status sent to the client, once sent.
-    status: Option<u16>,
     /// Response body bytes sent to the client.
     body_bytes_sent: u64,
 }
@@ -58,7 +56,6 @@ impl Session {
             stream,
             head,
             keepalive,
-            status: None,
             body_bytes_sent: 0,
         }
     }
@@ -76,10 +73,6 @@ impl Session {
         self.keepalive &= on;
     }
 
-    pub fn status_sent(&self) -> Option<u16> {
-        self.status
-    }
-
     pub fn body_bytes_sent(&self) -> u64 {
         self.body_bytes_sent
     }
@@ -92,7 +85,6 @@ impl Session {
         upstream: &mut Stream,
         edits: &Edits<'_>,
     ) -> Relayed {
-        self.status = Some(resp.status());
         let relayed = relay(resp, upstream, &mut self.stream, edits).await;
         self.body_bytes_sent = relayed.body_bytes;
         if !relayed.client_keepalive || relayed.end != super::upstream::RelayEnd::Complete {
