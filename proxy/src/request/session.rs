@@ -318,15 +318,20 @@ fn start_request<'a>(
             Some(d)
         }
     };
-    let expect = req
-        .get(&http::header::EXPECT)
-        .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
-    let too_large = route.max_body_size > 0
-        && req
-            .get(&http::header::CONTENT_LENGTH)
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .is_some_and(|len| len > route.max_body_size);
+    // canaryd's own HTTP/1 session takes no request with `Expect` or a body.
+    let (expect, too_large) = match ds {
+        Downstream::Session(_) => (
+            req.get(&http::header::EXPECT)
+                .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue")),
+            route.max_body_size > 0
+                && req
+                    .get(&http::header::CONTENT_LENGTH)
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .is_some_and(|len| len > route.max_body_size),
+        ),
+        _ => (false, false),
+    };
     let r = Request {
         plane,
         up,
